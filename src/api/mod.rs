@@ -1,0 +1,45 @@
+//! The gRPC face of the desk: DeskService, EscalationService and AdminService, each behind an
+//! API-key interceptor with the permission it needs, plus health and reflection.
+//!
+//! Only this module knows protos and `tonic::Status`. Handlers are thin: validate, convert,
+//! call the runtime (changes, open work) or the store (committed reads), map errors in
+//! [`status`].
+
+mod admin;
+mod auth;
+mod convert;
+mod desk;
+mod escalation;
+pub mod status;
+mod validate;
+mod watch;
+
+use std::sync::Arc;
+
+use tonic::Status;
+
+use crate::config::Limits;
+use crate::runtime::DeskHandle;
+use crate::store::{Store, StoreError};
+
+pub use auth::ApiKeyCheck;
+
+/// The state every service handler shares.
+#[derive(Clone)]
+pub struct Api {
+    pub desk: DeskHandle,
+    pub limits: Arc<Limits>,
+    pub desk_name: String,
+}
+
+/// Runs a store read on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    desk: &DeskHandle,
+    f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, Status> {
+    let store: Arc<dyn Store> = desk.store.clone();
+    tokio::task::spawn_blocking(move || f(store.as_ref()))
+        .await
+        .map_err(|_| status::unavailable("the server is shutting down"))?
+        .map_err(status::store)
+}

@@ -1,0 +1,162 @@
+//! The one mapping from the desk's errors to gRPC statuses. Invalid input carries a
+//! `google.rpc.BadRequest` naming every bad field, and every error an `ErrorInfo` reason.
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::domain::error::DomainError;
+use crate::runtime::DeskError;
+use crate::store::StoreError;
+
+const DOMAIN: &str = "servicedesk.v1";
+
+/// One bad field of a request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FieldViolation {
+    pub field: String,
+    pub description: String,
+}
+
+impl FieldViolation {
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
+        FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        }
+    }
+}
+
+/// INVALID_ARGUMENT listing every violation.
+pub fn invalid(violations: Vec<FieldViolation>) -> Status {
+    let message = match violations.as_slice() {
+        [one] => format!("invalid {}: {}", one.field, one.description),
+        many => format!(
+            "invalid request: {}",
+            many.iter()
+                .map(|v| format!("{} ({})", v.field, v.description))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+    };
+    let mut details = ErrorDetails::new();
+    for v in &violations {
+        details.add_bad_request_violation(v.field.clone(), v.description.clone());
+    }
+    details.set_error_info("INVALID_ARGUMENT", DOMAIN, []);
+    Status::with_error_details(Code::InvalidArgument, message, details)
+}
+
+fn with_reason(code: Code, reason: &str, message: String) -> Status {
+    let mut details = ErrorDetails::new();
+    details.set_error_info(reason, DOMAIN, []);
+    Status::with_error_details(code, message, details)
+}
+
+pub fn domain(err: DomainError) -> Status {
+    match err {
+        DomainError::Invalid { field, reason } => invalid(vec![FieldViolation::new(field, reason)]),
+        DomainError::NotFound(m) => with_reason(Code::NotFound, "NOT_FOUND", m),
+        DomainError::AlreadyExists(m) => with_reason(Code::AlreadyExists, "ALREADY_EXISTS", m),
+        DomainError::FailedPrecondition(m) => {
+            with_reason(Code::FailedPrecondition, "FAILED_PRECONDITION", m)
+        }
+        DomainError::PermissionDenied(m) => {
+            with_reason(Code::PermissionDenied, "PERMISSION_DENIED", m)
+        }
+        DomainError::NotPending(id) => with_reason(
+            Code::NotFound,
+            "NOT_FOUND",
+            format!("escalation {id} is not pending"),
+        ),
+    }
+}
+
+pub fn store(err: StoreError) -> Status {
+    tracing::error!(error = %err, "store read failed");
+    with_reason(
+        Code::Internal,
+        "STORE_ERROR",
+        "the desk could not read its store; try again".into(),
+    )
+}
+
+pub fn desk(err: DeskError) -> Status {
+    match err {
+        DeskError::Domain(e) => domain(e),
+        DeskError::Overloaded => with_reason(
+            Code::ResourceExhausted,
+            "OVERLOADED",
+            "the desk is overloaded; retry with backoff".into(),
+        ),
+        DeskError::Unavailable => with_reason(
+            Code::Unavailable,
+            "UNAVAILABLE",
+            "the desk is shutting down; retry against a running server".into(),
+        ),
+        DeskError::Store(e) => store(e),
+    }
+}
+
+pub fn unauthenticated(message: &str) -> Status {
+    with_reason(
+        Code::Unauthenticated,
+        "UNAUTHENTICATED",
+        message.to_string(),
+    )
+}
+
+pub fn permission_denied(message: String) -> Status {
+    with_reason(Code::PermissionDenied, "PERMISSION_DENIED", message)
+}
+
+pub fn not_found(message: String) -> Status {
+    with_reason(Code::NotFound, "NOT_FOUND", message)
+}
+
+pub fn failed_precondition(message: String) -> Status {
+    with_reason(Code::FailedPrecondition, "FAILED_PRECONDITION", message)
+}
+
+pub fn out_of_range(message: String) -> Status {
+    with_reason(Code::OutOfRange, "OUT_OF_RANGE", message)
+}
+
+pub fn unavailable(message: &str) -> Status {
+    with_reason(Code::Unavailable, "UNAVAILABLE", message.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_input_names_the_field() {
+        let status = domain(DomainError::invalid("priority", "must be within 1..10"));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let bad = status
+            .get_details_bad_request()
+            .expect("bad request details");
+        assert_eq!(bad.field_violations[0].field, "priority");
+    }
+
+    #[test]
+    fn each_kind_has_its_code() {
+        let cases = [
+            (DomainError::NotFound("x".into()), Code::NotFound),
+            (DomainError::AlreadyExists("x".into()), Code::AlreadyExists),
+            (
+                DomainError::FailedPrecondition("x".into()),
+                Code::FailedPrecondition,
+            ),
+            (
+                DomainError::PermissionDenied("x".into()),
+                Code::PermissionDenied,
+            ),
+        ];
+        for (err, code) in cases {
+            assert_eq!(domain(err).code(), code);
+        }
+        assert_eq!(desk(DeskError::Overloaded).code(), Code::ResourceExhausted);
+        assert_eq!(desk(DeskError::Unavailable).code(), Code::Unavailable);
+    }
+}

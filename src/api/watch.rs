@@ -1,0 +1,155 @@
+//! List-then-watch streams. A watcher subscribes to the live broadcast first, then replays the
+//! committed log from `after_sequence`, then follows live events, skipping what it already
+//! sent. A watcher that falls behind the broadcast (lagged) goes back to the store and catches
+//! up, so it never silently skips an event. Its outgoing buffer is bounded: a client that stops
+//! reading stalls only its own task, never the desk's memory.
+
+use std::sync::Arc;
+
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+
+use super::status;
+use crate::domain::event::Event;
+use crate::runtime::DeskHandle;
+
+/// Events read from the store per catch-up query.
+const REPLAY_PAGE: usize = 512;
+/// Messages buffered per stream before the watcher waits for the client.
+const STREAM_BUFFER: usize = 64;
+
+/// What a stream replays from the store: the whole log or one ticket's events.
+#[derive(Clone)]
+pub enum Source {
+    All,
+    Ticket(String),
+}
+
+/// Turns a log event into a stream's message, or `None` for events the stream is not about.
+pub type Select<T> = Box<dyn Fn(&Event) -> Option<T> + Send + Sync>;
+
+pub struct WatchSpec<T> {
+    pub after: u64,
+    pub source: Source,
+    /// Keeps the events this stream is about and turns them into its message type.
+    pub select: Select<T>,
+    /// True for the event after which the stream ends (a ticket's final event).
+    pub ends: Box<dyn Fn(&Event) -> bool + Send + Sync>,
+    /// End once the replay is done (the watched thing can no longer change).
+    pub end_after_replay: bool,
+}
+
+pub fn watch<T: Send + 'static>(
+    handle: DeskHandle,
+    spec: WatchSpec<T>,
+) -> ReceiverStream<Result<T, Status>> {
+    let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+    let live = handle.subscribe();
+    tokio::spawn(async move {
+        if let Err(status) = pump(&handle, spec, live, &tx).await {
+            let _ = tx.send(Err(status)).await;
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+enum Flow {
+    Continue,
+    Done,
+}
+
+async fn deliver<T>(
+    handle: &DeskHandle,
+    spec: &WatchSpec<T>,
+    event: &Event,
+    last: &mut u64,
+    tx: &mpsc::Sender<Result<T, Status>>,
+) -> Result<Flow, Status> {
+    if event.seq <= *last {
+        return Ok(Flow::Continue);
+    }
+    *last = event.seq;
+    if let Some(message) = (spec.select)(event) {
+        tokio::select! {
+            sent = tx.send(Ok(message)) => if sent.is_err() { return Ok(Flow::Done) },
+            _ = handle.closing.cancelled() => return Err(status::unavailable("the server is shutting down; resume from the last sequence you received")),
+        }
+    }
+    Ok(if (spec.ends)(event) {
+        Flow::Done
+    } else {
+        Flow::Continue
+    })
+}
+
+async fn replay<T>(
+    handle: &DeskHandle,
+    spec: &WatchSpec<T>,
+    last: &mut u64,
+    tx: &mpsc::Sender<Result<T, Status>>,
+) -> Result<Flow, Status> {
+    loop {
+        let store = handle.store.clone();
+        let source = spec.source.clone();
+        let from = *last;
+        let page = tokio::task::spawn_blocking(move || match source {
+            Source::All => store.events_after(from, REPLAY_PAGE),
+            Source::Ticket(id) => store.ticket_events_after(&id, from, REPLAY_PAGE),
+        })
+        .await
+        .map_err(|_| status::unavailable("the server is shutting down"))?
+        .map_err(status::store)?;
+        let full = page.len() == REPLAY_PAGE;
+        for event in &page {
+            if let Flow::Done = deliver(handle, spec, event, last, tx).await? {
+                return Ok(Flow::Done);
+            }
+        }
+        if !full {
+            return Ok(Flow::Continue);
+        }
+    }
+}
+
+async fn pump<T>(
+    handle: &DeskHandle,
+    spec: WatchSpec<T>,
+    mut live: broadcast::Receiver<Arc<Event>>,
+    tx: &mpsc::Sender<Result<T, Status>>,
+) -> Result<(), Status> {
+    let mut last = spec.after;
+    if let Flow::Done = replay(handle, &spec, &mut last, tx).await? {
+        return Ok(());
+    }
+    if spec.end_after_replay {
+        return Ok(());
+    }
+    loop {
+        let received = tokio::select! {
+            r = live.recv() => r,
+            _ = handle.closing.cancelled() => {
+                return Err(status::unavailable("the server is shutting down; resume from the last sequence you received"));
+            }
+            _ = tx.closed() => return Ok(()),
+        };
+        match received {
+            Ok(event) => {
+                if let Flow::Done = deliver(handle, &spec, &event, &mut last, tx).await? {
+                    return Ok(());
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                // Fell behind the live feed: the store has every committed event.
+                if let Flow::Done = replay(handle, &spec, &mut last, tx).await? {
+                    return Ok(());
+                }
+            }
+            Err(broadcast::error::RecvError::Closed) => {
+                return Err(status::unavailable(
+                    "the desk stopped; resume from the last sequence you received",
+                ));
+            }
+        }
+    }
+}

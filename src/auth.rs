@@ -1,0 +1,276 @@
+//! API keys: generation, hashing, the in-memory key ring that authenticates every call, and
+//! the permission names. Secrets are never stored or logged: only their SHA-256, compared in
+//! constant time.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Mutex;
+
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::store::KeyRecord;
+
+pub const CUSTOMER_SERVICE: &str = "customer_service";
+pub const ESCALATION: &str = "escalation";
+pub const ADMIN: &str = "admin";
+pub const AGENT: &str = "agent";
+pub const ALL: &str = "*";
+pub const PERMISSIONS: [&str; 5] = [CUSTOMER_SERVICE, ESCALATION, ADMIN, AGENT, ALL];
+
+/// How often `last_used_time` is refreshed per key.
+const LAST_USED_RESOLUTION_MS: i64 = 60_000;
+
+/// The authenticated caller, inserted into each request for handlers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Client {
+    pub client_id: String,
+    pub client_name: String,
+    pub permissions: Vec<String>,
+    /// `None` for the development keys.
+    pub key_id: Option<String>,
+}
+
+impl Client {
+    pub fn has(&self, permission: &str) -> bool {
+        self.permissions.iter().any(|p| p == permission || p == ALL)
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.has(ADMIN)
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum AuthError {
+    Missing,
+    Malformed,
+    Unknown,
+}
+
+struct Entry {
+    record: KeyRecord,
+    last_used_ms: AtomicI64,
+}
+
+/// Every key the desk accepts, by key id.
+pub struct KeyRing {
+    keys: HashMap<String, Entry>,
+    dev_keys: Vec<([u8; 32], Client)>,
+    /// Keys whose `last_used_ms` moved since the runtime last persisted them.
+    used: Mutex<Vec<(String, i64)>>,
+}
+
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// A fresh key: the full secret to show once, and its record to keep.
+pub fn generate_key(
+    client_id: &str,
+    client_name: &str,
+    permissions: Vec<String>,
+    now_ms: i64,
+) -> (String, KeyRecord) {
+    let mut id = [0u8; 6];
+    let mut secret = [0u8; 24];
+    rand::thread_rng().fill_bytes(&mut id);
+    rand::thread_rng().fill_bytes(&mut secret);
+    let key_id = hex::encode(id);
+    let secret = hex::encode(secret);
+    let full = format!("sd_{key_id}_{secret}");
+    let record = KeyRecord {
+        key_id,
+        client_id: client_id.to_string(),
+        client_name: client_name.to_string(),
+        permissions,
+        secret_sha256: sha256(secret.as_bytes()),
+        created_ms: now_ms,
+        last_used_ms: None,
+        revoked: false,
+    };
+    (full, record)
+}
+
+/// Splits `sd_<key id>_<secret>`.
+fn parse_key(presented: &str) -> Option<(&str, &str)> {
+    let rest = presented.strip_prefix("sd_")?;
+    let (key_id, secret) = rest.split_once('_')?;
+    (key_id.len() == 12 && key_id.bytes().all(|b| b.is_ascii_hexdigit()) && !secret.is_empty())
+        .then_some((key_id, secret))
+}
+
+impl KeyRing {
+    pub fn new(records: Vec<KeyRecord>, dev: bool) -> Self {
+        let mut ring = KeyRing {
+            keys: HashMap::new(),
+            dev_keys: Vec::new(),
+            used: Mutex::new(Vec::new()),
+        };
+        for record in records {
+            ring.insert(record);
+        }
+        if dev {
+            ring.dev_keys = vec![
+                (
+                    sha256(b"test-key-123"),
+                    Client {
+                        client_id: "test-client".into(),
+                        client_name: "Test Client".into(),
+                        permissions: vec![CUSTOMER_SERVICE.into(), ESCALATION.into()],
+                        key_id: None,
+                    },
+                ),
+                (
+                    sha256(b"admin-key-456"),
+                    Client {
+                        client_id: "admin-client".into(),
+                        client_name: "Admin Client".into(),
+                        permissions: vec![ALL.into()],
+                        key_id: None,
+                    },
+                ),
+            ];
+        }
+        ring
+    }
+
+    pub fn dev_enabled(&self) -> bool {
+        !self.dev_keys.is_empty()
+    }
+
+    pub fn insert(&mut self, record: KeyRecord) {
+        let last_used = record.last_used_ms.unwrap_or(0);
+        self.keys.insert(
+            record.key_id.clone(),
+            Entry {
+                record,
+                last_used_ms: AtomicI64::new(last_used),
+            },
+        );
+    }
+
+    /// Marks a key revoked; returns its record as it is now.
+    pub fn revoke(&mut self, key_id: &str) -> Option<KeyRecord> {
+        let entry = self.keys.get_mut(key_id)?;
+        entry.record.revoked = true;
+        Some(self.record(key_id).expect("exists"))
+    }
+
+    pub fn record(&self, key_id: &str) -> Option<KeyRecord> {
+        self.keys.get(key_id).map(|e| {
+            let mut r = e.record.clone();
+            let used = e.last_used_ms.load(Ordering::Relaxed);
+            r.last_used_ms = (used > 0).then_some(used);
+            r
+        })
+    }
+
+    /// Records oldest first.
+    pub fn records(&self) -> Vec<KeyRecord> {
+        let mut all: Vec<KeyRecord> = self.keys.keys().filter_map(|k| self.record(k)).collect();
+        all.sort_by(|a, b| (a.created_ms, &a.key_id).cmp(&(b.created_ms, &b.key_id)));
+        all
+    }
+
+    /// Distinct clients holding a usable key.
+    pub fn client_count(&self) -> usize {
+        let mut clients: Vec<&str> = self
+            .keys
+            .values()
+            .filter(|e| !e.record.revoked)
+            .map(|e| e.record.client_id.as_str())
+            .chain(self.dev_keys.iter().map(|(_, c)| c.client_id.as_str()))
+            .collect();
+        clients.sort_unstable();
+        clients.dedup();
+        clients.len()
+    }
+
+    /// Checks a presented key. Constant-time on the secret; the key id only selects the entry.
+    pub fn authenticate(&self, presented: &str, now_ms: i64) -> Result<Client, AuthError> {
+        let presented = presented.trim();
+        if presented.is_empty() {
+            return Err(AuthError::Missing);
+        }
+        if let Some((key_id, secret)) = parse_key(presented) {
+            let entry = self.keys.get(key_id).ok_or(AuthError::Unknown)?;
+            let hash = sha256(secret.as_bytes());
+            if !bool::from(hash.ct_eq(&entry.record.secret_sha256)) || entry.record.revoked {
+                return Err(AuthError::Unknown);
+            }
+            let last = entry.last_used_ms.load(Ordering::Relaxed);
+            if now_ms - last >= LAST_USED_RESOLUTION_MS
+                && entry
+                    .last_used_ms
+                    .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                self.used
+                    .lock()
+                    .expect("used list poisoned")
+                    .push((key_id.to_string(), now_ms));
+            }
+            return Ok(Client {
+                client_id: entry.record.client_id.clone(),
+                client_name: entry.record.client_name.clone(),
+                permissions: entry.record.permissions.clone(),
+                key_id: Some(entry.record.key_id.clone()),
+            });
+        }
+        let hash = sha256(presented.as_bytes());
+        let mut found = None;
+        for (dev_hash, client) in &self.dev_keys {
+            if bool::from(hash.ct_eq(dev_hash)) {
+                found = Some(client.clone());
+            }
+        }
+        found.ok_or(AuthError::Unknown)
+    }
+
+    /// Key uses to persist since the last call.
+    pub fn take_used(&self) -> Vec<(String, i64)> {
+        std::mem::take(&mut *self.used.lock().expect("used list poisoned"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_authenticate_and_revoked_ones_do_not() {
+        let (secret, record) = generate_key("c", "C", vec![ESCALATION.into()], 1);
+        assert!(secret.starts_with(&format!("sd_{}_", record.key_id)));
+        let mut ring = KeyRing::new(vec![record.clone()], false);
+        let client = ring.authenticate(&secret, 100_000).unwrap();
+        assert_eq!(client.client_id, "c");
+        assert!(client.has(ESCALATION) && !client.has(ADMIN));
+        assert_eq!(ring.take_used().len(), 1);
+        let wrong = format!("{}x", secret);
+        assert_eq!(ring.authenticate(&wrong, 1), Err(AuthError::Unknown));
+        ring.revoke(&record.key_id);
+        assert_eq!(ring.authenticate(&secret, 1), Err(AuthError::Unknown));
+    }
+
+    #[test]
+    fn development_keys_only_with_dev() {
+        let ring = KeyRing::new(vec![], true);
+        assert!(ring.authenticate("admin-key-456", 0).unwrap().is_admin());
+        assert!(!ring.authenticate("test-key-123", 0).unwrap().is_admin());
+        let ring = KeyRing::new(vec![], false);
+        assert_eq!(
+            ring.authenticate("admin-key-456", 0),
+            Err(AuthError::Unknown)
+        );
+        assert_eq!(ring.authenticate("  ", 0), Err(AuthError::Missing));
+    }
+
+    #[test]
+    fn the_record_never_holds_the_secret() {
+        let (secret, record) = generate_key("c", "C", vec![ALL.into()], 1);
+        let tail = secret.rsplit('_').next().unwrap();
+        assert!(!format!("{record:?}").contains(tail));
+    }
+}

@@ -1,0 +1,497 @@
+//! Configuration: flags and environment (parsed by clap in `main`), an optional TOML file, and
+//! defaults, merged in that order of precedence and validated into [`Config`]. The raw file
+//! form rejects unknown keys so a typo is an error, not a silently ignored setting.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::domain::classify::{Classifier, TopicRule};
+use crate::domain::desk::Settings;
+use crate::domain::mesh::{RoutingStrategy, Tier};
+use crate::domain::policy::{Policy, PolicyRule};
+use crate::store::Synchronous;
+
+/// The TOML file, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub dev: Option<bool>,
+    /// `full` (default) or `normal`.
+    pub synchronous: Option<Synchronous>,
+    /// Seconds in-flight calls get to finish on shutdown.
+    pub shutdown_grace_secs: Option<u64>,
+    /// A TOML knowledge base replacing the built-in one.
+    pub knowledge_base: Option<PathBuf>,
+    #[serde(default)]
+    pub desk: DeskSection,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub server: ServerLimits,
+    pub classifier: Option<ClassifierSection>,
+    pub policy: Option<PolicySection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeskSection {
+    pub name: Option<String>,
+    pub routing_strategy: Option<RoutingStrategy>,
+    pub escalation_timeout_secs: Option<u64>,
+    pub max_review_reassignments: Option<u32>,
+    pub queue_timeout_secs: Option<u64>,
+    /// Specialty sets handed to seeded agents in rotation, across all tiers in order.
+    pub specialty_rotation: Option<Vec<Vec<String>>>,
+    pub tiers: Option<Vec<TierSection>>,
+    pub reviewers: Option<Vec<ReviewerSection>>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierSection {
+    pub name: String,
+    /// Built-in agents seeded in this tier on the first start.
+    #[serde(default)]
+    pub agents: u32,
+    pub capacity: Option<u32>,
+    /// Confidence a built-in agent needs to resolve on its own, 0..1.
+    pub threshold: Option<f64>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewerSection {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub specialties: Vec<String>,
+    pub max_concurrent: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassifierSection {
+    pub rules: Vec<TopicRule>,
+    pub fallback: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySection {
+    pub rules: Vec<PolicyRule>,
+}
+
+/// Input limits of API.md, configurable.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub customer_id_bytes: usize,
+    pub inquiry_bytes: usize,
+    pub context_entries: usize,
+    pub context_key_bytes: usize,
+    pub context_value_bytes: usize,
+    pub idempotency_key_bytes: usize,
+    pub topic_bytes: usize,
+    pub text_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            customer_id_bytes: 128,
+            inquiry_bytes: 16 * 1024,
+            context_entries: 32,
+            context_key_bytes: 64,
+            context_value_bytes: 1024,
+            idempotency_key_bytes: 128,
+            topic_bytes: 64,
+            text_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// Transport limits instead of tonic's defaults.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerLimits {
+    /// Largest request message accepted, in bytes.
+    pub max_message_bytes: usize,
+    /// HTTP/2 streams one connection may have open at once.
+    pub max_concurrent_streams: u32,
+    /// Requests the server works on at once, across connections; more are refused at once.
+    pub max_concurrent_requests: usize,
+    pub keepalive_interval_secs: u64,
+    pub keepalive_timeout_secs: u64,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            max_message_bytes: 1024 * 1024,
+            max_concurrent_streams: 256,
+            max_concurrent_requests: 4096,
+            keepalive_interval_secs: 30,
+            keepalive_timeout_secs: 10,
+        }
+    }
+}
+
+/// Values given on the command line or in the environment (they win over the file).
+#[derive(Debug, Default)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub config: Option<PathBuf>,
+    pub dev: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct SeedAgent {
+    pub name: String,
+    pub tier: String,
+    pub specialties: BTreeSet<String>,
+    pub capacity: u32,
+}
+
+/// The validated configuration the server runs with.
+#[derive(Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub dev: bool,
+    pub synchronous: Synchronous,
+    pub shutdown_grace: std::time::Duration,
+    pub desk_name: String,
+    pub tiers: Vec<Tier>,
+    pub seed_agents: Vec<SeedAgent>,
+    pub seed_reviewers: Vec<ReviewerSection>,
+    pub settings: Settings,
+    pub classifier: Classifier,
+    pub policy: Policy,
+    pub knowledge_base: Option<PathBuf>,
+    pub limits: Limits,
+    pub server: ServerLimits,
+}
+
+fn default_rotation() -> Vec<Vec<String>> {
+    [
+        &["billing", "payments", "invoices"][..],
+        &["technical", "bugs", "features"],
+        &["account", "security", "privacy"],
+        &["general", "how-to", "getting-started"],
+    ]
+    .iter()
+    .map(|set| set.iter().map(|s| s.to_string()).collect())
+    .collect()
+}
+
+fn default_tiers() -> Vec<TierSection> {
+    [("L1", 3), ("L2", 2), ("Expert", 1)]
+        .iter()
+        .map(|(name, agents)| TierSection {
+            name: name.to_string(),
+            agents: *agents,
+            capacity: None,
+            threshold: None,
+        })
+        .collect()
+}
+
+fn default_reviewers() -> Vec<ReviewerSection> {
+    let r = |id: &str, name: &str, specialties: &[&str], max: u32| ReviewerSection {
+        id: id.into(),
+        name: name.into(),
+        specialties: specialties.iter().map(|s| s.to_string()).collect(),
+        max_concurrent: Some(max),
+    };
+    vec![
+        r(
+            "supervisor_1",
+            "Sarah Johnson",
+            &["billing", "refunds", "complaints"],
+            3,
+        ),
+        r(
+            "supervisor_2",
+            "Mike Chen",
+            &["technical", "features", "bugs"],
+            3,
+        ),
+        r("manager_1", "Lisa Rodriguez", &[], 5),
+    ]
+}
+
+/// Thresholds rise in leniency from the first tier (strict) to the top (lenient).
+fn default_threshold(tier: usize, tiers: usize) -> f64 {
+    const FIRST: f64 = 0.70;
+    const TOP: f64 = 0.30;
+    if tiers <= 1 {
+        return FIRST;
+    }
+    FIRST - (FIRST - TOP) * tier as f64 / (tiers - 1) as f64
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+/// Parses a TOML config text.
+pub fn parse_file(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string().trim().to_string(),
+    })
+}
+
+impl Config {
+    /// Reads the file named by the overrides (if any) and validates the merge.
+    pub fn load(overrides: Overrides) -> Result<Config, ConfigError> {
+        let file = match &overrides.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                parse_file(&text, path)?
+            }
+            None => FileConfig::default(),
+        };
+        Config::resolve(file, overrides)
+    }
+
+    /// Merges overrides, file and defaults, and validates the result.
+    pub fn resolve(file: FileConfig, overrides: Overrides) -> Result<Config, ConfigError> {
+        let invalid = |m: String| ConfigError::Invalid(m);
+        let listen_text = overrides
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:50051".to_string());
+        let listen: SocketAddr = listen_text
+            .parse()
+            .map_err(|_| invalid(format!("listen address {listen_text:?} is not HOST:PORT")))?;
+        let data_dir = overrides
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./data"));
+        let dev = overrides.dev || file.dev.unwrap_or(false);
+
+        let desk = file.desk;
+        let tier_sections = desk.tiers.unwrap_or_else(default_tiers);
+        if tier_sections.is_empty() {
+            return Err(invalid("desk.tiers must list at least one tier".into()));
+        }
+        let count = tier_sections.len();
+        let mut tiers = Vec::new();
+        for (i, t) in tier_sections.iter().enumerate() {
+            let threshold = t.threshold.unwrap_or_else(|| default_threshold(i, count));
+            if !(0.0..=1.0).contains(&threshold) {
+                return Err(invalid(format!(
+                    "tier {} threshold {threshold} is not within 0..1",
+                    t.name
+                )));
+            }
+            let capacity = t.capacity.unwrap_or(if i == 0 { 5 } else { 3 });
+            if !(1..=1000).contains(&capacity) {
+                return Err(invalid(format!(
+                    "tier {} capacity {capacity} is not within 1..1000",
+                    t.name
+                )));
+            }
+            if t.agents > 10_000 {
+                return Err(invalid(format!(
+                    "tier {} asks for {} agents; at most 10000",
+                    t.name, t.agents
+                )));
+            }
+            tiers.push(Tier {
+                name: t.name.clone(),
+                threshold,
+                default_capacity: capacity,
+            });
+        }
+        let rotation = desk.specialty_rotation.unwrap_or_else(default_rotation);
+        let mut seed_agents = Vec::new();
+        for (tier, section) in tiers.iter().zip(&tier_sections) {
+            for n in 1..=section.agents {
+                let specialties = if rotation.is_empty() {
+                    BTreeSet::new()
+                } else {
+                    rotation[seed_agents.len() % rotation.len()]
+                        .iter()
+                        .map(|s| s.trim().to_lowercase())
+                        .collect()
+                };
+                seed_agents.push(SeedAgent {
+                    name: format!("{}_Agent_{n}", tier.name),
+                    tier: tier.name.clone(),
+                    specialties,
+                    capacity: tier.default_capacity,
+                });
+            }
+        }
+        let seed_reviewers = desk.reviewers.unwrap_or_else(default_reviewers);
+        let secs = |v: Option<u64>, default: u64, what: &str| -> Result<i64, ConfigError> {
+            let v = v.unwrap_or(default);
+            if !(1..=30 * 24 * 3600).contains(&v) {
+                return Err(ConfigError::Invalid(format!(
+                    "{what} {v} s is not within 1 s..30 days"
+                )));
+            }
+            Ok(v as i64 * 1000)
+        };
+        let settings = Settings {
+            routing: desk.routing_strategy.unwrap_or_default(),
+            escalation_timeout_ms: secs(
+                desk.escalation_timeout_secs,
+                15 * 60,
+                "desk.escalation_timeout_secs",
+            )?,
+            max_review_reassignments: desk.max_review_reassignments.unwrap_or(1).min(10),
+            queue_timeout_ms: secs(desk.queue_timeout_secs, 5 * 60, "desk.queue_timeout_secs")?,
+        };
+        let classifier = match file.classifier {
+            Some(c) => Classifier::new(c.rules, c.fallback.unwrap_or_else(|| "general".into()))
+                .map_err(|e| invalid(format!("classifier: {e}")))?,
+            None => Classifier::default_rules(),
+        };
+        let policy = match file.policy {
+            Some(p) => Policy::new(p.rules).map_err(|e| invalid(format!("policy: {e}")))?,
+            None => Policy::default_rules(),
+        };
+        let server = file.server;
+        if server.max_message_bytes < 64 * 1024
+            || server.max_concurrent_streams == 0
+            || server.max_concurrent_requests == 0
+        {
+            return Err(invalid(
+                "server limits must be positive and max_message_bytes at least 64 KiB".into(),
+            ));
+        }
+        Ok(Config {
+            listen,
+            data_dir,
+            dev,
+            synchronous: file.synchronous.unwrap_or(Synchronous::Full),
+            shutdown_grace: std::time::Duration::from_secs(file.shutdown_grace_secs.unwrap_or(10)),
+            desk_name: desk.name.unwrap_or_else(|| "servicedesk".into()),
+            tiers,
+            seed_agents,
+            seed_reviewers,
+            settings,
+            classifier,
+            policy,
+            knowledge_base: file.knowledge_base,
+            limits: file.limits,
+            server,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(text: &str) -> Result<Config, ConfigError> {
+        Config::resolve(
+            parse_file(text, Path::new("test.toml"))?,
+            Overrides::default(),
+        )
+    }
+
+    #[test]
+    fn defaults_build_the_default_desk() {
+        let c = resolve("").unwrap();
+        let names: Vec<_> = c.tiers.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["L1", "L2", "Expert"]);
+        let agents: Vec<_> = c
+            .seed_agents
+            .iter()
+            .map(|a| (a.name.as_str(), a.capacity))
+            .collect();
+        assert_eq!(
+            agents,
+            [
+                ("L1_Agent_1", 5),
+                ("L1_Agent_2", 5),
+                ("L1_Agent_3", 5),
+                ("L2_Agent_1", 3),
+                ("L2_Agent_2", 3),
+                ("Expert_Agent_1", 3)
+            ]
+        );
+        assert!(c.seed_agents[2].specialties.contains("account"));
+        assert!(c.seed_agents[3].specialties.contains("how-to"));
+        assert!(c.seed_agents[4].specialties.contains("billing"));
+        assert_eq!(c.seed_reviewers.len(), 3);
+        assert_eq!(c.settings.escalation_timeout_ms, 15 * 60 * 1000);
+        assert!(
+            c.tiers[0].threshold > c.tiers[1].threshold
+                && c.tiers[1].threshold > c.tiers[2].threshold
+        );
+        assert_eq!(c.listen.to_string(), "127.0.0.1:50051");
+    }
+
+    #[test]
+    fn a_four_tier_desk_from_toml() {
+        let c = resolve(
+            r#"
+            [desk]
+            name = "Acme"
+            routing_strategy = "round_robin"
+            [[desk.tiers]]
+            name = "Support"
+            agents = 4
+            [[desk.tiers]]
+            name = "Technical"
+            agents = 3
+            [[desk.tiers]]
+            name = "Engineering"
+            agents = 2
+            [[desk.tiers]]
+            name = "Management"
+            agents = 1
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.seed_agents.len(), 10);
+        assert_eq!(c.settings.routing, RoutingStrategy::RoundRobin);
+        assert_eq!(c.desk_name, "Acme");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        assert!(resolve("listne = \"x\"").is_err());
+        assert!(resolve("listen = \"nowhere\"").is_err());
+        assert!(resolve("[desk]\nescalation_timeout_secs = 0").is_err());
+        assert!(resolve("[desk]\ntiers = []").is_err());
+        assert!(resolve("[[desk.tiers]]\nname = \"a\"\nthreshold = 1.5").is_err());
+    }
+
+    #[test]
+    fn overrides_win_over_the_file() {
+        let file = parse_file("listen = \"127.0.0.1:1\"", Path::new("t")).unwrap();
+        let c = Config::resolve(
+            file,
+            Overrides {
+                listen: Some("127.0.0.1:2".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 2);
+    }
+}

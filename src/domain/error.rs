@@ -1,0 +1,32 @@
+//! The one error type of the domain. Each kind says what the caller did wrong or what state
+//! forbids the action; `api` maps each kind to a gRPC code in one place.
+
+/// Why a command was refused. A refused command changes nothing.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DomainError {
+    /// Bad input: names the field and why.
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The current state forbids the action (e.g. deciding a review that is no longer pending).
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// The escalation is not among the pending ones the desk holds: it was decided or expired,
+    /// or never existed. Only the store can tell which, so `api` asks it.
+    #[error("escalation {0} is not pending")]
+    NotPending(String),
+}
+
+impl DomainError {
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        DomainError::Invalid {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,486 @@
+//! Property tests of the desk's invariants under arbitrary command sequences: agent load
+//! equals open assignments within 0..=capacity, reviewer load equals assigned pending reviews,
+//! a review is decided at most once, and queues hand out work by priority then age.
+
+use std::collections::{BTreeSet, HashMap};
+
+use proptest::prelude::*;
+
+use super::classify::Classifier;
+use super::desk::{Actor, AgentChange, AgentReply, Desk, Dispatch, NewTicket, Settings};
+use super::event::{EscalationEventKind, EventBody, TicketEventKind};
+use super::knowledge::KbAnswer;
+use super::mesh::{Agent, AgentKind, Availability, Mesh, RoutingStrategy, Tier};
+use super::policy::Policy;
+use super::review::Reviewer;
+
+const TOPICS: [&str; 4] = ["billing", "technical", "account", "general"];
+
+fn tiers() -> Vec<Tier> {
+    ["L1", "L2", "Expert"]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| Tier {
+            name: n.to_string(),
+            threshold: 0.7 - 0.2 * i as f64,
+            default_capacity: 2,
+        })
+        .collect()
+}
+
+fn agent(name: &str, tier: &str, topics: &[&str], capacity: u32) -> Agent {
+    Agent {
+        id: String::new(),
+        name: name.into(),
+        tier: tier.into(),
+        specialties: topics.iter().map(|t| t.to_string()).collect(),
+        capacity,
+        load: 0,
+        availability: Availability::Available,
+        kind: AgentKind::Builtin,
+        handled: 0,
+    }
+}
+
+fn reviewer(id: &str, topics: &[&str], max: u32) -> Reviewer {
+    Reviewer {
+        id: id.into(),
+        name: id.into(),
+        specialties: topics.iter().map(|t| t.to_string()).collect(),
+        max_concurrent: max,
+        load: 0,
+        decided: 0,
+        order: 0,
+    }
+}
+
+fn desk(routing: RoutingStrategy) -> Desk {
+    let settings = Settings {
+        routing,
+        escalation_timeout_ms: 1_000,
+        queue_timeout_ms: 2_000,
+        max_review_reassignments: 1,
+    };
+    let mut desk = Desk::new(
+        settings,
+        Mesh::new(tiers()).unwrap(),
+        Classifier::default_rules(),
+        Policy::default_rules(),
+    );
+    desk.create_agent(agent("a1", "L1", &["billing"], 2), 0)
+        .unwrap();
+    desk.create_agent(agent("a2", "L1", &["technical", "account"], 1), 0)
+        .unwrap();
+    desk.create_agent(agent("a3", "L2", &["billing", "general"], 1), 0)
+        .unwrap();
+    desk.create_agent(agent("a4", "Expert", &[], 1), 0).unwrap();
+    desk.create_reviewer(reviewer("r1", &["billing"], 1), 0)
+        .unwrap();
+    desk.create_reviewer(reviewer("r2", &[], 2), 0).unwrap();
+    desk.take_output();
+    desk
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Open { topic: usize, priority: u8 },
+    Answer { pick: usize, confidence: f64 },
+    Reply { pick: usize, kind: u8 },
+    Approve { pick: usize, actor: usize },
+    Reject { pick: usize, actor: usize },
+    Claim { pick: usize, actor: usize },
+    Pause { agent: usize },
+    Resume { agent: usize },
+    Delete { agent: usize },
+    Create { topic: usize, tier: usize },
+    Capacity { agent: usize, capacity: u32 },
+    Tick { ms: i64 },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0..TOPICS.len(), 1u8..=10).prop_map(|(topic, priority)| Op::Open { topic, priority }),
+        4 => (any::<usize>(), 0.0f64..1.0).prop_map(|(pick, confidence)| Op::Answer { pick, confidence }),
+        2 => (any::<usize>(), 0u8..3).prop_map(|(pick, kind)| Op::Reply { pick, kind }),
+        2 => (any::<usize>(), 0usize..4).prop_map(|(pick, actor)| Op::Approve { pick, actor }),
+        1 => (any::<usize>(), 0usize..4).prop_map(|(pick, actor)| Op::Reject { pick, actor }),
+        1 => (any::<usize>(), 0usize..4).prop_map(|(pick, actor)| Op::Claim { pick, actor }),
+        1 => (0usize..6).prop_map(|agent| Op::Pause { agent }),
+        1 => (0usize..6).prop_map(|agent| Op::Resume { agent }),
+        1 => (0usize..6).prop_map(|agent| Op::Delete { agent }),
+        1 => (0..TOPICS.len(), 0usize..3).prop_map(|(topic, tier)| Op::Create { topic, tier }),
+        1 => (0usize..6, 1u32..4).prop_map(|(agent, capacity)| Op::Capacity { agent, capacity }),
+        2 => (1i64..1500).prop_map(|ms| Op::Tick { ms }),
+    ]
+}
+
+const ACTORS: [(&str, bool); 4] = [
+    ("r1", false),
+    ("r2", false),
+    ("boss", true),
+    ("stranger", false),
+];
+
+/// Drives a desk through `ops`, checking the invariants after every step.
+fn drive(routing: RoutingStrategy, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let mut desk = desk(routing);
+    let mut now = 1;
+    let mut work: Vec<Dispatch> = Vec::new();
+    let mut reviews: Vec<String> = Vec::new();
+    let mut decisions: HashMap<String, u32> = HashMap::new();
+    let mut next_ticket = 0;
+    for op in ops {
+        now += 1;
+        match op {
+            Op::Open { topic, priority } => {
+                next_ticket += 1;
+                let new = NewTicket {
+                    id: format!("tkt_{next_ticket:06}"),
+                    customer_id: "c".into(),
+                    inquiry: "help me please".into(),
+                    context: Default::default(),
+                    priority,
+                    topic: Some(TOPICS[topic].into()),
+                    client_id: "client".into(),
+                    idempotency_key: String::new(),
+                };
+                desk.open_ticket(new, now).unwrap();
+            }
+            Op::Answer { pick, confidence } if !work.is_empty() => {
+                let d = work.remove(pick % work.len());
+                let answer = KbAnswer {
+                    article_id: "a".into(),
+                    title: "t".into(),
+                    answer: "answer".into(),
+                    confidence,
+                };
+                let _ = desk.builtin_answered(&d.assignment_id, Some(answer), now);
+            }
+            Op::Reply { pick, kind } if !work.is_empty() => {
+                let d = work.remove(pick % work.len());
+                let reply = match kind {
+                    0 => AgentReply::Resolve {
+                        response: "done".into(),
+                        confidence: 1.0,
+                    },
+                    1 => AgentReply::Escalate {
+                        reason: "hard".into(),
+                        draft: "d".into(),
+                        confidence: 0.1,
+                    },
+                    _ => AgentReply::RequestReview {
+                        reason: "human".into(),
+                        draft: "d".into(),
+                        priority: None,
+                        confidence: 0.1,
+                    },
+                };
+                let _ = desk.agent_replied(&d.assignment_id, reply, now);
+            }
+            Op::Approve { pick, actor }
+            | Op::Reject { pick, actor }
+            | Op::Claim { pick, actor }
+                if !reviews.is_empty() =>
+            {
+                let esc = reviews[pick % reviews.len()].clone();
+                let (id, admin) = ACTORS[actor];
+                let who = Actor {
+                    client_id: id.into(),
+                    admin,
+                };
+                let _ = match op {
+                    Op::Approve { .. } => desk
+                        .approve(&esc, &who, None, String::new(), None, now)
+                        .map(|_| ()),
+                    Op::Reject { .. } => {
+                        desk.reject(&esc, &who, None, "no".into(), now).map(|_| ())
+                    }
+                    _ => desk.assign_escalation(&esc, &who, None, now).map(|_| ()),
+                };
+            }
+            Op::Pause { agent }
+            | Op::Resume { agent }
+            | Op::Delete { agent }
+            | Op::Capacity { agent, .. } => {
+                let mut ids: Vec<String> = desk.mesh().agents().map(|a| a.id.clone()).collect();
+                ids.sort();
+                if let Some(id) = ids.get(agent % ids.len().max(1)).cloned() {
+                    let _ = match op {
+                        Op::Pause { .. } => desk
+                            .update_agent(
+                                &id,
+                                AgentChange {
+                                    availability: Some(Availability::Paused),
+                                    ..Default::default()
+                                },
+                                now,
+                            )
+                            .map(|_| ()),
+                        Op::Resume { .. } => desk
+                            .update_agent(
+                                &id,
+                                AgentChange {
+                                    availability: Some(Availability::Available),
+                                    ..Default::default()
+                                },
+                                now,
+                            )
+                            .map(|_| ()),
+                        Op::Capacity { capacity, .. } => desk
+                            .update_agent(
+                                &id,
+                                AgentChange {
+                                    capacity: Some(capacity),
+                                    ..Default::default()
+                                },
+                                now,
+                            )
+                            .map(|_| ()),
+                        _ => desk.delete_agent(&id, now).map(|_| ()),
+                    };
+                }
+            }
+            Op::Create { topic, tier } => {
+                let name = format!("new{now}");
+                let _ = desk.create_agent(
+                    agent(&name, ["L1", "L2", "Expert"][tier], &[TOPICS[topic]], 1),
+                    now,
+                );
+            }
+            Op::Tick { ms } => {
+                now += ms;
+                desk.fire_timers(now);
+            }
+            _ => {}
+        }
+        let out = desk.take_output();
+        work.extend(out.dispatches);
+        for event in &out.events {
+            match &event.body {
+                EventBody::Escalation {
+                    kind: EscalationEventKind::Created,
+                    escalation,
+                    ..
+                } => reviews.push(escalation.id.clone()),
+                EventBody::Escalation {
+                    kind:
+                        EscalationEventKind::Approved
+                        | EscalationEventKind::Rejected
+                        | EscalationEventKind::Expired,
+                    escalation,
+                    ..
+                } => {
+                    *decisions.entry(escalation.id.clone()).or_default() += 1;
+                }
+                _ => {}
+            }
+        }
+        let seqs: Vec<u64> = out.events.iter().map(|e| e.seq).collect();
+        prop_assert!(
+            seqs.windows(2).all(|w| w[1] == w[0] + 1),
+            "event sequences are consecutive"
+        );
+        if let Err(broken) = desk.check_invariants() {
+            return Err(TestCaseError::fail(broken));
+        }
+        prop_assert!(
+            decisions.values().all(|&n| n == 1),
+            "a review is decided at most once"
+        );
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn invariants_hold_least_loaded(ops in proptest::collection::vec(op(), 1..120)) {
+        drive(RoutingStrategy::LeastLoaded, ops)?;
+    }
+
+    #[test]
+    fn invariants_hold_round_robin(ops in proptest::collection::vec(op(), 1..120)) {
+        drive(RoutingStrategy::RoundRobin, ops)?;
+    }
+
+    /// With one agent of capacity 1, queued tickets are served by priority, then age.
+    #[test]
+    fn queue_order_is_priority_then_age(priorities in proptest::collection::vec(1u8..=10, 1..30)) {
+        let settings = Settings { queue_timeout_ms: i64::MAX / 4, ..Settings::default() };
+        let tiers = vec![Tier { name: "Only".into(), threshold: 0.5, default_capacity: 1 }];
+        let mut desk = Desk::new(settings, Mesh::new(tiers).unwrap(), Classifier::default_rules(), Policy::default_rules());
+        desk.create_agent(agent("solo", "Only", &[], 1), 0).unwrap();
+        let mut opened = Vec::new();
+        for (i, p) in std::iter::once(5).chain(priorities.iter().copied()).enumerate() {
+            let id = format!("tkt_{i:04}");
+            desk.open_ticket(NewTicket { id: id.clone(), customer_id: "c".into(), inquiry: "x".into(), context: Default::default(), priority: p, topic: Some("general".into()), client_id: "c".into(), idempotency_key: String::new() }, i as i64 + 1).unwrap();
+            opened.push((p, i, id));
+        }
+        let mut expected: Vec<_> = opened[1..].to_vec();
+        expected.sort_by_key(|(p, i, _)| (std::cmp::Reverse(*p), *i));
+        let mut served = Vec::new();
+        let mut pending: Vec<Dispatch> = desk.take_output().dispatches;
+        let mut now = 1000;
+        while let Some(d) = pending.pop() {
+            now += 1;
+            if d.ticket_id != "tkt_0000" {
+                served.push(d.ticket_id.clone());
+            }
+            desk.agent_replied(&d.assignment_id, AgentReply::Resolve { response: "ok".into(), confidence: 1.0 }, now).unwrap();
+            pending.extend(desk.take_output().dispatches);
+        }
+        let expected: Vec<String> = expected.into_iter().map(|(_, _, id)| id).collect();
+        prop_assert_eq!(served, expected);
+    }
+
+    /// Unassigned reviews go to a freed reviewer by priority, then age.
+    #[test]
+    fn review_queue_order_is_priority_then_age(priorities in proptest::collection::vec(1u8..=10, 1..20)) {
+        let mut desk = desk(RoutingStrategy::LeastLoaded);
+        desk.delete_reviewer("r2", 0).unwrap();
+        desk.update_reviewer("r1", super::desk::ReviewerChange { specialties: Some(BTreeSet::new()), ..Default::default() }, 0).unwrap();
+        let mut now = 10;
+        let mut order = Vec::new();
+        for (i, p) in priorities.iter().enumerate() {
+            now += 1;
+            let id = format!("tkt_{i:04}");
+            desk.open_ticket(NewTicket { id: id.clone(), customer_id: "c".into(), inquiry: "I want a refund".into(), context: Default::default(), priority: *p, topic: Some("billing".into()), client_id: "c".into(), idempotency_key: String::new() }, now).unwrap();
+            for d in desk.take_output().dispatches {
+                desk.builtin_answered(&d.assignment_id, None, now).unwrap();
+            }
+            order.push((super::policy::ReviewPriority::from_ticket_priority(*p), now, format!("esc_{i:04}")));
+        }
+        desk.take_output();
+        // r1 holds the first; the rest wait. Deciding each hands out the next.
+        let boss = Actor { client_id: "r1".into(), admin: false };
+        let mut decided = Vec::new();
+        loop {
+            let held = desk.reviews().pending_all().find(|e| e.reviewer_id.as_deref() == Some("r1")).map(|e| e.id.clone());
+            let Some(current) = held else { break };
+            now += 1;
+            decided.push(current.clone());
+            desk.approve(&current, &boss, None, String::new(), None, now).unwrap();
+        }
+        let first = order.remove(0).2;
+        order.sort_by_key(|(p, t, _)| (std::cmp::Reverse(*p), *t));
+        let mut expected = vec![first];
+        expected.extend(order.into_iter().map(|(_, _, id)| id));
+        prop_assert_eq!(decided, expected);
+    }
+}
+
+#[test]
+fn load_never_goes_negative_when_the_top_tier_escalates() {
+    // The Python original drove load negative here: escalate from the top, then resolve.
+    let mut desk = desk(RoutingStrategy::LeastLoaded);
+    desk.open_ticket(
+        NewTicket {
+            id: "tkt_1".into(),
+            customer_id: "c".into(),
+            inquiry: "x".into(),
+            context: Default::default(),
+            priority: 5,
+            topic: Some("legal".into()),
+            client_id: "c".into(),
+            idempotency_key: String::new(),
+        },
+        1,
+    )
+    .unwrap();
+    let d = desk.take_output().dispatches.pop().unwrap();
+    desk.agent_replied(
+        &d.assignment_id,
+        AgentReply::Escalate {
+            reason: "no".into(),
+            draft: String::new(),
+            confidence: 0.0,
+        },
+        2,
+    )
+    .unwrap();
+    assert!(desk
+        .agent_replied(
+            &d.assignment_id,
+            AgentReply::Resolve {
+                response: "x".into(),
+                confidence: 1.0
+            },
+            3
+        )
+        .is_err());
+    desk.check_invariants().unwrap();
+    assert!(desk.mesh().agents().all(|a| a.load == 0));
+}
+
+#[test]
+fn six_concurrent_tickets_never_overfill_a_capacity_two_agent() {
+    let tiers = vec![Tier {
+        name: "Only".into(),
+        threshold: 0.5,
+        default_capacity: 2,
+    }];
+    let mut desk = Desk::new(
+        Settings::default(),
+        Mesh::new(tiers).unwrap(),
+        Classifier::default_rules(),
+        Policy::default_rules(),
+    );
+    desk.create_agent(agent("solo", "Only", &[], 2), 0).unwrap();
+    for i in 0..6 {
+        desk.open_ticket(
+            NewTicket {
+                id: format!("tkt_{i}"),
+                customer_id: "c".into(),
+                inquiry: "x".into(),
+                context: Default::default(),
+                priority: 5,
+                topic: None,
+                client_id: "c".into(),
+                idempotency_key: String::new(),
+            },
+            1,
+        )
+        .unwrap();
+    }
+    assert_eq!(desk.mesh().agents().next().unwrap().load, 2);
+    assert_eq!(desk.queued_tickets(), 4);
+    desk.check_invariants().unwrap();
+}
+
+#[test]
+fn rejection_frees_the_reviewer_slot() {
+    let mut desk = desk(RoutingStrategy::LeastLoaded);
+    desk.open_ticket(
+        NewTicket {
+            id: "tkt_1".into(),
+            customer_id: "c".into(),
+            inquiry: "I need a refund".into(),
+            context: Default::default(),
+            priority: 8,
+            topic: None,
+            client_id: "c".into(),
+            idempotency_key: String::new(),
+        },
+        1,
+    )
+    .unwrap();
+    let d = desk.take_output().dispatches.pop().unwrap();
+    desk.builtin_answered(&d.assignment_id, None, 2).unwrap();
+    let out = desk.take_output();
+    assert!(out.events.iter().any(|e| matches!(
+        &e.body,
+        EventBody::Ticket {
+            kind: TicketEventKind::ReviewRequested,
+            ..
+        }
+    )));
+    assert_eq!(desk.reviews().reviewer("r1").unwrap().load, 1);
+    let r1 = Actor {
+        client_id: "r1".into(),
+        admin: false,
+    };
+    desk.reject(&format!("esc_{}", "1"), &r1, None, "policy".into(), 3)
+        .unwrap();
+    assert_eq!(desk.reviews().reviewer("r1").unwrap().load, 0);
+}

@@ -1,0 +1,134 @@
+//! Tickets: a customer's inquiry and its way through the tiers.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::policy::ReviewPriority;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketStatus {
+    Queued,
+    Assigned,
+    AwaitingReview,
+    Resolved,
+    Rejected,
+    Failed,
+}
+
+impl TicketStatus {
+    /// Final states never change again; a final ticket leaves memory.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            TicketStatus::Resolved | TicketStatus::Rejected | TicketStatus::Failed
+        )
+    }
+
+    /// States in which a `HandleInquiry` caller gets its answer.
+    pub fn is_settled(self) -> bool {
+        self.is_final() || self == TicketStatus::AwaitingReview
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TicketStatus::Queued => "queued",
+            TicketStatus::Assigned => "assigned",
+            TicketStatus::AwaitingReview => "awaiting_review",
+            TicketStatus::Resolved => "resolved",
+            TicketStatus::Rejected => "rejected",
+            TicketStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            TicketStatus::Queued,
+            TicketStatus::Assigned,
+            TicketStatus::AwaitingReview,
+            TicketStatus::Resolved,
+            TicketStatus::Rejected,
+            TicketStatus::Failed,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PathOutcome {
+    Resolved,
+    Escalated,
+    ReviewRequested,
+    HandedOn,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PathStep {
+    pub agent_id: String,
+    pub agent_name: String,
+    pub tier: String,
+    pub outcome: PathOutcome,
+    pub time_ms: i64,
+    pub confidence: f64,
+    pub detail: String,
+}
+
+/// The assignment a ticket is under while `Assigned`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub assignment_id: String,
+    pub agent_id: String,
+    pub tier: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Ticket {
+    pub id: String,
+    pub customer_id: String,
+    pub inquiry: String,
+    pub context: BTreeMap<String, String>,
+    pub topic: String,
+    pub priority: u8,
+    pub status: TicketStatus,
+    /// The agent working on it, or the last one that did.
+    pub agent_id: String,
+    pub agent_name: String,
+    pub agent_tier: String,
+    pub escalation_count: u32,
+    pub resolution: String,
+    pub path: Vec<PathStep>,
+    pub escalation_id: String,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub resolved_ms: Option<i64>,
+    /// Policy rules that force a human review, evaluated once at creation.
+    pub policy_rules: Vec<String>,
+    pub policy_raise_to: Option<ReviewPriority>,
+    /// Lowest tier that may take it next (rises with each escalation).
+    pub min_tier: usize,
+    pub assignment: Option<Assignment>,
+    /// Counts assignments, to mint unique assignment ids.
+    pub assignments_made: u32,
+    /// The best draft answer so far, handed to the next tier and to reviewers.
+    pub draft: String,
+    /// The client that created it and its idempotency key (empty: none).
+    pub client_id: String,
+    pub idempotency_key: String,
+    /// When it entered the queue, while `Queued`.
+    pub queued_ms: Option<i64>,
+}
+
+impl Ticket {
+    /// True once it moved up a tier or went to a human.
+    pub fn escalated(&self) -> bool {
+        self.escalation_count > 0 || !self.escalation_id.is_empty()
+    }
+
+    /// The part of the id after `tkt_`, reused for ids derived from the ticket.
+    pub fn id_suffix(&self) -> &str {
+        self.id.strip_prefix("tkt_").unwrap_or(&self.id)
+    }
+}

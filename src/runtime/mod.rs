@@ -1,0 +1,417 @@
+//! The desk runtime: the one owner of the desk's state.
+//!
+//! Callers send jobs (closures over [`Core`]) through a bounded channel. One task applies them
+//! in batches, fires due timers, and hands each batch's effects to the writer thread, which
+//! commits them in one transaction (group commit) and only then publishes the events and sends
+//! the replies. So nobody ever hears about a change that is not durable, and no lock is held
+//! across an await: the state has exactly one owner.
+
+mod writer;
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::KeyRing;
+use crate::clock::now_ms;
+use crate::domain::desk::{Desk, Dispatch, Settings};
+use crate::domain::error::DomainError;
+use crate::domain::event::{Event, EventBody};
+use crate::domain::knowledge::KnowledgeBase;
+use crate::domain::ticket::Ticket;
+use crate::store::{CommitBatch, KeyChange, Store};
+
+/// Jobs waiting for the runtime; past this, calls are shed with RESOURCE_EXHAUSTED.
+const JOB_QUEUE: usize = 8192;
+/// Most jobs applied (and committed) together.
+const MAX_BATCH: usize = 1024;
+/// Live events kept for subscribers; a subscriber further behind catches up from the store.
+const BROADCAST_CAPACITY: usize = 8192;
+/// Idempotency keys remembered in memory (older ones are found in the store).
+const IDEMPOTENCY_MEMORY: usize = 100_000;
+
+/// Why the runtime could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum DeskError {
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error("the desk is overloaded; retry with backoff")]
+    Overloaded,
+    #[error("the desk is shutting down or could not persist the change")]
+    Unavailable,
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+type Reply = Box<dyn FnOnce() + Send>;
+type Job = Box<dyn FnOnce(&mut Core, i64) -> Option<Reply> + Send>;
+
+/// What the runtime owns: the desk plus what only the runtime may touch.
+pub struct Core {
+    pub desk: Desk,
+    pub keys: Arc<RwLock<KeyRing>>,
+    waiters: HashMap<String, Vec<oneshot::Sender<Ticket>>>,
+    idempotency: HashMap<(String, String), String>,
+    idempotency_order: VecDeque<(String, String)>,
+    key_changes: Vec<KeyChange>,
+    settings_change: Option<(Settings, String)>,
+    mark_seeded: bool,
+}
+
+impl Core {
+    /// Calls `waiter` with the ticket once it is settled (answered, in review or closed),
+    /// after the commit that settled it.
+    pub fn wait_for(&mut self, ticket_id: &str, waiter: oneshot::Sender<Ticket>) {
+        self.waiters
+            .entry(ticket_id.to_string())
+            .or_default()
+            .push(waiter);
+    }
+
+    pub fn remember_idempotency(&mut self, client_id: &str, key: &str, ticket_id: &str) {
+        let k = (client_id.to_string(), key.to_string());
+        if self
+            .idempotency
+            .insert(k.clone(), ticket_id.to_string())
+            .is_none()
+        {
+            self.idempotency_order.push_back(k);
+        }
+        while self.idempotency_order.len() > IDEMPOTENCY_MEMORY {
+            if let Some(old) = self.idempotency_order.pop_front() {
+                self.idempotency.remove(&old);
+            }
+        }
+    }
+
+    pub fn idempotent_ticket(&self, client_id: &str, key: &str) -> Option<&String> {
+        self.idempotency
+            .get(&(client_id.to_string(), key.to_string()))
+    }
+
+    pub fn record_key_change(&mut self, change: KeyChange) {
+        self.key_changes.push(change);
+    }
+
+    pub fn record_settings(&mut self, settings: Settings, changed_by: &str) {
+        self.settings_change = Some((settings, changed_by.to_string()));
+    }
+
+    pub fn mark_seeded(&mut self) {
+        self.mark_seeded = true;
+    }
+}
+
+/// A cheap, cloneable handle to the running desk.
+#[derive(Clone)]
+pub struct DeskHandle {
+    jobs: mpsc::Sender<Job>,
+    pub store: Arc<dyn Store>,
+    pub events: broadcast::Sender<Arc<Event>>,
+    pub keys: Arc<RwLock<KeyRing>>,
+    /// Cancelled when the server starts shutting down: streams and waiting calls end.
+    pub closing: CancellationToken,
+}
+
+impl DeskHandle {
+    /// Runs `f` on the desk; the result comes back after the batch it was in is committed.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Core, i64) -> Result<T, DomainError> + Send + 'static,
+    ) -> Result<T, DeskError> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |core, now| {
+            let result = f(core, now);
+            Some(Box::new(move || {
+                let _ = tx.send(result);
+            }))
+        });
+        self.submit(job)?;
+        match rx.await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(DeskError::Unavailable),
+        }
+    }
+
+    /// Like [`DeskHandle::run`], for jobs that answer later themselves (e.g. a waiter).
+    pub fn submit_raw(
+        &self,
+        f: impl FnOnce(&mut Core, i64) + Send + 'static,
+    ) -> Result<(), DeskError> {
+        self.submit(Box::new(move |core, now| {
+            f(core, now);
+            None
+        }))
+    }
+
+    fn submit(&self, job: Job) -> Result<(), DeskError> {
+        self.jobs.try_send(job).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => DeskError::Overloaded,
+            mpsc::error::TrySendError::Closed(_) => DeskError::Unavailable,
+        })
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.events.subscribe()
+    }
+}
+
+/// The running desk: its handle and the means to stop it.
+pub struct Runtime {
+    pub handle: DeskHandle,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    writer: std::thread::JoinHandle<Result<(), crate::store::StoreError>>,
+}
+
+impl Runtime {
+    /// Starts the runtime task and the writer thread around a restored desk.
+    pub fn start(
+        desk: Desk,
+        keys: KeyRing,
+        store: Arc<dyn Store>,
+        kb: Arc<KnowledgeBase>,
+    ) -> Runtime {
+        let (jobs_tx, jobs_rx) = mpsc::channel(JOB_QUEUE);
+        let (events_tx, _) = broadcast::channel(BROADCAST_CAPACITY);
+        let keys = Arc::new(RwLock::new(keys));
+        let closing = CancellationToken::new();
+        let stop = CancellationToken::new();
+        let (writer_tx, writer) = writer::spawn(store.clone(), events_tx.clone(), closing.clone());
+        let handle = DeskHandle {
+            jobs: jobs_tx.clone(),
+            store,
+            events: events_tx,
+            keys: keys.clone(),
+            closing: closing.clone(),
+        };
+        let core = Core {
+            desk,
+            keys,
+            waiters: HashMap::new(),
+            idempotency: HashMap::new(),
+            idempotency_order: VecDeque::new(),
+            key_changes: Vec::new(),
+            settings_change: None,
+            mark_seeded: false,
+        };
+        let task = tokio::spawn(run_loop(
+            core,
+            jobs_rx,
+            jobs_tx,
+            writer_tx,
+            kb,
+            stop.clone(),
+        ));
+        Runtime {
+            handle,
+            stop,
+            task,
+            writer,
+        }
+    }
+
+    /// Applies what is queued, commits it, and stops. Call after the server stopped taking calls.
+    pub async fn shutdown(self) -> Result<(), crate::store::StoreError> {
+        self.handle.closing.cancel();
+        self.stop.cancel();
+        let _ = self.task.await;
+        drop(self.handle);
+        tokio::task::spawn_blocking(move || self.writer.join())
+            .await
+            .expect("join task")
+            .unwrap_or(Ok(()))
+    }
+}
+
+async fn run_loop(
+    mut core: Core,
+    mut jobs: mpsc::Receiver<Job>,
+    jobs_tx: mpsc::Sender<Job>,
+    writer: mpsc::Sender<writer::Batch>,
+    kb: Arc<KnowledgeBase>,
+    stop: CancellationToken,
+) {
+    let weak_jobs = jobs_tx.downgrade();
+    drop(jobs_tx);
+    let mut key_flush = tokio::time::interval(Duration::from_secs(10));
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    // The first pass commits what restore produced (re-dispatched work, handed-on tickets).
+    let mut first = true;
+    loop {
+        let mut stopping = false;
+        if !first {
+            let deadline = core.desk.next_deadline();
+            let sleep = async {
+                match deadline {
+                    Some(due) => {
+                        let wait = (due - now_ms()).max(0) as u64;
+                        tokio::time::sleep(Duration::from_millis(wait)).await
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => stopping = true,
+                job = jobs.recv() => match job {
+                    Some(job) => batch.push(job),
+                    None => stopping = true,
+                },
+                _ = sleep => {}
+                _ = key_flush.tick() => {
+                    let used = core.keys.read().expect("key ring poisoned").take_used();
+                    core.key_changes.extend(used.into_iter().map(|(key_id, time_ms)| KeyChange::Used { key_id, time_ms }));
+                }
+            }
+        }
+        first = false;
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let now = now_ms();
+        let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
+        for job in batch.drain(..) {
+            if let Some(reply) = job(&mut core, now) {
+                replies.push(reply);
+            }
+        }
+        core.desk.fire_timers(now);
+        let output = core.desk.take_output();
+        collect_waiters(&mut core, &output.events, &mut replies);
+        let commit = commit_batch(&mut core, output.events);
+        if !commit.is_empty() || !replies.is_empty() {
+            let sent = writer.send(writer::Batch { commit, replies }).await;
+            if sent.is_err() {
+                tracing::error!("the store writer stopped; the desk stops taking work");
+                break;
+            }
+        }
+        if !stopping {
+            if let Some(jobs_tx) = weak_jobs.upgrade() {
+                for dispatch in output.dispatches {
+                    spawn_builtin(dispatch, kb.clone(), jobs_tx.clone());
+                }
+            }
+        }
+        if stopping {
+            break;
+        }
+    }
+}
+
+/// Moves the waiters of tickets that settled in this batch into its replies.
+fn collect_waiters(core: &mut Core, events: &[Event], replies: &mut Vec<Reply>) {
+    if core.waiters.is_empty() {
+        return;
+    }
+    let mut settled: HashMap<&str, &Ticket> = HashMap::new();
+    for event in events {
+        if let EventBody::Ticket { ticket, .. } = &event.body {
+            if ticket.status.is_settled() {
+                settled.insert(&ticket.id, ticket);
+            } else {
+                settled.remove(ticket.id.as_str());
+            }
+        }
+    }
+    for (id, ticket) in settled {
+        if let Some(waiters) = core.waiters.remove(id) {
+            let ticket = ticket.clone();
+            replies.push(Box::new(move || {
+                for w in waiters {
+                    let _ = w.send(ticket.clone());
+                }
+            }));
+        }
+    }
+}
+
+/// Builds the commit: the events, plus current snapshots of every agent and reviewer the
+/// events touched (their counters live outside the events).
+fn commit_batch(core: &mut Core, events: Vec<Event>) -> CommitBatch {
+    let mut agents = BTreeSet::new();
+    let mut reviewers = BTreeSet::new();
+    let mut deleted_agents = Vec::new();
+    let mut deleted_reviewers = Vec::new();
+    for event in &events {
+        match &event.body {
+            EventBody::Ticket { ticket, .. } => {
+                if !ticket.agent_id.is_empty() {
+                    agents.insert(ticket.agent_id.clone());
+                }
+                if let Some(prev) = ticket.path.last() {
+                    agents.insert(prev.agent_id.clone());
+                }
+            }
+            EventBody::Escalation {
+                escalation,
+                previous_reviewer,
+                ..
+            } => {
+                reviewers.extend(escalation.reviewer_id.clone());
+                reviewers.extend(previous_reviewer.clone());
+            }
+            EventBody::Agent { agent, deleted, .. } => {
+                if *deleted {
+                    deleted_agents.push(agent.id.clone());
+                } else {
+                    agents.insert(agent.id.clone());
+                }
+            }
+            EventBody::Reviewer {
+                reviewer, deleted, ..
+            } => {
+                if *deleted {
+                    deleted_reviewers.push(reviewer.id.clone());
+                } else {
+                    reviewers.insert(reviewer.id.clone());
+                }
+            }
+        }
+    }
+    let agents = agents
+        .iter()
+        .filter_map(|id| core.desk.mesh().agent(id).cloned())
+        .collect();
+    let reviewers = reviewers
+        .iter()
+        .filter_map(|id| core.desk.reviews().reviewer(id).cloned())
+        .collect();
+    CommitBatch {
+        events,
+        agents,
+        deleted_agents,
+        reviewers,
+        deleted_reviewers,
+        keys: std::mem::take(&mut core.key_changes),
+        settings: core.settings_change.take(),
+        mark_seeded: std::mem::take(&mut core.mark_seeded),
+    }
+}
+
+/// Scores the inquiry against the knowledge base off the runtime task, then reports back.
+fn spawn_builtin(dispatch: Dispatch, kb: Arc<KnowledgeBase>, jobs: mpsc::Sender<Job>) {
+    tokio::spawn(async move {
+        let inquiry = dispatch.inquiry.clone();
+        let topic = dispatch.topic.clone();
+        let answer = tokio::task::spawn_blocking(move || kb.best_answer(&inquiry, &topic))
+            .await
+            .unwrap_or(None);
+        let job: Job = Box::new(move |core, now| {
+            // A stale assignment (handed on meanwhile) is not an error: the ticket moved on.
+            let _ = core
+                .desk
+                .builtin_answered(&dispatch.assignment_id, answer, now);
+            None
+        });
+        // Waits for room rather than shedding: this work was already accepted.
+        let _ = jobs.send(job).await;
+    });
+}

@@ -1,0 +1,310 @@
+//! The contract every [`Store`] implementation must meet, written once and run against each
+//! backend (SQLite today; a PostgreSQL backend runs the same suite).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::*;
+use crate::domain::desk::Settings;
+use crate::domain::event::{EscalationEventKind, EventBody, TicketEventKind};
+use crate::domain::mesh::{AgentKind, Availability, RoutingStrategy};
+use crate::domain::policy::ReviewPriority;
+
+fn ticket(id: &str, customer: &str, created_ms: i64, status: TicketStatus) -> Ticket {
+    Ticket {
+        id: id.into(),
+        customer_id: customer.into(),
+        inquiry: format!("inquiry of {id}"),
+        context: BTreeMap::new(),
+        topic: "billing".into(),
+        priority: 5,
+        status,
+        agent_id: String::new(),
+        agent_name: String::new(),
+        agent_tier: String::new(),
+        escalation_count: 0,
+        resolution: String::new(),
+        path: vec![],
+        escalation_id: String::new(),
+        created_ms,
+        updated_ms: created_ms,
+        resolved_ms: status.is_final().then_some(created_ms + 10),
+        policy_rules: vec![],
+        policy_raise_to: None,
+        min_tier: 0,
+        assignment: None,
+        assignments_made: 0,
+        draft: String::new(),
+        client_id: "client".into(),
+        idempotency_key: String::new(),
+        queued_ms: None,
+    }
+}
+
+fn escalation(
+    id: &str,
+    priority: ReviewPriority,
+    created_ms: i64,
+    state: EscalationState,
+) -> Escalation {
+    Escalation {
+        id: id.into(),
+        ticket_id: format!("tkt_{id}"),
+        customer_id: "c".into(),
+        title: "t".into(),
+        description: "d".into(),
+        topic: "billing".into(),
+        priority,
+        state,
+        reviewer_id: Some("r1".into()),
+        requested_by: "a".into(),
+        proposed_response: String::new(),
+        created_ms,
+        expire_ms: created_ms + 1000,
+        decided_ms: (state != EscalationState::Pending).then_some(created_ms + 500),
+        decided_by: String::new(),
+        resolution: String::new(),
+        comments: String::new(),
+        reassign_count: 0,
+    }
+}
+
+fn ticket_event(seq: u64, t: &Ticket) -> Event {
+    Event {
+        seq,
+        time_ms: t.updated_ms,
+        body: EventBody::Ticket {
+            kind: TicketEventKind::Created,
+            detail: String::new(),
+            ticket: t.clone(),
+        },
+    }
+}
+
+fn escalation_event(seq: u64, e: &Escalation) -> Event {
+    Event {
+        seq,
+        time_ms: e.created_ms,
+        body: EventBody::Escalation {
+            kind: EscalationEventKind::Created,
+            escalation: e.clone(),
+            previous_reviewer: None,
+        },
+    }
+}
+
+/// Runs the whole contract against a fresh, empty store.
+fn contract(store: &dyn Store) {
+    let empty = store.load().unwrap();
+    assert!(!empty.seeded);
+    assert_eq!(empty.last_seq, 0);
+
+    // Tickets: the last snapshot in a batch wins; open ones come back on load.
+    let mut open = ticket("tkt_b", "alice", 2, TicketStatus::Queued);
+    let done = ticket("tkt_a", "alice", 1, TicketStatus::Resolved);
+    let other = ticket("tkt_c", "bob", 3, TicketStatus::Resolved);
+    let first = ticket_event(1, &open);
+    open.status = TicketStatus::Assigned;
+    open.idempotency_key = "key-1".into();
+    let batch = CommitBatch {
+        events: vec![
+            first,
+            ticket_event(2, &open),
+            ticket_event(3, &done),
+            ticket_event(4, &other),
+        ],
+        mark_seeded: true,
+        ..CommitBatch::default()
+    };
+    store.commit(&batch).unwrap();
+    assert_eq!(store.head_seq().unwrap(), 4);
+    assert_eq!(
+        store.get_ticket("tkt_b").unwrap().unwrap().status,
+        TicketStatus::Assigned
+    );
+    assert!(store.get_ticket("tkt_zz").unwrap().is_none());
+    assert_eq!(
+        store.find_idempotent("client", "key-1").unwrap().as_deref(),
+        Some("tkt_b")
+    );
+    assert_eq!(store.find_idempotent("other", "key-1").unwrap(), None);
+
+    // Lists: newest first, filters, keyset pages, the sequence they were read at.
+    let all = TicketFilter::default();
+    let page = store.list_tickets(&all, 2, None).unwrap();
+    let ids: Vec<_> = page.items.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, ["tkt_c", "tkt_b"]);
+    assert_eq!(page.seq, 4);
+    let rest = store.list_tickets(&all, 2, page.next.as_ref()).unwrap();
+    assert_eq!(rest.items.len(), 1);
+    assert!(rest.next.is_none());
+    let alice = TicketFilter {
+        customer_id: Some("alice".into()),
+        status: Some(TicketStatus::Resolved),
+    };
+    let page = store.list_tickets(&alice, 10, None).unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(store.count_customer_tickets("alice").unwrap(), 2);
+
+    // Events: in order, per ticket, paged.
+    let events = store.events_after(1, 2).unwrap();
+    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 3]);
+    let mine = store.ticket_events_after("tkt_b", 0, 10).unwrap();
+    assert_eq!(mine.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+
+    // Escalations: priority first, then oldest.
+    let e1 = escalation("esc_1", ReviewPriority::High, 10, EscalationState::Pending);
+    let e2 = escalation(
+        "esc_2",
+        ReviewPriority::Urgent,
+        20,
+        EscalationState::Pending,
+    );
+    let e3 = escalation("esc_3", ReviewPriority::High, 5, EscalationState::Pending);
+    let e4 = escalation("esc_4", ReviewPriority::Low, 1, EscalationState::Approved);
+    store
+        .commit(&CommitBatch {
+            events: vec![
+                escalation_event(5, &e1),
+                escalation_event(6, &e2),
+                escalation_event(7, &e3),
+                escalation_event(8, &e4),
+            ],
+            ..CommitBatch::default()
+        })
+        .unwrap();
+    let pending = EscalationFilter {
+        state: EscalationState::Pending,
+        reviewer_id: None,
+    };
+    let page = store.list_escalations(&pending, 2, None).unwrap();
+    let ids: Vec<_> = page.items.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["esc_2", "esc_3"]);
+    let rest = store
+        .list_escalations(&pending, 2, page.next.as_ref())
+        .unwrap();
+    assert_eq!(
+        rest.items.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        ["esc_1"]
+    );
+    let mine = EscalationFilter {
+        state: EscalationState::Pending,
+        reviewer_id: Some("nobody".into()),
+    };
+    assert!(store
+        .list_escalations(&mine, 10, None)
+        .unwrap()
+        .items
+        .is_empty());
+    assert_eq!(
+        store.get_escalation("esc_4").unwrap().unwrap().state,
+        EscalationState::Approved
+    );
+
+    // Agents, reviewers, keys and settings.
+    let agent = Agent {
+        id: "agt_000001".into(),
+        name: "A".into(),
+        tier: "L1".into(),
+        specialties: BTreeSet::from(["billing".to_string()]),
+        capacity: 3,
+        load: 0,
+        availability: Availability::Available,
+        kind: AgentKind::Builtin,
+        handled: 7,
+    };
+    let reviewer = Reviewer {
+        id: "r1".into(),
+        name: "R".into(),
+        specialties: BTreeSet::new(),
+        max_concurrent: 2,
+        load: 0,
+        decided: 1,
+        order: 1,
+    };
+    let key = KeyRecord {
+        key_id: "0123456789ab".into(),
+        client_id: "c".into(),
+        client_name: "C".into(),
+        permissions: vec!["admin".into()],
+        secret_sha256: [7; 32],
+        created_ms: 1,
+        last_used_ms: None,
+        revoked: false,
+    };
+    let settings = Settings {
+        routing: RoutingStrategy::RoundRobin,
+        ..Settings::default()
+    };
+    store
+        .commit(&CommitBatch {
+            agents: vec![agent.clone()],
+            reviewers: vec![reviewer.clone()],
+            keys: vec![
+                KeyChange::Created(key.clone()),
+                KeyChange::Used {
+                    key_id: key.key_id.clone(),
+                    time_ms: 99,
+                },
+            ],
+            settings: Some((settings.clone(), "admin".into())),
+            ..CommitBatch::default()
+        })
+        .unwrap();
+    let loaded = store.load().unwrap();
+    assert!(loaded.seeded);
+    assert_eq!(loaded.last_seq, 8);
+    assert_eq!(loaded.agents, vec![agent.clone()]);
+    assert_eq!(loaded.reviewers, vec![reviewer]);
+    assert_eq!(loaded.keys.len(), 1);
+    assert_eq!(loaded.keys[0].last_used_ms, Some(99));
+    assert_eq!(loaded.settings, Some(settings));
+    assert_eq!(
+        loaded
+            .open_tickets
+            .iter()
+            .map(|t| t.id.as_str())
+            .collect::<Vec<_>>(),
+        ["tkt_b"]
+    );
+    assert_eq!(loaded.pending_escalations.len(), 3);
+    assert_eq!(loaded.stats.handled, 2);
+    assert_eq!(loaded.stats.approved, 1);
+
+    store
+        .commit(&CommitBatch {
+            deleted_agents: vec![agent.id],
+            deleted_reviewers: vec!["r1".into()],
+            keys: vec![KeyChange::Revoked { key_id: key.key_id }],
+            ..CommitBatch::default()
+        })
+        .unwrap();
+    let loaded = store.load().unwrap();
+    assert!(loaded.agents.is_empty() && loaded.reviewers.is_empty());
+    assert!(loaded.keys[0].revoked);
+}
+
+#[test]
+fn sqlite_meets_the_store_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), Synchronous::Full).unwrap();
+    contract(&store);
+}
+
+#[test]
+fn sqlite_keeps_everything_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SqliteStore::open(dir.path(), Synchronous::Normal).unwrap();
+        let t = ticket("tkt_x", "c", 1, TicketStatus::Queued);
+        store
+            .commit(&CommitBatch {
+                events: vec![ticket_event(1, &t)],
+                ..CommitBatch::default()
+            })
+            .unwrap();
+    }
+    let store = SqliteStore::open(dir.path(), Synchronous::Full).unwrap();
+    let loaded = store.load().unwrap();
+    assert_eq!(loaded.last_seq, 1);
+    assert_eq!(loaded.open_tickets.len(), 1);
+}
