@@ -473,6 +473,26 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_sample_builds_the_four_tier_desk() {
+        let readme = include_str!("../README.md");
+        let start = readme.find("```toml\n").expect("README has a toml block") + 8;
+        let len = readme[start..].find("```").expect("the toml block ends");
+        let c = resolve(&readme[start..start + len]).unwrap();
+        let tiers: Vec<_> = c.tiers.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(tiers, ["Support", "Technical", "Engineering", "Management"]);
+        let per_tier: Vec<usize> = tiers
+            .iter()
+            .map(|t| c.seed_agents.iter().filter(|a| a.tier == *t).count())
+            .collect();
+        assert_eq!(per_tier, [4, 3, 2, 1]);
+        assert_eq!(c.seed_reviewers.len(), 2);
+        assert_eq!(c.policy.rules().len(), 6);
+        assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.server, ServerLimits::default());
+        assert_eq!(c.settings, Settings::default());
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_errors() {
         assert!(resolve("listne = \"x\"").is_err());
         assert!(resolve("listen = \"nowhere\"").is_err());

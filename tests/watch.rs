@@ -180,7 +180,12 @@ async fn watch_ticket_replays_a_resolved_ticket_and_ends() {
     let mut resumed = Watch::open("WatchTicket resumed", async move {
         desk.watch_ticket(request).await
     });
-    let rest: Vec<u64> = resumed.until_end().await.iter().map(|e| e.sequence).collect();
+    let rest: Vec<u64> = resumed
+        .until_end()
+        .await
+        .iter()
+        .map(|e| e.sequence)
+        .collect();
     assert_eq!(rest, vec![events[3].sequence, events[4].sequence]);
 }
 
