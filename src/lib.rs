@@ -23,4 +23,8 @@ pub mod proto {
     /// The encoded descriptors of our protos, with comments, for reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         include_bytes!(concat!(env!("OUT_DIR"), "/servicedesk_descriptor.bin"));
+
+    /// The `google.rpc` error details the server attaches to errors, for reflection.
+    pub const ERROR_DETAILS_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/error_details_descriptor.bin"));
 }
