@@ -35,6 +35,17 @@ pub struct FileConfig {
     pub server: ServerLimits,
     pub classifier: Option<ClassifierSection>,
     pub policy: Option<PolicySection>,
+    /// Serve TLS instead of plaintext h2c.
+    pub tls: Option<TlsSection>,
+}
+
+/// PEM files for TLS; with `client_ca`, clients must present a certificate it signed (mTLS).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -115,6 +126,86 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// Every limit at least 1, and none that a request could not satisfy inside the largest
+    /// message the server accepts.
+    fn validate(&self, max_message_bytes: usize) -> Result<(), ConfigError> {
+        let fields = [
+            ("customer_id_bytes", self.customer_id_bytes),
+            ("inquiry_bytes", self.inquiry_bytes),
+            ("context_entries", self.context_entries),
+            ("context_key_bytes", self.context_key_bytes),
+            ("context_value_bytes", self.context_value_bytes),
+            ("idempotency_key_bytes", self.idempotency_key_bytes),
+            ("topic_bytes", self.topic_bytes),
+            ("text_bytes", self.text_bytes),
+        ];
+        for (name, value) in fields {
+            if value == 0 || value > max_message_bytes {
+                return Err(ConfigError::Invalid(format!(
+                    "limits.{name} = {value} is not within 1..{max_message_bytes} (server.max_message_bytes)"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Names and ids the desk seeds must be unique and well-formed, or the first start would fail
+/// half-way and every later start would try again.
+fn validate_seed(
+    tiers: &[Tier],
+    agents: &[SeedAgent],
+    reviewers: &[ReviewerSection],
+) -> Result<(), ConfigError> {
+    let well_formed = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 64
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+    };
+    let mut tier_names = BTreeSet::new();
+    for tier in tiers {
+        if !well_formed(&tier.name) || !tier_names.insert(tier.name.to_lowercase()) {
+            return Err(ConfigError::Invalid(format!(
+                "tier name {:?} must be unique, 1..64 bytes of letters, digits, '_', '-', '.'",
+                tier.name
+            )));
+        }
+    }
+    let mut agent_names = BTreeSet::new();
+    for agent in agents {
+        if !agent_names.insert(agent.name.as_str()) {
+            return Err(ConfigError::Invalid(format!(
+                "two seeded agents would be named {}",
+                agent.name
+            )));
+        }
+    }
+    let mut ids = BTreeSet::new();
+    for reviewer in reviewers {
+        if !well_formed(&reviewer.id) || !ids.insert(reviewer.id.as_str()) {
+            return Err(ConfigError::Invalid(format!(
+                "reviewer id {:?} must be unique, 1..64 bytes of letters, digits, '_', '-', '.'",
+                reviewer.id
+            )));
+        }
+        if reviewer.name.trim().is_empty() || reviewer.name.len() > 128 {
+            return Err(ConfigError::Invalid(format!(
+                "reviewer {} needs a name of 1..128 bytes",
+                reviewer.id
+            )));
+        }
+        if reviewer.max_concurrent == Some(0) {
+            return Err(ConfigError::Invalid(format!(
+                "reviewer {} max_concurrent must be at least 1",
+                reviewer.id
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Transport limits instead of tonic's defaults.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -123,7 +214,8 @@ pub struct ServerLimits {
     pub max_message_bytes: usize,
     /// HTTP/2 streams one connection may have open at once.
     pub max_concurrent_streams: u32,
-    /// Requests the server works on at once, across connections; more are refused at once.
+    /// Requests one connection may have in flight at once; more are refused at once with
+    /// RESOURCE_EXHAUSTED instead of queueing.
     pub max_concurrent_requests: usize,
     pub keepalive_interval_secs: u64,
     pub keepalive_timeout_secs: u64,
@@ -176,6 +268,7 @@ pub struct Config {
     pub knowledge_base: Option<PathBuf>,
     pub limits: Limits,
     pub server: ServerLimits,
+    pub tls: Option<TlsSection>,
 }
 
 fn default_rotation() -> Vec<Vec<String>> {
@@ -344,6 +437,7 @@ impl Config {
             }
         }
         let seed_reviewers = desk.reviewers.unwrap_or_else(default_reviewers);
+        validate_seed(&tiers, &seed_agents, &seed_reviewers)?;
         let secs = |v: Option<u64>, default: u64, what: &str| -> Result<i64, ConfigError> {
             let v = v.unwrap_or(default);
             if !(1..=30 * 24 * 3600).contains(&v) {
@@ -381,6 +475,7 @@ impl Config {
                 "server limits must be positive and max_message_bytes at least 64 KiB".into(),
             ));
         }
+        file.limits.validate(server.max_message_bytes)?;
         Ok(Config {
             listen,
             data_dir,
@@ -397,6 +492,7 @@ impl Config {
             knowledge_base: file.knowledge_base,
             limits: file.limits,
             server,
+            tls: file.tls,
         })
     }
 }
@@ -499,6 +595,14 @@ mod tests {
         assert!(resolve("[desk]\nescalation_timeout_secs = 0").is_err());
         assert!(resolve("[desk]\ntiers = []").is_err());
         assert!(resolve("[[desk.tiers]]\nname = \"a\"\nthreshold = 1.5").is_err());
+        assert!(resolve("[limits]\ninquiry_bytes = 0").is_err());
+        assert!(resolve("[limits]\ninquiry_bytes = 99999999").is_err());
+        let twice = "[[desk.reviewers]]\nid = \"r\"\nname = \"A\"\n\
+                     [[desk.reviewers]]\nid = \"r\"\nname = \"B\"";
+        assert!(resolve(twice).is_err());
+        assert!(resolve("[[desk.reviewers]]\nid = \"r 1\"\nname = \"A\"").is_err());
+        let same_tier = "[[desk.tiers]]\nname = \"A\"\n[[desk.tiers]]\nname = \"a\"";
+        assert!(resolve(same_tier).is_err());
     }
 
     #[test]

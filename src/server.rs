@@ -12,13 +12,13 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::Server;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
 use crate::api::{Api, ApiKeyCheck};
 use crate::auth::{self, generate_key, KeyRing};
 use crate::clock::now_ms;
-use crate::config::Config;
+use crate::config::{Config, TlsSection};
 use crate::domain::desk::{Desk, Restore};
 use crate::domain::knowledge::KnowledgeBase;
 use crate::domain::mesh::{Agent, AgentKind, Availability, Mesh};
@@ -82,7 +82,13 @@ pub async fn run(
             last_seq: loaded.last_seq,
         },
         now_ms(),
-    );
+    )
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "cannot restore the desk from {}: {e}",
+            config.data_dir.display()
+        )
+    })?;
     tracing::info!(
         open_tickets = open,
         pending_reviews = pending,
@@ -103,6 +109,7 @@ pub async fn run(
         desk: handle.clone(),
         limits: Arc::new(config.limits.clone()),
         desk_name: config.desk_name.clone(),
+        shutdown_grace: config.shutdown_grace,
     };
     let limits = &config.server;
     let max_message = limits.max_message_bytes;
@@ -160,7 +167,17 @@ pub async fn run(
         // Streams and calls waiting on a ticket end now; unary calls in flight finish.
         closing.cancel();
     };
-    let server = Server::builder()
+    let mut builder = Server::builder();
+    let scheme = match &config.tls {
+        Some(tls) => {
+            builder = builder
+                .tls_config(tls_config(tls)?)
+                .context("invalid TLS configuration")?;
+            "tls"
+        }
+        None => "plaintext h2c",
+    };
+    let server = builder
         .max_concurrent_streams(limits.max_concurrent_streams)
         .concurrency_limit_per_connection(limits.max_concurrent_requests)
         .load_shed(true)
@@ -174,7 +191,7 @@ pub async fn run(
         .add_service(escalation_service)
         .add_service(admin_service)
         .serve_with_incoming_shutdown(incoming, signal);
-    tracing::info!("listening on {addr}");
+    tracing::info!("listening on {addr} ({scheme})");
 
     let grace = config.shutdown_grace;
     let closing = handle.closing.clone();
@@ -194,6 +211,19 @@ pub async fn run(
         .context("the store could not be flushed")?;
     tracing::info!("stopped; every acknowledged change is on disk");
     Ok(())
+}
+
+/// Reads the PEM files of the `[tls]` section.
+fn tls_config(tls: &TlsSection) -> anyhow::Result<ServerTlsConfig> {
+    let read = |path: &Path| {
+        std::fs::read(path).with_context(|| format!("cannot read TLS file {}", path.display()))
+    };
+    let mut config =
+        ServerTlsConfig::new().identity(Identity::from_pem(read(&tls.cert)?, read(&tls.key)?));
+    if let Some(ca) = &tls.client_ca {
+        config = config.client_ca_root(Certificate::from_pem(read(ca)?));
+    }
+    Ok(config)
 }
 
 /// Creates the default (or configured) agents and reviewers of a new desk, and its first

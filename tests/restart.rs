@@ -112,6 +112,14 @@ async fn everything_comes_back_after_a_sigterm_restart() {
         "CreateReviewer",
     );
     let key = server.create_key("survivor", &["customer_service"]).await;
+    let survivor_ticket = ask(
+        &mut server.desk_as(&key),
+        inquiry("cust_survivor", PASSWORD_RESET),
+    )
+    .await
+    .ticket
+    .unwrap()
+    .ticket_id;
 
     let tickets_before = [
         ticket(&server, &resolved_id).await,
@@ -218,10 +226,10 @@ async fn everything_comes_back_after_a_sigterm_restart() {
         server
             .desk_as(&key)
             .get_ticket(GetTicketRequest {
-                ticket_id: resolved_id.clone(),
+                ticket_id: survivor_ticket,
             })
             .await,
-        "the created key after the restart",
+        "the created key reading its own ticket after the restart",
     );
 
     let events_after = events_through(&server, end).await;

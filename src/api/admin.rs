@@ -670,7 +670,7 @@ impl AdminService for Api {
                 (kinds.is_empty() || kinds.contains(&e.kind())).then(|| convert::desk_event(e))
             }),
             ends: Box::new(|_| false),
-            end_after_replay: false,
+            done_after_replay: None,
         };
         Ok(Response::new(watch(self.desk.clone(), spec)))
     }

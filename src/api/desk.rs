@@ -14,6 +14,7 @@ use super::status;
 use super::validate::{encode_token, TokenKind, Violations};
 use super::watch::{watch, Source, WatchSpec};
 use super::{blocking, Api};
+use crate::auth::Client;
 use crate::clock::now_ms;
 use crate::domain::desk::NewTicket;
 use crate::domain::event::EventBody;
@@ -36,6 +37,7 @@ fn new_ticket_id(now_ms: i64) -> String {
 enum Admission {
     /// Not settled yet: the waiter registered with the runtime will fire.
     Waiting {
+        ticket_id: String,
         replayed: bool,
     },
     Settled(Box<Ticket>),
@@ -124,12 +126,30 @@ impl Api {
         }
     }
 
+    /// A ticket the caller may read; another client's ticket is NOT_FOUND, as if it did not
+    /// exist, so ids cannot be probed.
+    async fn visible_ticket(&self, caller: &Client, ticket_id: String) -> Result<Ticket, Status> {
+        let ticket = self.stored_ticket(ticket_id.clone()).await?;
+        match scope(caller) {
+            Some(client_id) if ticket.client_id != client_id => {
+                Err(status::not_found(format!("ticket {ticket_id} not found")))
+            }
+            _ => Ok(ticket),
+        }
+    }
+
     async fn stored_ticket(&self, ticket_id: String) -> Result<Ticket, Status> {
         let id = ticket_id.clone();
         blocking(&self.desk, move |s| s.get_ticket(&id))
             .await?
             .ok_or_else(|| status::not_found(format!("ticket {ticket_id} not found")))
     }
+}
+
+/// Which client's tickets a caller may read: their own client's, or everyone's with `admin`.
+/// One customer-facing application cannot read the customers of another.
+fn scope(caller: &Client) -> Option<String> {
+    (!caller.is_admin()).then(|| caller.client_id.clone())
 }
 
 fn truncate(s: &str) -> String {
@@ -187,7 +207,10 @@ impl DeskService for Api {
                             }
                             Some(_) => {
                                 core.wait_for(&existing, waiter);
-                                Admission::Waiting { replayed: true }
+                                Admission::Waiting {
+                                    ticket_id: existing,
+                                    replayed: true,
+                                }
                             }
                             None => Admission::Closed(existing),
                         });
@@ -198,19 +221,34 @@ impl DeskService for Api {
                     core.remember_idempotency(&client_id, &key, &ticket.id);
                 }
                 core.wait_for(&ticket.id, waiter);
-                Ok(Admission::Waiting { replayed: false })
+                Ok(Admission::Waiting {
+                    ticket_id: ticket.id,
+                    replayed: false,
+                })
             })
             .await
             .map_err(status::desk)?;
         let (ticket, replayed) = match admission {
             Admission::Settled(t) => (*t, true),
             Admission::Closed(id) => (self.stored_ticket(id).await?, true),
-            Admission::Waiting { replayed } => {
+            Admission::Waiting {
+                ticket_id,
+                replayed,
+            } => {
+                // On shutdown an answer that is moments away still goes out; past half the
+                // grace period the caller learns where to pick the ticket up instead.
+                let grace_over = async {
+                    self.desk.closing.cancelled().await;
+                    tokio::time::sleep(self.shutdown_grace / 2).await;
+                };
+                let kept = |why: &str| {
+                    status::unavailable(&format!(
+                        "{why}; ticket {ticket_id} is kept: fetch it with GetTicket or follow it with WatchTicket"
+                    ))
+                };
                 let ticket = tokio::select! {
-                    t = settled => t.map_err(|_| status::unavailable("the desk stopped before answering; the ticket is kept, fetch it with GetTicket"))?,
-                    _ = self.desk.closing.cancelled() => {
-                        return Err(status::unavailable("the server is shutting down; the ticket is kept, fetch it with GetTicket"));
-                    }
+                    t = settled => t.map_err(|_| kept("the desk stopped before answering"))?,
+                    _ = grace_over => return Err(kept("the server is shutting down")),
                 };
                 (ticket, replayed)
             }
@@ -223,11 +261,12 @@ impl DeskService for Api {
         &self,
         request: Request<pb::GetTicketRequest>,
     ) -> Result<Response<pb::Ticket>, Status> {
+        let caller = client(&request)?;
         let r = request.into_inner();
         let mut v = Violations::default();
         v.resource_id("ticket_id", &r.ticket_id, "tkt_");
         v.finish()?;
-        let ticket = self.stored_ticket(r.ticket_id).await?;
+        let ticket = self.visible_ticket(&caller, r.ticket_id).await?;
         Ok(Response::new(convert::ticket(&ticket)))
     }
 
@@ -235,6 +274,7 @@ impl DeskService for Api {
         &self,
         request: Request<pb::ListTicketsRequest>,
     ) -> Result<Response<pb::ListTicketsResponse>, Status> {
+        let caller = client(&request)?;
         let r = request.into_inner();
         let mut v = Violations::default();
         v.label(
@@ -256,6 +296,7 @@ impl DeskService for Api {
         let filter = TicketFilter {
             customer_id: Some(r.customer_id).filter(|c| !c.is_empty()),
             status: status_filter,
+            client_id: scope(&caller),
         };
         let page = blocking(&self.desk, move |s| {
             s.list_tickets(&filter, limit, after.as_ref())
@@ -274,12 +315,14 @@ impl DeskService for Api {
         &self,
         request: Request<pb::WatchTicketRequest>,
     ) -> Result<Response<Self::WatchTicketStream>, Status> {
+        let caller = client(&request)?;
         let r = request.into_inner();
         let mut v = Violations::default();
         v.resource_id("ticket_id", &r.ticket_id, "tkt_");
         v.finish()?;
-        let ticket = self.stored_ticket(r.ticket_id.clone()).await?;
+        let ticket = self.visible_ticket(&caller, r.ticket_id.clone()).await?;
         let id = ticket.id.clone();
+        let watched = ticket.id.clone();
         let spec = WatchSpec {
             after: r.after_sequence,
             source: Source::Ticket(id.clone()),
@@ -290,7 +333,11 @@ impl DeskService for Api {
             ends: Box::new(
                 |e| matches!(&e.body, EventBody::Ticket { ticket, .. } if ticket.status.is_final()),
             ),
-            end_after_replay: ticket.status.is_final(),
+            done_after_replay: Some(Box::new(move |store| {
+                Ok(store
+                    .get_ticket(&watched)?
+                    .is_some_and(|t| t.status.is_final()))
+            })),
         };
         Ok(Response::new(watch(self.desk.clone(), spec)))
     }
@@ -299,6 +346,7 @@ impl DeskService for Api {
         &self,
         request: Request<pb::GetCustomerHistoryRequest>,
     ) -> Result<Response<pb::CustomerHistory>, Status> {
+        let caller = client(&request)?;
         let r = request.into_inner();
         let mut v = Violations::default();
         v.label(
@@ -310,14 +358,16 @@ impl DeskService for Api {
         let limit = v.page_size("limit", r.limit, 20, 500);
         v.finish()?;
         let customer = r.customer_id.clone();
+        let client_id = scope(&caller);
         let (page, total) = blocking(&self.desk, move |s| {
             let filter = TicketFilter {
                 customer_id: Some(customer.clone()),
                 status: None,
+                client_id: client_id.clone(),
             };
             Ok((
                 s.list_tickets(&filter, limit, None)?,
-                s.count_customer_tickets(&customer)?,
+                s.count_customer_tickets(&customer, client_id.as_deref())?,
             ))
         })
         .await?;

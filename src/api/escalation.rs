@@ -25,14 +25,15 @@ impl Api {
     async fn decision_error(&self, esc_id: &str, err: DeskError) -> Status {
         if let DeskError::Domain(DomainError::NotPending(_)) = &err {
             let id = esc_id.to_string();
-            if let Ok(Some(e)) = blocking(&self.desk, move |s| s.get_escalation(&id)).await {
-                return status::failed_precondition(format!(
+            return match blocking(&self.desk, move |s| s.get_escalation(&id)).await {
+                Ok(Some(e)) => status::failed_precondition(format!(
                     "escalation {} is already {}; only pending escalations can be decided or assigned",
                     e.id,
                     e.state.as_str()
-                ));
-            }
-            return status::not_found(format!("escalation {esc_id} not found"));
+                )),
+                Ok(None) => status::not_found(format!("escalation {esc_id} not found")),
+                Err(read_failed) => read_failed,
+            };
         }
         status::desk(err)
     }
@@ -226,7 +227,7 @@ impl EscalationService for Api {
                 _ => convert::escalation_event(e),
             }),
             ends: Box::new(|_| false),
-            end_after_replay: false,
+            done_after_replay: None,
         };
         Ok(Response::new(watch(self.desk.clone(), spec)))
     }

@@ -30,6 +30,8 @@ pub struct Api {
     pub desk: DeskHandle,
     pub limits: Arc<Limits>,
     pub desk_name: String,
+    /// How long unary calls in flight may take to finish once shutdown starts.
+    pub shutdown_grace: std::time::Duration,
 }
 
 /// Runs a store read on the blocking pool.

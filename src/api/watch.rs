@@ -13,6 +13,7 @@ use tonic::Status;
 use super::status;
 use crate::domain::event::Event;
 use crate::runtime::DeskHandle;
+use crate::store::{Store, StoreError};
 
 /// Events read from the store per catch-up query.
 const REPLAY_PAGE: usize = 512;
@@ -29,6 +30,9 @@ pub enum Source {
 /// Turns a log event into a stream's message, or `None` for events the stream is not about.
 pub type Select<T> = Box<dyn Fn(&Event) -> Option<T> + Send + Sync>;
 
+/// Reads the store to tell whether a watch has nothing left to wait for.
+pub type DoneCheck = Box<dyn Fn(&dyn Store) -> Result<bool, StoreError> + Send + Sync>;
+
 pub struct WatchSpec<T> {
     pub after: u64,
     pub source: Source,
@@ -36,8 +40,9 @@ pub struct WatchSpec<T> {
     pub select: Select<T>,
     /// True for the event after which the stream ends (a ticket's final event).
     pub ends: Box<dyn Fn(&Event) -> bool + Send + Sync>,
-    /// End once the replay is done (the watched thing can no longer change).
-    pub end_after_replay: bool,
+    /// Asked after the replay (and after subscribing to live events, so nothing can slip
+    /// between): true ends the stream because the watched thing can no longer change.
+    pub done_after_replay: Option<DoneCheck>,
 }
 
 pub fn watch<T: Send + 'static>(
@@ -114,7 +119,7 @@ async fn replay<T>(
 
 async fn pump<T>(
     handle: &DeskHandle,
-    spec: WatchSpec<T>,
+    mut spec: WatchSpec<T>,
     mut live: broadcast::Receiver<Arc<Event>>,
     tx: &mpsc::Sender<Result<T, Status>>,
 ) -> Result<(), Status> {
@@ -122,8 +127,18 @@ async fn pump<T>(
     if let Flow::Done = replay(handle, &spec, &mut last, tx).await? {
         return Ok(());
     }
-    if spec.end_after_replay {
-        return Ok(());
+    if let Some(check) = spec.done_after_replay.take() {
+        let store = handle.store.clone();
+        let done = tokio::task::spawn_blocking(move || check(store.as_ref()))
+            .await
+            .map_err(|_| status::unavailable("the server is shutting down"))?
+            .map_err(status::store)?;
+        if done {
+            // Whatever ended it was committed before this read, so the replay has it, unless
+            // the watch started past it; either way a last pass delivers what is left.
+            replay(handle, &spec, &mut last, tx).await?;
+            return Ok(());
+        }
     }
     loop {
         let received = tokio::select! {

@@ -134,36 +134,79 @@ enum Timer {
 
 type QueueKey = (Reverse<u8>, i64, String);
 
-/// Tickets waiting for an agent, one ordered set per (topic, lowest tier allowed), so a freed
-/// agent looks at the head of each set it may serve instead of scanning the whole queue.
+/// Tickets waiting for an agent, indexed twice so a freed agent reads only the heads of the
+/// sets it may serve: per topic and lowest tier allowed (for specialists), and per lowest tier
+/// allowed across topics (for agents that take any topic). Never a scan of the queue or of
+/// the topics callers made up.
 #[derive(Debug, Default)]
 struct TicketQueue {
-    lanes: BTreeMap<(String, usize), BTreeSet<QueueKey>>,
+    by_topic: HashMap<String, BTreeMap<usize, BTreeSet<QueueKey>>>,
+    by_tier: BTreeMap<usize, BTreeSet<QueueKey>>,
     len: usize,
 }
 
 impl TicketQueue {
+    fn key(t: &Ticket, queued_ms: i64) -> QueueKey {
+        (Reverse(t.priority), queued_ms, t.id.clone())
+    }
+
     fn push(&mut self, t: &Ticket, queued_ms: i64) {
-        if self
-            .lanes
-            .entry((t.topic.clone(), t.min_tier))
+        let key = Self::key(t, queued_ms);
+        let new = self
+            .by_topic
+            .entry(t.topic.clone())
             .or_default()
-            .insert((Reverse(t.priority), queued_ms, t.id.clone()))
-        {
+            .entry(t.min_tier)
+            .or_default()
+            .insert(key.clone());
+        self.by_tier.entry(t.min_tier).or_default().insert(key);
+        if new {
             self.len += 1;
         }
     }
 
     fn remove(&mut self, t: &Ticket, queued_ms: i64) {
-        let lane = (t.topic.clone(), t.min_tier);
-        if let Some(set) = self.lanes.get_mut(&lane) {
-            if set.remove(&(Reverse(t.priority), queued_ms, t.id.clone())) {
-                self.len -= 1;
+        let key = Self::key(t, queued_ms);
+        if let Some(tiers) = self.by_topic.get_mut(&t.topic) {
+            if let Some(set) = tiers.get_mut(&t.min_tier) {
+                if set.remove(&key) {
+                    self.len -= 1;
+                }
+                if set.is_empty() {
+                    tiers.remove(&t.min_tier);
+                }
             }
-            if set.is_empty() {
-                self.lanes.remove(&lane);
+            if tiers.is_empty() {
+                self.by_topic.remove(&t.topic);
             }
         }
+        if let Some(set) = self.by_tier.get_mut(&t.min_tier) {
+            set.remove(&key);
+            if set.is_empty() {
+                self.by_tier.remove(&t.min_tier);
+            }
+        }
+    }
+
+    /// The most urgent, oldest ticket an agent of `tier` may take: any topic, or one of
+    /// `specialties`.
+    fn head_for<'a>(
+        &self,
+        tier: usize,
+        any_topic: bool,
+        specialties: impl Iterator<Item = &'a String>,
+    ) -> Option<&QueueKey> {
+        if any_topic {
+            return self
+                .by_tier
+                .range(..=tier)
+                .filter_map(|(_, set)| set.first())
+                .min();
+        }
+        specialties
+            .filter_map(|topic| self.by_topic.get(topic))
+            .flat_map(|tiers| tiers.range(..=tier).filter_map(|(_, set)| set.first()))
+            .min()
     }
 }
 
@@ -217,7 +260,26 @@ impl Desk {
     /// Rebuilds the open work of a desk from the store: loads are recounted from open
     /// assignments, tickets of agents that are gone are handed on, queued tickets and review
     /// deadlines get their timers back, built-in work is dispatched again.
-    pub fn restore(&mut self, restore: Restore, now_ms: i64) {
+    ///
+    /// Refuses, changing nothing that matters, when a stored agent's tier is not among the
+    /// configured tiers: starting anyway would strand that agent's tickets.
+    pub fn restore(&mut self, restore: Restore, now_ms: i64) -> Result<(), DomainError> {
+        if let Some(agent) = restore
+            .agents
+            .iter()
+            .find(|a| self.mesh.tier_index(&a.tier).is_none())
+        {
+            return Err(DomainError::invalid(
+                "tiers",
+                format!(
+                    "agent {} is in tier {:?}, which the configuration no longer has \
+                     (it has {}); add the tier back, or delete the agent first",
+                    agent.name,
+                    agent.tier,
+                    self.tier_names()
+                ),
+            ));
+        }
         self.next_seq = restore.last_seq + 1;
         self.stats = restore.stats;
         for mut agent in restore.agents {
@@ -225,9 +287,7 @@ impl Desk {
             if agent.kind == AgentKind::Remote {
                 agent.availability = Availability::Offline;
             }
-            if let Err(err) = self.mesh.insert(agent) {
-                debug_assert!(false, "restored agent refused: {err}");
-            }
+            self.mesh.insert(agent)?;
         }
         for mut reviewer in restore.reviewers {
             reviewer.load = 0;
@@ -254,7 +314,12 @@ impl Desk {
                         live && self.mesh.assign(&a.agent_id).is_ok()
                     });
                     if bound {
-                        let a = assignment.expect("bound implies some");
+                        let mut a = assignment.expect("bound implies some");
+                        // The tiers come from the config of this start: where the agent's tier
+                        // now sits, not where it sat when the ticket was stored.
+                        let agent_tier = &self.mesh.agent(&a.agent_id).expect("live").tier;
+                        a.tier = self.mesh.tier_index(agent_tier).unwrap_or(0);
+                        ticket.assignment = Some(a.clone());
                         self.held
                             .entry(a.agent_id.clone())
                             .or_default()
@@ -308,14 +373,34 @@ impl Desk {
         for a in agent_ids {
             self.refill(&a, now_ms);
         }
+        Ok(())
     }
 
     pub fn settings(&self) -> &Settings {
         &self.settings
     }
 
+    /// Applies new settings. A changed queue timeout moves the deadlines of the tickets already
+    /// waiting, so each waits exactly the new timeout from when it was queued.
     pub fn set_settings(&mut self, settings: Settings) {
+        let old_timeout = self.settings.queue_timeout_ms;
         self.settings = settings;
+        if old_timeout == self.settings.queue_timeout_ms {
+            return;
+        }
+        self.timers
+            .retain(|(_, timer)| !matches!(timer, Timer::Queue(_)));
+        let timeout = self.settings.queue_timeout_ms;
+        let waiting: Vec<(i64, String)> = self
+            .queue
+            .by_tier
+            .values()
+            .flatten()
+            .map(|(_, queued_ms, id)| (queued_ms + timeout, id.clone()))
+            .collect();
+        for (due, id) in waiting {
+            self.timers.insert((due, Timer::Queue(id)));
+        }
     }
 
     pub fn mesh(&self) -> &Mesh {
@@ -686,15 +771,10 @@ impl Desk {
                 return;
             }
             let tier = self.mesh.tier_index(&agent.tier).unwrap_or(0);
+            let any_topic = self.mesh.takes_any_topic(agent);
             let best = self
                 .queue
-                .lanes
-                .iter()
-                .filter(|((topic, min_tier), _)| {
-                    *min_tier <= tier && self.mesh.eligible(agent, topic)
-                })
-                .filter_map(|(_, set)| set.first())
-                .min()
+                .head_for(tier, any_topic, agent.specialties.iter())
                 .cloned();
             let Some((_, queued_ms, ticket_id)) = best else {
                 return;
@@ -845,12 +925,27 @@ impl Desk {
                 return;
             }
         };
+        self.record_review_assignment(esc_id, reviewer_id, kind, previous.clone(), now_ms);
+        if let Some(previous) = previous {
+            self.fill_reviewer(&previous, now_ms);
+        }
+    }
+
+    /// Puts an assignment of a review on both logs: the escalation's and its ticket's.
+    fn record_review_assignment(
+        &mut self,
+        esc_id: &str,
+        reviewer_id: &str,
+        kind: EscalationEventKind,
+        previous: Option<String>,
+        now_ms: i64,
+    ) {
         let escalation = self
             .reviews
             .pending(esc_id)
             .expect("assigned above")
             .clone();
-        self.escalation_event(kind, &escalation, previous.clone(), now_ms);
+        self.escalation_event(kind, &escalation, previous, now_ms);
         let name = self
             .reviews
             .reviewer(reviewer_id)
@@ -863,9 +958,6 @@ impl Desk {
                 &ticket,
                 now_ms,
             );
-        }
-        if let Some(previous) = previous {
-            self.fill_reviewer(&previous, now_ms);
         }
     }
 
@@ -915,10 +1007,10 @@ impl Desk {
             None => {
                 if self.reviews.reviewer(&acting).is_some() {
                     let previous = self.reviews.assign(esc_id, &acting, true)?;
-                    let escalation = self.reviews.pending(esc_id).expect("pending").clone();
-                    self.escalation_event(
+                    self.record_review_assignment(
+                        esc_id,
+                        &acting,
                         EscalationEventKind::Assigned,
-                        &escalation,
                         previous,
                         now_ms,
                     );
@@ -944,7 +1036,7 @@ impl Desk {
         let decider = self.decider(esc_id, actor, on_behalf_of, now_ms)?;
         let mut escalation = self
             .reviews
-            .close(esc_id, true)
+            .close(esc_id, Some(&decider))
             .expect("decider checked it is pending");
         let answer = response
             .filter(|r| !r.trim().is_empty())
@@ -998,7 +1090,7 @@ impl Desk {
         let decider = self.decider(esc_id, actor, on_behalf_of, now_ms)?;
         let mut escalation = self
             .reviews
-            .close(esc_id, true)
+            .close(esc_id, Some(&decider))
             .expect("decider checked it is pending");
         let answer = format!("We are unable to help with this request: {reason}");
         escalation.state = EscalationState::Rejected;
@@ -1137,7 +1229,7 @@ impl Desk {
             self.assign_review(esc_id, &other, EscalationEventKind::Reassigned, now_ms);
             return;
         }
-        let mut escalation = self.reviews.close(esc_id, false).expect("checked pending");
+        let mut escalation = self.reviews.close(esc_id, None).expect("checked pending");
         let apology = "We are sorry: nobody could review your request in time. Please contact us again and we will prioritise it.".to_string();
         escalation.state = EscalationState::Expired;
         escalation.decided_ms = Some(now_ms);
@@ -1220,12 +1312,14 @@ impl Desk {
                 "built-in agents are never offline; pause them instead",
             ));
         }
+        // A remote agent takes work only while its process is attached: nothing else would
+        // answer the tickets routed to it.
         if change.availability == Some(Availability::Available)
             && agent.kind == AgentKind::Remote
-            && agent.availability == Availability::Offline
+            && agent.availability != Availability::Available
         {
             return Err(DomainError::FailedPrecondition(format!(
-                "remote agent {} is offline until it attaches",
+                "remote agent {} becomes available when its process attaches",
                 agent.name
             )));
         }
@@ -1323,14 +1417,37 @@ impl Desk {
             .remove_reviewer(reviewer_id)
             .ok_or_else(|| DomainError::NotFound(format!("reviewer {reviewer_id} not found")))?;
         self.reviewer_event("reviewer deleted", &reviewer, true, now_ms);
+        // Every orphan is on the log, handed to another reviewer or back in the unassigned
+        // queue, so watchers of the deleted reviewer see it leave and the store row follows.
         for esc_id in orphaned {
-            let topic = self
-                .reviews
-                .pending(&esc_id)
-                .map(|e| e.topic.clone())
-                .unwrap_or_default();
-            if let Some(other) = self.reviews.best_reviewer(&topic, None) {
-                self.assign_review(&esc_id, &other, EscalationEventKind::Reassigned, now_ms);
+            let Some(topic) = self.reviews.pending(&esc_id).map(|e| e.topic.clone()) else {
+                continue;
+            };
+            let previous = Some(reviewer_id.to_string());
+            match self.reviews.best_reviewer(&topic, None) {
+                Some(other) => {
+                    let none = self
+                        .reviews
+                        .assign(&esc_id, &other, false)
+                        .expect("the best reviewer has room");
+                    debug_assert!(none.is_none(), "orphans are unassigned");
+                    self.record_review_assignment(
+                        &esc_id,
+                        &other,
+                        EscalationEventKind::Reassigned,
+                        previous,
+                        now_ms,
+                    );
+                }
+                None => {
+                    let escalation = self.reviews.pending(&esc_id).expect("listed").clone();
+                    self.escalation_event(
+                        EscalationEventKind::Reassigned,
+                        &escalation,
+                        previous,
+                        now_ms,
+                    );
+                }
             }
         }
         Ok(reviewer)

@@ -59,8 +59,9 @@ pub struct Agent {
     /// Lowercase topics.
     pub specialties: BTreeSet<String>,
     pub capacity: u32,
-    /// Derived from open assignments; never persisted as truth.
-    #[serde(skip)]
+    /// Open assignments. Stored with the agent so replayed events show it, but never trusted
+    /// on a restart: `Desk::restore` recounts it from the open tickets.
+    #[serde(default)]
     pub load: u32,
     pub availability: Availability,
     pub kind: AgentKind,
@@ -270,12 +271,15 @@ impl Mesh {
 
     /// Whether the agent may take a ticket of this topic at all (capacity aside).
     pub fn eligible(&self, agent: &Agent, topic: &str) -> bool {
-        let Some(tier) = self.tier_index(&agent.tier) else {
-            return false;
-        };
-        tier == self.top_tier()
-            || agent.specialties.contains(topic)
-            || (tier == 0 && agent.specialties.is_empty())
+        self.takes_any_topic(agent) || agent.specialties.contains(topic)
+    }
+
+    /// The top tier handles anything; so does a first-tier agent without specialties.
+    pub fn takes_any_topic(&self, agent: &Agent) -> bool {
+        match self.tier_index(&agent.tier) {
+            Some(tier) => tier == self.top_tier() || (tier == 0 && agent.specialties.is_empty()),
+            None => false,
+        }
     }
 
     /// Picks an agent for a ticket of `topic`: the lowest tier from `min_tier` up that has an
@@ -342,8 +346,7 @@ impl Mesh {
     /// Index slots of the agent: `None` is the "takes anything" set.
     fn slots(&self, agent: &Agent) -> (usize, Vec<Option<String>>) {
         let tier = self.tier_index(&agent.tier).unwrap_or(0);
-        let anything = tier == self.top_tier() || (tier == 0 && agent.specialties.is_empty());
-        let slots = if anything {
+        let slots = if self.takes_any_topic(agent) {
             vec![None]
         } else {
             agent.specialties.iter().cloned().map(Some).collect()

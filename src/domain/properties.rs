@@ -484,3 +484,88 @@ fn rejection_frees_the_reviewer_slot() {
         .unwrap();
     assert_eq!(desk.reviews().reviewer("r1").unwrap().load, 0);
 }
+
+#[test]
+fn a_changed_queue_timeout_moves_the_deadlines_of_waiting_tickets() {
+    let mut desk = desk(RoutingStrategy::LeastLoaded);
+    for name in ["a1", "a2", "a3", "a4"] {
+        let id = desk.mesh().agent_by_name(name).unwrap().id.clone();
+        let pause = AgentChange {
+            availability: Some(Availability::Paused),
+            ..Default::default()
+        };
+        desk.update_agent(&id, pause, 0).unwrap();
+    }
+    let new = |id: &str| NewTicket {
+        id: id.into(),
+        customer_id: "c".into(),
+        inquiry: "x".into(),
+        context: Default::default(),
+        priority: 5,
+        topic: Some("billing".into()),
+        client_id: "c".into(),
+        idempotency_key: String::new(),
+    };
+    desk.open_ticket(new("tkt_1"), 100).unwrap();
+    assert_eq!(desk.next_deadline(), Some(100 + 2_000));
+    // Longer: the old deadline no longer fires.
+    desk.set_settings(Settings {
+        queue_timeout_ms: 10_000,
+        ..desk.settings().clone()
+    });
+    assert_eq!(desk.next_deadline(), Some(100 + 10_000));
+    desk.fire_timers(5_000);
+    assert_eq!(desk.queued_tickets(), 1);
+    // Shorter: it fires at once when already overdue.
+    desk.set_settings(Settings {
+        queue_timeout_ms: 1_000,
+        ..desk.settings().clone()
+    });
+    desk.fire_timers(5_000);
+    assert_eq!(desk.queued_tickets(), 0);
+    assert_eq!(
+        desk.ticket("tkt_1").unwrap().status,
+        super::ticket::TicketStatus::AwaitingReview
+    );
+    desk.check_invariants().unwrap();
+}
+
+#[test]
+fn the_decision_counts_for_the_reviewer_who_made_it() {
+    let mut desk = desk(RoutingStrategy::LeastLoaded);
+    desk.open_ticket(
+        NewTicket {
+            id: "tkt_1".into(),
+            customer_id: "c".into(),
+            inquiry: "I need a refund".into(),
+            context: Default::default(),
+            priority: 8,
+            topic: None,
+            client_id: "c".into(),
+            idempotency_key: String::new(),
+        },
+        1,
+    )
+    .unwrap();
+    let d = desk.take_output().dispatches.pop().unwrap();
+    desk.builtin_answered(&d.assignment_id, None, 2).unwrap();
+    assert_eq!(
+        desk.reviews()
+            .pending("esc_1")
+            .unwrap()
+            .reviewer_id
+            .as_deref(),
+        Some("r1")
+    );
+    // An admin decides in r2's name a review assigned to r1: r2 made the decision.
+    let admin = Actor {
+        client_id: "ops".into(),
+        admin: true,
+    };
+    desk.approve("esc_1", &admin, Some("r2"), String::new(), None, 3)
+        .unwrap();
+    assert_eq!(desk.reviews().reviewer("r1").unwrap().decided, 0);
+    assert_eq!(desk.reviews().reviewer("r2").unwrap().decided, 1);
+    assert_eq!(desk.reviews().reviewer("r1").unwrap().load, 0);
+    desk.check_invariants().unwrap();
+}

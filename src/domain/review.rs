@@ -38,8 +38,9 @@ pub struct Reviewer {
     pub name: String,
     pub specialties: BTreeSet<String>,
     pub max_concurrent: u32,
-    /// Derived from pending assigned escalations; never persisted as truth.
-    #[serde(skip)]
+    /// Pending escalations assigned to them. Stored so replayed events show it, but never
+    /// trusted on a restart: `Desk::restore` recounts it from the pending escalations.
+    #[serde(default)]
     pub load: u32,
     pub decided: u64,
     /// Order in which reviewers were added: the last tie-break of assignment.
@@ -279,23 +280,25 @@ impl ReviewBoard {
         Some(e)
     }
 
-    /// Ends a pending escalation (decided or expired): frees its reviewer's slot, counts the
-    /// decision, and returns it. `None` if it is not pending: a review ends at most once.
-    pub fn close(&mut self, esc_id: &str, decided: bool) -> Option<Escalation> {
+    /// Ends a pending escalation: frees its reviewer's slot, counts the decision for
+    /// `decided_by` when that is a reviewer (an admin deciding in nobody's name counts for
+    /// nobody; an expiry passes `None`), and returns it. `None` if it is not pending: a review
+    /// ends at most once.
+    pub fn close(&mut self, esc_id: &str, decided_by: Option<&str>) -> Option<Escalation> {
         let escalation = self.pending.remove(esc_id)?;
         match escalation.reviewer_id.as_deref() {
             Some(r) => {
                 if let Some(reviewer) = self.reviewers.get_mut(r) {
                     debug_assert!(reviewer.load > 0);
                     reviewer.load = reviewer.load.saturating_sub(1);
-                    if decided {
-                        reviewer.decided += 1;
-                    }
                 }
             }
             None => {
                 self.unassigned.remove(&queue_key(&escalation));
             }
+        }
+        if let Some(reviewer) = decided_by.and_then(|id| self.reviewers.get_mut(id)) {
+            reviewer.decided += 1;
         }
         Some(escalation)
     }
@@ -433,9 +436,9 @@ mod tests {
         b.open(escalation("e", "billing", ReviewPriority::High, 1));
         b.assign("e", "supervisor_1", false).unwrap();
         assert_eq!(b.reviewer("supervisor_1").unwrap().load, 1);
-        assert!(b.close("e", true).is_some());
+        assert!(b.close("e", Some("supervisor_1")).is_some());
         assert!(
-            b.close("e", true).is_none(),
+            b.close("e", Some("supervisor_1")).is_none(),
             "a review is decided at most once"
         );
         let r = b.reviewer("supervisor_1").unwrap();

@@ -10,7 +10,7 @@ mod writer;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -30,6 +30,8 @@ const JOB_QUEUE: usize = 8192;
 const MAX_BATCH: usize = 1024;
 /// Live events kept for subscribers; a subscriber further behind catches up from the store.
 const BROADCAST_CAPACITY: usize = 8192;
+/// How often the keys' last-use times are written (and always on stop).
+const KEY_USE_FLUSH: Duration = Duration::from_secs(10);
 /// Idempotency keys remembered in memory (older ones are found in the store).
 const IDEMPOTENCY_MEMORY: usize = 100_000;
 
@@ -163,7 +165,7 @@ impl DeskHandle {
 pub struct Runtime {
     pub handle: DeskHandle,
     stop: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
+    task: tokio::task::JoinHandle<Result<(), tokio::task::JoinError>>,
     writer: std::thread::JoinHandle<Result<(), crate::store::StoreError>>,
 }
 
@@ -198,7 +200,7 @@ impl Runtime {
             settings_change: None,
             mark_seeded: false,
         };
-        let task = tokio::spawn(run_loop(
+        let run = tokio::spawn(run_loop(
             core,
             jobs_rx,
             jobs_tx,
@@ -206,6 +208,14 @@ impl Runtime {
             kb,
             stop.clone(),
         ));
+        // Whatever ends the loop (a stop, a failed writer, a panic), the server must hear of
+        // it: it drains and exits instead of answering UNAVAILABLE forever while healthy.
+        let ended = closing.clone();
+        let task = tokio::spawn(async move {
+            let result = run.await;
+            ended.cancel();
+            result
+        });
         Runtime {
             handle,
             stop,
@@ -215,16 +225,32 @@ impl Runtime {
     }
 
     /// Applies what is queued, commits it, and stops. Call after the server stopped taking calls.
-    pub async fn shutdown(self) -> Result<(), crate::store::StoreError> {
+    pub async fn shutdown(self) -> Result<(), StopError> {
         self.handle.closing.cancel();
         self.stop.cancel();
-        let _ = self.task.await;
+        let run = self.task.await;
         drop(self.handle);
-        tokio::task::spawn_blocking(move || self.writer.join())
+        let writer = tokio::task::spawn_blocking(move || self.writer.join())
             .await
-            .expect("join task")
-            .unwrap_or(Ok(()))
+            .map_err(|e| StopError::Crashed(format!("the writer could not be joined: {e}")))?;
+        match (run, writer) {
+            (_, Ok(Err(store))) => Err(StopError::Store(store)),
+            (_, Err(_)) => Err(StopError::Crashed("the store writer panicked".into())),
+            (Ok(Err(e)) | Err(e), _) => {
+                Err(StopError::Crashed(format!("the desk task failed: {e}")))
+            }
+            (Ok(Ok(())), Ok(Ok(()))) => Ok(()),
+        }
     }
+}
+
+/// Why the runtime did not stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum StopError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("{0}")]
+    Crashed(String),
 }
 
 async fn run_loop(
@@ -237,7 +263,8 @@ async fn run_loop(
 ) {
     let weak_jobs = jobs_tx.downgrade();
     drop(jobs_tx);
-    let mut key_flush = tokio::time::interval(Duration::from_secs(10));
+    let mut key_flush = tokio::time::interval(KEY_USE_FLUSH);
+    let mut last_key_flush = Instant::now();
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     // The first pass commits what restore produced (re-dispatched work, handed-on tickets).
     let mut first = true;
@@ -262,13 +289,19 @@ async fn run_loop(
                     None => stopping = true,
                 },
                 _ = sleep => {}
-                _ = key_flush.tick() => {
-                    let used = core.keys.read().expect("key ring poisoned").take_used();
-                    core.key_changes.extend(used.into_iter().map(|(key_id, time_ms)| KeyChange::Used { key_id, time_ms }));
-                }
+                // Wakes an idle desk; a busy one flushes below, since `biased` polls jobs first.
+                _ = key_flush.tick() => {}
             }
         }
         first = false;
+        if stopping || last_key_flush.elapsed() >= KEY_USE_FLUSH {
+            last_key_flush = Instant::now();
+            let used = core.keys.read().expect("key ring poisoned").take_used();
+            core.key_changes.extend(
+                used.into_iter()
+                    .map(|(key_id, time_ms)| KeyChange::Used { key_id, time_ms }),
+            );
+        }
         while batch.len() < MAX_BATCH {
             match jobs.try_recv() {
                 Ok(job) => batch.push(job),
@@ -336,10 +369,12 @@ fn collect_waiters(core: &mut Core, events: &[Event], replies: &mut Vec<Reply>) 
 /// Builds the commit: the events, plus current snapshots of every agent and reviewer the
 /// events touched (their counters live outside the events).
 fn commit_batch(core: &mut Core, events: Vec<Event>) -> CommitBatch {
+    // Upserts and deletes stay disjoint, the last event of an id deciding which it gets, so
+    // deleting and re-creating an id in one batch keeps it.
     let mut agents = BTreeSet::new();
     let mut reviewers = BTreeSet::new();
-    let mut deleted_agents = Vec::new();
-    let mut deleted_reviewers = Vec::new();
+    let mut deleted_agents = BTreeSet::new();
+    let mut deleted_reviewers = BTreeSet::new();
     for event in &events {
         match &event.body {
             EventBody::Ticket { ticket, .. } => {
@@ -360,8 +395,10 @@ fn commit_batch(core: &mut Core, events: Vec<Event>) -> CommitBatch {
             }
             EventBody::Agent { agent, deleted, .. } => {
                 if *deleted {
-                    deleted_agents.push(agent.id.clone());
+                    agents.remove(&agent.id);
+                    deleted_agents.insert(agent.id.clone());
                 } else {
+                    deleted_agents.remove(&agent.id);
                     agents.insert(agent.id.clone());
                 }
             }
@@ -369,8 +406,10 @@ fn commit_batch(core: &mut Core, events: Vec<Event>) -> CommitBatch {
                 reviewer, deleted, ..
             } => {
                 if *deleted {
-                    deleted_reviewers.push(reviewer.id.clone());
+                    reviewers.remove(&reviewer.id);
+                    deleted_reviewers.insert(reviewer.id.clone());
                 } else {
+                    deleted_reviewers.remove(&reviewer.id);
                     reviewers.insert(reviewer.id.clone());
                 }
             }
@@ -387,9 +426,9 @@ fn commit_batch(core: &mut Core, events: Vec<Event>) -> CommitBatch {
     CommitBatch {
         events,
         agents,
-        deleted_agents,
+        deleted_agents: deleted_agents.into_iter().collect(),
         reviewers,
-        deleted_reviewers,
+        deleted_reviewers: deleted_reviewers.into_iter().collect(),
         keys: std::mem::take(&mut core.key_changes),
         settings: core.settings_change.take(),
         mark_seeded: std::mem::take(&mut core.mark_seeded),

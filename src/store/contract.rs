@@ -101,7 +101,8 @@ fn contract(store: &dyn Store) {
     // Tickets: the last snapshot in a batch wins; open ones come back on load.
     let mut open = ticket("tkt_b", "alice", 2, TicketStatus::Queued);
     let done = ticket("tkt_a", "alice", 1, TicketStatus::Resolved);
-    let other = ticket("tkt_c", "bob", 3, TicketStatus::Resolved);
+    let mut other = ticket("tkt_c", "bob", 3, TicketStatus::Resolved);
+    other.client_id = "other-app".into();
     let first = ticket_event(1, &open);
     open.status = TicketStatus::Assigned;
     open.idempotency_key = "key-1".into();
@@ -140,10 +141,34 @@ fn contract(store: &dyn Store) {
     let alice = TicketFilter {
         customer_id: Some("alice".into()),
         status: Some(TicketStatus::Resolved),
+        client_id: None,
     };
     let page = store.list_tickets(&alice, 10, None).unwrap();
     assert_eq!(page.items.len(), 1);
-    assert_eq!(store.count_customer_tickets("alice").unwrap(), 2);
+    assert_eq!(store.count_customer_tickets("alice", None).unwrap(), 2);
+
+    // A client sees only the tickets created through it.
+    let through = |client: &str| TicketFilter {
+        client_id: Some(client.into()),
+        ..TicketFilter::default()
+    };
+    let ids = |filter: &TicketFilter| -> Vec<String> {
+        let page = store.list_tickets(filter, 10, None).unwrap();
+        page.items.into_iter().map(|t| t.id).collect()
+    };
+    assert_eq!(ids(&through("client")), ["tkt_b", "tkt_a"]);
+    assert_eq!(ids(&through("other-app")), ["tkt_c"]);
+    assert!(ids(&through("nobody")).is_empty());
+    assert_eq!(
+        store.count_customer_tickets("bob", Some("client")).unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .count_customer_tickets("bob", Some("other-app"))
+            .unwrap(),
+        1
+    );
 
     // Events: in order, per ticket, paged.
     let events = store.events_after(1, 2).unwrap();

@@ -117,6 +117,8 @@ pub enum Cursor {
 pub struct TicketFilter {
     pub customer_id: Option<String>,
     pub status: Option<TicketStatus>,
+    /// Only tickets created through this client (API key client id); `None`: every client's.
+    pub client_id: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -147,7 +149,12 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
         after: Option<&Cursor>,
     ) -> Result<Page<Ticket>, StoreError>;
-    fn count_customer_tickets(&self, customer_id: &str) -> Result<u64, StoreError>;
+    /// How many tickets the customer has, only those created through `client_id` when given.
+    fn count_customer_tickets(
+        &self,
+        customer_id: &str,
+        client_id: Option<&str>,
+    ) -> Result<u64, StoreError>;
     fn find_idempotent(&self, client_id: &str, key: &str) -> Result<Option<String>, StoreError>;
 
     fn get_escalation(&self, escalation_id: &str) -> Result<Option<Escalation>, StoreError>;

@@ -41,6 +41,8 @@ CREATE TABLE IF NOT EXISTS tickets (
 CREATE INDEX IF NOT EXISTS tickets_by_time ON tickets(created_ms DESC, ticket_id DESC);
 CREATE INDEX IF NOT EXISTS tickets_by_customer ON tickets(customer_id, created_ms DESC, ticket_id DESC);
 CREATE INDEX IF NOT EXISTS tickets_by_status ON tickets(status, created_ms DESC, ticket_id DESC);
+CREATE INDEX IF NOT EXISTS tickets_by_client
+    ON tickets(client_id, customer_id, created_ms DESC, ticket_id DESC);
 CREATE INDEX IF NOT EXISTS tickets_open ON tickets(open) WHERE open = 1;
 CREATE UNIQUE INDEX IF NOT EXISTS tickets_by_idempotency
     ON tickets(client_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
@@ -476,6 +478,7 @@ impl Store for SqliteStore {
             let mut stmt = tx.prepare_cached(
                 "SELECT body FROM tickets
                  WHERE (?1 IS NULL OR customer_id = ?1) AND (?2 IS NULL OR status = ?2)
+                   AND (?6 IS NULL OR client_id = ?6)
                    AND (created_ms < ?3 OR (created_ms = ?3 AND (?4 = '' OR ticket_id < ?4)))
                  ORDER BY created_ms DESC, ticket_id DESC LIMIT ?5",
             )?;
@@ -486,7 +489,8 @@ impl Store for SqliteStore {
                     status,
                     after_ms,
                     after_id,
-                    (limit + 1) as i64
+                    (limit + 1) as i64,
+                    filter.client_id
                 ],
             )?;
             let next = if items.len() > limit {
@@ -504,11 +508,16 @@ impl Store for SqliteStore {
         })
     }
 
-    fn count_customer_tickets(&self, customer_id: &str) -> Result<u64, StoreError> {
+    fn count_customer_tickets(
+        &self,
+        customer_id: &str,
+        client_id: Option<&str>,
+    ) -> Result<u64, StoreError> {
         self.read(|c| {
             let n: i64 = c.query_row(
-                "SELECT COUNT(*) FROM tickets WHERE customer_id = ?1",
-                [customer_id],
+                "SELECT COUNT(*) FROM tickets
+                 WHERE customer_id = ?1 AND (?2 IS NULL OR client_id = ?2)",
+                params![customer_id, client_id],
                 |r| r.get(0),
             )?;
             Ok(n as u64)

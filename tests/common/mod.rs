@@ -26,7 +26,7 @@ use tempfile::TempDir;
 use tokio::sync::{mpsc, oneshot};
 use tonic::codegen::InterceptedService;
 use tonic::metadata::AsciiMetadataValue;
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 use tonic::{Code, Request, Status, Streaming};
 use tonic_types::StatusExt;
 
@@ -94,6 +94,38 @@ pub type EscalationClient = EscalationServiceClient<Authenticated>;
 pub type AdminClient = AdminServiceClient<Authenticated>;
 pub type HealthClient = tonic_health::pb::health_client::HealthClient<Channel>;
 
+/// How to start the binary.
+#[derive(Clone, Debug)]
+pub struct Launch {
+    /// Accept the development keys (`--dev`).
+    pub dev: bool,
+    /// Pass listen address, data directory, config and dev mode as `SERVICEDESK_*`
+    /// environment variables instead of flags.
+    pub through_environment: bool,
+    /// Written to `root/servicedesk.toml` and passed as the config file.
+    pub config_toml: Option<String>,
+    /// Arguments after the standard ones.
+    pub extra_args: Vec<String>,
+    /// Further environment variables.
+    pub env: Vec<(String, String)>,
+    /// The server serves TLS with a certificate for `localhost` signed by this CA (PEM):
+    /// clients connect over TLS trusting it.
+    pub tls_ca_pem: Option<String>,
+}
+
+impl Default for Launch {
+    fn default() -> Self {
+        Launch {
+            dev: true,
+            through_environment: false,
+            config_toml: None,
+            extra_args: Vec::new(),
+            env: Vec::new(),
+            tls_ca_pem: None,
+        }
+    }
+}
+
 /// A running `servicedesk serve --dev` child process.
 pub struct Server {
     child: Option<Child>,
@@ -101,6 +133,7 @@ pub struct Server {
     channel: Option<Channel>,
     root: Option<TempDir>,
     log: Arc<Mutex<Vec<String>>>,
+    tls_ca_pem: Option<String>,
 }
 
 impl Server {
@@ -123,26 +156,57 @@ impl Server {
         extra_args: &[&str],
         config_toml: Option<&str>,
     ) -> Server {
+        let launch = Launch {
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            config_toml: config_toml.map(str::to_string),
+            ..Launch::default()
+        };
+        Server::launch(root, launch).await
+    }
+
+    /// Starts the binary on `root` as `launch` says.
+    pub async fn launch(root: TempDir, launch: Launch) -> Server {
         let data_dir = root.path().join("data");
         let mut command = Command::new(env!("CARGO_BIN_EXE_servicedesk"));
-        command
-            .arg("serve")
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .arg("--dev");
-        if let Some(toml) = config_toml {
-            let path = root.path().join("servicedesk.toml");
-            std::fs::write(&path, toml).expect("write the config file");
-            command.arg("--config").arg(path);
-        }
-        command.args(extra_args);
+        command.arg("serve");
         // Nothing from the test's own environment may change what the server does.
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with("SERVICEDESK_") {
                 command.env_remove(name);
             }
+        }
+        let mut settings: Vec<(&str, &str, String)> = vec![
+            ("--listen", "SERVICEDESK_LISTEN", "127.0.0.1:0".to_string()),
+            (
+                "--data-dir",
+                "SERVICEDESK_DATA_DIR",
+                data_dir.display().to_string(),
+            ),
+        ];
+        if let Some(toml) = &launch.config_toml {
+            let path = root.path().join("servicedesk.toml");
+            std::fs::write(&path, toml).expect("write the config file");
+            settings.push(("--config", "SERVICEDESK_CONFIG", path.display().to_string()));
+        }
+        if launch.dev {
+            settings.push(("--dev", "SERVICEDESK_DEV", "true".to_string()));
+        }
+        for (flag, variable, value) in settings {
+            match (launch.through_environment, flag) {
+                (true, _) => {
+                    command.env(variable, value);
+                }
+                (false, "--dev") => {
+                    command.arg(flag);
+                }
+                (false, _) => {
+                    command.arg(flag).arg(value);
+                }
+            }
+        }
+        command.args(&launch.extra_args);
+        for (name, value) in &launch.env {
+            command.env(name, value);
         }
         command
             .env("RUST_LOG", "info")
@@ -166,6 +230,7 @@ impl Server {
             channel: None,
             root: Some(root),
             log,
+            tls_ca_pem: launch.tls_ca_pem.clone(),
         };
         let addr = match tokio::time::timeout(START_TIMEOUT, found_rx).await {
             Ok(Ok(addr)) => addr,
@@ -192,9 +257,20 @@ impl Server {
     async fn connect_channel(&self) -> Channel {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let endpoint = Channel::from_shared(format!("http://{}", self.addr))
+            let scheme = if self.tls_ca_pem.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            let mut endpoint = Channel::from_shared(format!("{scheme}://{}", self.addr))
                 .expect("valid endpoint")
                 .connect_timeout(Duration::from_secs(5));
+            if let Some(ca) = &self.tls_ca_pem {
+                let tls = ClientTlsConfig::new()
+                    .ca_certificate(Certificate::from_pem(ca))
+                    .domain_name("localhost");
+                endpoint = endpoint.tls_config(tls).expect("client TLS config");
+            }
             match endpoint.connect().await {
                 Ok(channel) => return channel,
                 Err(err) if Instant::now() < deadline => {
@@ -327,13 +403,7 @@ impl Server {
     /// Sends SIGTERM, waits (at most 30 s) for the process to exit, asserts it exited with
     /// status 0 and gives the directory back for a restart.
     pub async fn terminate(mut self) -> TempDir {
-        let pid = self.child.as_ref().expect("running child").id();
-        let sent = Command::new("kill")
-            .arg("-TERM")
-            .arg(pid.to_string())
-            .status()
-            .expect("run kill -TERM");
-        assert!(sent.success(), "kill -TERM {pid} failed: {sent}");
+        self.send_sigterm();
         let status = self.wait_for_exit(EXIT_TIMEOUT).await;
         match status {
             Some(status) => assert!(
@@ -351,6 +421,17 @@ impl Server {
         }
         self.child = None;
         self.root.take().expect("server root")
+    }
+
+    /// Sends SIGTERM and returns at once; [`Server::terminate`] then waits for the exit.
+    pub fn send_sigterm(&self) {
+        let pid = self.child.as_ref().expect("running child").id();
+        let sent = Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill -TERM");
+        assert!(sent.success(), "kill -TERM {pid} failed: {sent}");
     }
 
     /// Sends SIGKILL (a crash), waits for the process and gives the directory back.
@@ -389,7 +470,7 @@ impl Drop for Server {
     }
 }
 
-fn new_root() -> TempDir {
+pub fn new_root() -> TempDir {
     tempfile::Builder::new()
         .prefix("servicedesk-test-")
         .tempdir()

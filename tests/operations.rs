@@ -1,0 +1,395 @@
+//! Running the binary as an operator does: reflection for grpcurl, the environment instead
+//! of flags, a production start without `--dev`, a custom knowledge base, shutdown while a
+//! caller waits, and a restart with a configuration that no longer fits the stored desk.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use prost::Message;
+use servicedesk::proto::v1::{
+    GetDeskStatusRequest, GetTicketRequest, ListTicketsRequest, TicketStatus,
+};
+use tonic::Code;
+use tonic_reflection::pb::v1 as reflection;
+use tonic_reflection::pb::v1alpha as reflection_alpha;
+
+/// What reflection v1 answers to one request.
+async fn reflect_v1(
+    server: &Server,
+    request: reflection::server_reflection_request::MessageRequest,
+) -> reflection::server_reflection_response::MessageResponse {
+    let mut client =
+        reflection::server_reflection_client::ServerReflectionClient::new(server.channel());
+    let outbound = tokio_stream::iter([reflection::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(request),
+    }]);
+    let mut inbound = ok(
+        client.server_reflection_info(outbound).await,
+        "ServerReflectionInfo",
+    );
+    inbound
+        .message()
+        .await
+        .expect("a reflection response")
+        .expect("one message")
+        .message_response
+        .expect("a response body")
+}
+
+#[tokio::test]
+async fn reflection_lists_every_service_and_serves_the_commented_protos() {
+    let server = Server::start().await;
+    use reflection::server_reflection_request::MessageRequest;
+    use reflection::server_reflection_response::MessageResponse;
+
+    let MessageResponse::ListServicesResponse(list) =
+        reflect_v1(&server, MessageRequest::ListServices(String::new())).await
+    else {
+        panic!("ListServices answered something else");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for service in [
+        "servicedesk.v1.DeskService",
+        "servicedesk.v1.EscalationService",
+        "servicedesk.v1.AdminService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            names.iter().any(|n| n == service),
+            "{service} missing from {names:?}"
+        );
+    }
+
+    // The descriptors carry the comments, so `grpcurl describe` shows them.
+    let MessageResponse::FileDescriptorResponse(files) = reflect_v1(
+        &server,
+        MessageRequest::FileContainingSymbol("servicedesk.v1.DeskService".into()),
+    )
+    .await
+    else {
+        panic!("FileContainingSymbol answered something else");
+    };
+    let desk_proto = files
+        .file_descriptor_proto
+        .iter()
+        .map(|bytes| prost_types::FileDescriptorProto::decode(bytes.as_slice()).unwrap())
+        .find(|f| f.name() == "servicedesk/v1/desk.proto")
+        .expect("desk.proto is served");
+    let comments: Vec<String> = desk_proto
+        .source_code_info
+        .expect("source info is kept")
+        .location
+        .into_iter()
+        .filter_map(|l| l.leading_comments)
+        .collect();
+    assert!(
+        comments.iter().any(|c| c.contains("Creates a ticket")),
+        "HandleInquiry's comment is served"
+    );
+
+    // The error details we send decode in grpcurl too.
+    let MessageResponse::FileDescriptorResponse(_) = reflect_v1(
+        &server,
+        MessageRequest::FileContainingSymbol("google.rpc.BadRequest".into()),
+    )
+    .await
+    else {
+        panic!("google.rpc.BadRequest is not served");
+    };
+
+    // grpcurl up to 1.8.7 speaks only v1alpha.
+    let mut alpha =
+        reflection_alpha::server_reflection_client::ServerReflectionClient::new(server.channel());
+    let outbound = tokio_stream::iter([reflection_alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            reflection_alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
+    }]);
+    let mut inbound = ok(
+        alpha.server_reflection_info(outbound).await,
+        "v1alpha ServerReflectionInfo",
+    );
+    let answer = inbound.message().await.unwrap().unwrap();
+    let Some(reflection_alpha::server_reflection_response::MessageResponse::ListServicesResponse(
+        list,
+    )) = answer.message_response
+    else {
+        panic!("v1alpha ListServices answered something else");
+    };
+    assert!(list
+        .service
+        .iter()
+        .any(|s| s.name == "servicedesk.v1.DeskService"));
+}
+
+#[tokio::test]
+async fn every_setting_can_come_from_the_environment() {
+    let root = new_root();
+    let launch = Launch {
+        through_environment: true,
+        config_toml: Some("[desk]\nname = \"From the environment\"\n".into()),
+        ..Launch::default()
+    };
+    let server = Server::launch(root, launch).await;
+    // SERVICEDESK_DEV: the development keys work; SERVICEDESK_CONFIG: the desk's name.
+    let status = ok(
+        server
+            .admin()
+            .get_desk_status(GetDeskStatusRequest {})
+            .await,
+        "GetDeskStatus",
+    );
+    assert_eq!(status.desk_name, "From the environment");
+    // SERVICEDESK_DATA_DIR: the store is where it says.
+    assert!(server.data_dir().join("desk.db").exists());
+}
+
+#[tokio::test]
+async fn without_dev_the_first_start_writes_an_owner_only_admin_key_and_no_dev_key_works() {
+    let launch = Launch {
+        dev: false,
+        ..Launch::default()
+    };
+    let server = Server::launch(new_root(), launch.clone()).await;
+    let key_file = server.data_dir().join("admin.key");
+    let secret = std::fs::read_to_string(&key_file)
+        .expect("the admin key file exists")
+        .trim()
+        .to_string();
+    assert!(secret.starts_with("sd_"), "a generated key: {secret:.3}…");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "readable by its owner only");
+    }
+    let log = server.log_text();
+    assert!(log.contains("admin.key"), "the log says where the key is");
+    assert!(!log.contains(&secret), "the log never shows the secret");
+
+    ok(
+        server
+            .admin_as(&secret)
+            .get_desk_status(GetDeskStatusRequest {})
+            .await,
+        "GetDeskStatus with the first admin key",
+    );
+    for dev_key in [TEST_KEY, ADMIN_KEY] {
+        expect_code(
+            server
+                .admin_as(dev_key)
+                .get_desk_status(GetDeskStatusRequest {})
+                .await,
+            Code::Unauthenticated,
+            "a development key without --dev",
+        );
+    }
+
+    // A restart keeps the key and writes no new one.
+    let root = server.terminate().await;
+    let server = Server::launch(root, launch).await;
+    assert_eq!(
+        std::fs::read_to_string(server.data_dir().join("admin.key"))
+            .unwrap()
+            .trim(),
+        secret
+    );
+    ok(
+        server
+            .admin_as(&secret)
+            .get_desk_status(GetDeskStatusRequest {})
+            .await,
+        "the first admin key after a restart",
+    );
+}
+
+#[tokio::test]
+async fn a_knowledge_base_file_replaces_the_built_in_one() {
+    let root = new_root();
+    let kb = root.path().join("kb.toml");
+    std::fs::write(
+        &kb,
+        r#"
+[[article]]
+id = "reset"
+topic = "account"
+title = "Reset your password"
+keywords = ["reset password", "forgot password"]
+answer = "Ask the front desk of the Acme office for a new password."
+"#,
+    )
+    .unwrap();
+    let config = format!("knowledge_base = {:?}\n", kb.display().to_string());
+    let server = Server::start_with(root, &[], Some(&config)).await;
+    let answer = ask(&mut server.desk(), inquiry("cust_kb", PASSWORD_RESET)).await;
+    assert_eq!(answer.ticket.unwrap().status(), TicketStatus::Resolved);
+    assert_eq!(
+        answer.response,
+        "Ask the front desk of the Acme office for a new password."
+    );
+}
+
+#[tokio::test]
+async fn shutdown_answers_a_waiting_caller_with_its_ticket_and_keeps_the_ticket() {
+    let config = "shutdown_grace_secs = 4\n";
+    let server = Server::start_with_config(config).await;
+    // Nobody free to take it: the caller waits while the ticket is queued.
+    let mut admin = server.admin();
+    let agents = ok(
+        admin
+            .list_agents(servicedesk::proto::v1::ListAgentsRequest {
+                page_size: 500,
+                ..Default::default()
+            })
+            .await,
+        "ListAgents",
+    )
+    .agents;
+    for agent in agents {
+        ok(
+            admin
+                .update_agent(servicedesk::proto::v1::UpdateAgentRequest {
+                    agent_id: agent.agent_id,
+                    availability: Some(servicedesk::proto::v1::AgentAvailability::Paused as i32),
+                    ..Default::default()
+                })
+                .await,
+            "pause",
+        );
+    }
+    let mut desk = server.desk();
+    let waiting = tokio::spawn(async move {
+        desk.handle_inquiry(inquiry("cust_wait", PASSWORD_RESET))
+            .await
+    });
+    let server_ref = &server;
+    let ticket_id = poll_until(
+        Duration::from_secs(10),
+        "the ticket is queued",
+        || async move {
+            let page = ok(
+                server_ref
+                    .desk()
+                    .list_tickets(ListTicketsRequest::default())
+                    .await,
+                "ListTickets",
+            );
+            page.tickets
+                .into_iter()
+                .find(|t| t.status() == TicketStatus::Queued)
+                .map(|t| t.ticket_id)
+        },
+    )
+    .await;
+
+    let signalled = Instant::now();
+    server.send_sigterm();
+    let status = waiting
+        .await
+        .unwrap()
+        .expect_err("a queued ticket has no answer to give");
+    let took = signalled.elapsed();
+    assert_eq!(status.code(), Code::Unavailable);
+    assert!(
+        status.message().contains(&ticket_id),
+        "the caller learns which ticket to pick up: {}",
+        status.message()
+    );
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(4),
+        "answered within the grace period, after waiting half of it: {took:?}"
+    );
+    let root = server.terminate().await;
+
+    let server = Server::start_with(root, &[], Some(config)).await;
+    let ticket = ok(
+        server
+            .desk()
+            .get_ticket(GetTicketRequest {
+                ticket_id: ticket_id.clone(),
+            })
+            .await,
+        "GetTicket after the restart",
+    );
+    assert_eq!(ticket.status(), TicketStatus::Queued);
+}
+
+#[tokio::test]
+async fn a_restart_refuses_a_config_without_a_tier_its_agents_are_in() {
+    let server = Server::start().await;
+    let root = server.terminate().await;
+    let config = root.path().join("two-tiers.toml");
+    std::fs::write(
+        &config,
+        "[[desk.tiers]]\nname = \"L1\"\n[[desk.tiers]]\nname = \"L2\"\n",
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_servicedesk"))
+        .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(root.path().join("data"))
+        .arg("--config")
+        .arg(&config)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run servicedesk");
+    assert!(!output.status.success(), "it must not start");
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        log.contains("Expert_Agent_1") && log.contains("Expert"),
+        "the error names the agent and its tier: {log}"
+    );
+    // Nothing was lost: with the tier back, the desk starts as it was.
+    let server = Server::start_with(root, &[], None).await;
+    let status = ok(
+        server
+            .admin()
+            .get_desk_status(GetDeskStatusRequest {})
+            .await,
+        "GetDeskStatus",
+    );
+    assert_eq!(status.tiers.len(), 3);
+}
+
+#[tokio::test]
+async fn tls_from_the_config_file_serves_only_tls() {
+    let root = new_root();
+    let issued = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = root.path().join("server.pem");
+    let key = root.path().join("server.key");
+    std::fs::write(&cert, issued.cert.pem()).unwrap();
+    std::fs::write(&key, issued.signing_key.serialize_pem()).unwrap();
+    let config = format!(
+        "[tls]\ncert = {:?}\nkey = {:?}\n",
+        cert.display().to_string(),
+        key.display().to_string()
+    );
+    let launch = Launch {
+        config_toml: Some(config),
+        tls_ca_pem: Some(issued.cert.pem()),
+        ..Launch::default()
+    };
+    let server = Server::launch(root, launch).await;
+    assert!(server.log_text().contains("(tls)"), "the log says TLS");
+    let answer = ask(&mut server.desk(), inquiry("cust_tls", PASSWORD_RESET)).await;
+    assert_eq!(answer.ticket.unwrap().status(), TicketStatus::Resolved);
+
+    // A plaintext client gets nowhere.
+    let plaintext = tonic::transport::Channel::from_shared(format!("http://{}", server.addr()))
+        .unwrap()
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(2))
+        .connect()
+        .await;
+    if let Ok(channel) = plaintext {
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+        let answer = health
+            .check(tonic_health::pb::HealthCheckRequest::default())
+            .await;
+        assert!(answer.is_err(), "plaintext must not be served: {answer:?}");
+    }
+}
