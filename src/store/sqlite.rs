@@ -39,10 +39,10 @@ CREATE TABLE IF NOT EXISTS tickets (
     body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS tickets_by_time ON tickets(created_ms DESC, ticket_id DESC);
-CREATE INDEX IF NOT EXISTS tickets_by_customer ON tickets(customer_id, created_ms DESC, ticket_id DESC);
+CREATE INDEX IF NOT EXISTS tickets_by_customer
+    ON tickets(customer_id, client_id, created_ms DESC, ticket_id DESC);
 CREATE INDEX IF NOT EXISTS tickets_by_status ON tickets(status, created_ms DESC, ticket_id DESC);
-CREATE INDEX IF NOT EXISTS tickets_by_client
-    ON tickets(client_id, customer_id, created_ms DESC, ticket_id DESC);
+CREATE INDEX IF NOT EXISTS tickets_by_client ON tickets(client_id, created_ms DESC, ticket_id DESC);
 CREATE INDEX IF NOT EXISTS tickets_open ON tickets(open) WHERE open = 1;
 CREATE UNIQUE INDEX IF NOT EXISTS tickets_by_idempotency
     ON tickets(client_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
