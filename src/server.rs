@@ -99,7 +99,8 @@ pub async fn run(
     if config.dev {
         tracing::warn!("development mode: the well-known keys test-key-123 and admin-key-456 are accepted; never use --dev in production");
     }
-    let runtime = Runtime::start(desk, keys, store.clone(), Arc::new(kb));
+    let kb = Arc::new(kb);
+    let runtime = Runtime::start(desk, keys, store.clone(), kb.clone());
     let handle = runtime.handle.clone();
     if !seeded {
         seed(&config, &runtime).await?;
@@ -110,6 +111,8 @@ pub async fn run(
         limits: Arc::new(config.limits.clone()),
         desk_name: config.desk_name.clone(),
         shutdown_grace: config.shutdown_grace,
+        classifier: Arc::new(config.classifier.clone()),
+        kb,
     };
     let limits = &config.server;
     let max_message = limits.max_message_bytes;

@@ -18,6 +18,7 @@ use crate::auth::Client;
 use crate::clock::now_ms;
 use crate::domain::desk::NewTicket;
 use crate::domain::event::EventBody;
+use crate::domain::knowledge::PreparedAnswer;
 use crate::domain::ticket::Ticket;
 use crate::proto::v1 as pb;
 use crate::proto::v1::desk_service_server::DeskService;
@@ -126,6 +127,24 @@ impl Api {
         }
     }
 
+    /// Classifies and scores the inquiry on the blocking pool, in parallel with other calls,
+    /// so the desk applies the built-in agents' answers in the batch that creates the ticket:
+    /// one commit per inquiry instead of one per tier.
+    async fn prepare_answer(
+        &self,
+        inquiry: String,
+        topic: Option<String>,
+    ) -> Option<PreparedAnswer> {
+        let (classifier, kb) = (self.classifier.clone(), self.kb.clone());
+        tokio::task::spawn_blocking(move || {
+            let topic = topic.unwrap_or_else(|| classifier.classify(&inquiry));
+            let answer = kb.best_answer(&inquiry, &topic);
+            PreparedAnswer { topic, answer }
+        })
+        .await
+        .ok()
+    }
+
     /// A ticket the caller may read; another client's ticket is NOT_FOUND, as if it did not
     /// exist, so ids cannot be probed.
     async fn visible_ticket(&self, caller: &Client, ticket_id: String) -> Result<Ticket, Status> {
@@ -181,16 +200,20 @@ impl DeskService for Api {
                 stored = Some(existing);
             }
         }
+        let inquiry = r.inquiry.trim().to_string();
+        let topic = Some(r.topic.trim().to_lowercase()).filter(|t| !t.is_empty());
+        let prepared = self.prepare_answer(inquiry.clone(), topic.clone()).await;
         let now = now_ms();
         let new = NewTicket {
             id: new_ticket_id(now),
             customer_id: r.customer_id.clone(),
-            inquiry: r.inquiry.trim().to_string(),
+            inquiry,
             context: r.context.into_iter().collect::<BTreeMap<_, _>>(),
             priority: if r.priority == 0 { 5 } else { r.priority as u8 },
-            topic: Some(r.topic.trim().to_lowercase()).filter(|t| !t.is_empty()),
+            topic,
             client_id: caller.client_id.clone(),
             idempotency_key: key.clone(),
+            prepared,
         };
         let (waiter, settled) = oneshot::channel();
         let client_id = caller.client_id.clone();

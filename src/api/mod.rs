@@ -19,6 +19,8 @@ use std::sync::Arc;
 use tonic::Status;
 
 use crate::config::Limits;
+use crate::domain::classify::Classifier;
+use crate::domain::knowledge::KnowledgeBase;
 use crate::runtime::DeskHandle;
 use crate::store::{Store, StoreError};
 
@@ -32,6 +34,10 @@ pub struct Api {
     pub desk_name: String,
     /// How long unary calls in flight may take to finish once shutdown starts.
     pub shutdown_grace: std::time::Duration,
+    /// The classifier and knowledge base the desk uses, so a handler can score an inquiry
+    /// before it enters the desk (see [`crate::domain::knowledge::PreparedAnswer`]).
+    pub classifier: Arc<Classifier>,
+    pub kb: Arc<KnowledgeBase>,
 }
 
 /// Runs a store read on the blocking pool.

@@ -5,13 +5,14 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::classify::Classifier;
 use super::error::DomainError;
 use super::event::{EscalationEventKind, Event, EventBody, TicketEventKind};
-use super::knowledge::KbAnswer;
+use super::knowledge::{KbAnswer, PreparedAnswer};
 use super::mesh::{Agent, AgentKind, Availability, Mesh, RoutingStrategy};
 use super::policy::{Policy, PolicyInput, ReviewPriority};
 use super::review::{Escalation, EscalationState, ReviewBoard, Reviewer};
@@ -50,6 +51,8 @@ pub struct NewTicket {
     pub topic: Option<String>,
     pub client_id: String,
     pub idempotency_key: String,
+    /// The knowledge base's answer scored beforehand; used when its topic is the ticket's.
+    pub prepared: Option<PreparedAnswer>,
 }
 
 /// What an agent did with an assignment.
@@ -72,8 +75,9 @@ pub enum AgentReply {
     },
 }
 
-/// Work for a built-in agent: the runtime scores the inquiry against the knowledge base off
-/// the critical section and comes back with [`Desk::builtin_answered`].
+/// Work for a built-in agent. With a `prepared` answer the runtime applies it at once, in
+/// the same batch; without one it scores the inquiry against the knowledge base off the
+/// critical section and comes back later. Either way through [`Desk::builtin_answered`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dispatch {
     pub assignment_id: String,
@@ -81,6 +85,7 @@ pub struct Dispatch {
     pub agent_id: String,
     pub inquiry: String,
     pub topic: String,
+    pub prepared: Option<Arc<PreparedAnswer>>,
 }
 
 /// Who is acting on the review queue.
@@ -332,6 +337,7 @@ impl Desk {
                             agent_id: a.agent_id,
                             inquiry: ticket.inquiry.clone(),
                             topic: ticket.topic.clone(),
+                            prepared: None,
                         });
                         self.tickets.insert(ticket.id.clone(), ticket);
                     } else {
@@ -492,6 +498,7 @@ impl Desk {
             client_id: new.client_id,
             idempotency_key: new.idempotency_key,
             queued_ms: None,
+            prepared: new.prepared.filter(|p| p.topic == topic).map(Arc::new),
         };
         self.ticket_event(
             TicketEventKind::Created,
@@ -757,6 +764,7 @@ impl Desk {
                 agent_id: agent.id,
                 inquiry: ticket.inquiry.clone(),
                 topic: ticket.topic.clone(),
+                prepared: ticket.prepared.clone(),
             });
         }
     }

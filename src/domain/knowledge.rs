@@ -108,6 +108,16 @@ pub struct KbAnswer {
     pub confidence: f64,
 }
 
+/// The knowledge base's answer to an inquiry, scored before the ticket reached the desk's
+/// state (off the critical section), so a built-in agent answers in the same batch, and
+/// commit, as the ticket's creation. Valid only for the topic it was scored for: the answer
+/// of every built-in agent is the same for one inquiry and topic, whatever its tier.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PreparedAnswer {
+    pub topic: String,
+    pub answer: Option<KbAnswer>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum KnowledgeError {
     #[error("knowledge base is not valid toml: {0}")]

@@ -143,6 +143,7 @@ fn drive(routing: RoutingStrategy, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     topic: Some(TOPICS[topic].into()),
                     client_id: "client".into(),
                     idempotency_key: String::new(),
+                    prepared: None,
                 };
                 desk.open_ticket(new, now).unwrap();
             }
@@ -314,7 +315,7 @@ proptest! {
         let mut opened = Vec::new();
         for (i, p) in std::iter::once(5).chain(priorities.iter().copied()).enumerate() {
             let id = format!("tkt_{i:04}");
-            desk.open_ticket(NewTicket { id: id.clone(), customer_id: "c".into(), inquiry: "x".into(), context: Default::default(), priority: p, topic: Some("general".into()), client_id: "c".into(), idempotency_key: String::new() }, i as i64 + 1).unwrap();
+            desk.open_ticket(NewTicket { id: id.clone(), customer_id: "c".into(), inquiry: "x".into(), context: Default::default(), priority: p, topic: Some("general".into()), client_id: "c".into(), idempotency_key: String::new(), prepared: None, }, i as i64 + 1).unwrap();
             opened.push((p, i, id));
         }
         let mut expected: Vec<_> = opened[1..].to_vec();
@@ -345,7 +346,7 @@ proptest! {
         for (i, p) in priorities.iter().enumerate() {
             now += 1;
             let id = format!("tkt_{i:04}");
-            desk.open_ticket(NewTicket { id: id.clone(), customer_id: "c".into(), inquiry: "I want a refund".into(), context: Default::default(), priority: *p, topic: Some("billing".into()), client_id: "c".into(), idempotency_key: String::new() }, now).unwrap();
+            desk.open_ticket(NewTicket { id: id.clone(), customer_id: "c".into(), inquiry: "I want a refund".into(), context: Default::default(), priority: *p, topic: Some("billing".into()), client_id: "c".into(), idempotency_key: String::new(), prepared: None, }, now).unwrap();
             for d in desk.take_output().dispatches {
                 desk.builtin_answered(&d.assignment_id, None, now).unwrap();
             }
@@ -384,6 +385,7 @@ fn load_never_goes_negative_when_the_top_tier_escalates() {
             topic: Some("legal".into()),
             client_id: "c".into(),
             idempotency_key: String::new(),
+            prepared: None,
         },
         1,
     )
@@ -438,6 +440,7 @@ fn six_concurrent_tickets_never_overfill_a_capacity_two_agent() {
                 topic: None,
                 client_id: "c".into(),
                 idempotency_key: String::new(),
+                prepared: None,
             },
             1,
         )
@@ -461,6 +464,7 @@ fn rejection_frees_the_reviewer_slot() {
             topic: None,
             client_id: "c".into(),
             idempotency_key: String::new(),
+            prepared: None,
         },
         1,
     )
@@ -505,6 +509,7 @@ fn a_changed_queue_timeout_moves_the_deadlines_of_waiting_tickets() {
         topic: Some("billing".into()),
         client_id: "c".into(),
         idempotency_key: String::new(),
+        prepared: None,
     };
     desk.open_ticket(new("tkt_1"), 100).unwrap();
     assert_eq!(desk.next_deadline(), Some(100 + 2_000));
@@ -543,6 +548,7 @@ fn the_decision_counts_for_the_reviewer_who_made_it() {
             topic: None,
             client_id: "c".into(),
             idempotency_key: String::new(),
+            prepared: None,
         },
         1,
     )

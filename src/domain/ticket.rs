@@ -1,9 +1,11 @@
 //! Tickets: a customer's inquiry and its way through the tiers.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::knowledge::PreparedAnswer;
 use super::policy::ReviewPriority;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -119,6 +121,10 @@ pub struct Ticket {
     pub idempotency_key: String,
     /// When it entered the queue, while `Queued`.
     pub queued_ms: Option<i64>,
+    /// The knowledge base's answer, when it was scored before the ticket was created. Kept in
+    /// memory only: after a restart built-in agents score the inquiry again.
+    #[serde(skip)]
+    pub prepared: Option<Arc<PreparedAnswer>>,
 }
 
 impl Ticket {

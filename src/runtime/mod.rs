@@ -316,7 +316,7 @@ async fn run_loop(
             }
         }
         core.desk.fire_timers(now);
-        let output = core.desk.take_output();
+        let output = answer_prepared(&mut core.desk, now);
         collect_waiters(&mut core, &output.events, &mut replies);
         let commit = commit_batch(&mut core, output.events);
         if !commit.is_empty() || !replies.is_empty() {
@@ -337,6 +337,40 @@ async fn run_loop(
             break;
         }
     }
+}
+
+/// Drains the desk's output, first applying every built-in answer that was scored before its
+/// ticket arrived, and the answers of the tiers it escalates to, which are the same: a ticket
+/// that built-in agents settle settles in the batch that created it. What is left to score
+/// goes out as dispatches.
+fn answer_prepared(desk: &mut Desk, now: i64) -> crate::domain::desk::Output {
+    let mut output = desk.take_output();
+    let mut later = Vec::new();
+    loop {
+        let mut answered = false;
+        for dispatch in std::mem::take(&mut output.dispatches) {
+            match &dispatch.prepared {
+                Some(prepared) => {
+                    // A stale assignment (handed on meanwhile) is not an error.
+                    let _ = desk.builtin_answered(
+                        &dispatch.assignment_id,
+                        prepared.answer.clone(),
+                        now,
+                    );
+                    answered = true;
+                }
+                None => later.push(dispatch),
+            }
+        }
+        if !answered {
+            break;
+        }
+        let more = desk.take_output();
+        output.events.extend(more.events);
+        output.dispatches = more.dispatches;
+    }
+    output.dispatches = later;
+    output
 }
 
 /// Moves the waiters of tickets that settled in this batch into its replies.

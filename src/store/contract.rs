@@ -37,6 +37,7 @@ fn ticket(id: &str, customer: &str, created_ms: i64, status: TicketStatus) -> Ti
         client_id: "client".into(),
         idempotency_key: String::new(),
         queued_ms: None,
+        prepared: None,
     }
 }
 
