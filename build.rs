@@ -13,6 +13,7 @@ const PROTOS: &[&str] = &[
     "proto/servicedesk/v1/desk.proto",
     "proto/servicedesk/v1/escalation.proto",
     "proto/servicedesk/v1/admin.proto",
+    "proto/servicedesk/v1/agent.proto",
 ];
 
 const ERROR_DETAILS: &str = "proto/google/rpc/error_details.proto";

@@ -56,6 +56,8 @@ pub struct DeskSection {
     pub escalation_timeout_secs: Option<u64>,
     pub max_review_reassignments: Option<u32>,
     pub queue_timeout_secs: Option<u64>,
+    /// How long a remote agent has to answer an assignment.
+    pub assignment_timeout_secs: Option<u64>,
     /// Specialty sets handed to seeded agents in rotation, across all tiers in order.
     pub specialty_rotation: Option<Vec<Vec<String>>>,
     pub tiers: Option<Vec<TierSection>>,
@@ -72,6 +74,8 @@ pub struct TierSection {
     pub capacity: Option<u32>,
     /// Confidence a built-in agent needs to resolve on its own, 0..1.
     pub threshold: Option<f64>,
+    /// What the tier's agents are asked to do, sent to remote agents with each assignment.
+    pub instructions: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -291,6 +295,7 @@ fn default_tiers() -> Vec<TierSection> {
             agents: *agents,
             capacity: None,
             threshold: None,
+            instructions: None,
         })
         .collect()
 }
@@ -317,6 +322,24 @@ fn default_reviewers() -> Vec<ReviewerSection> {
         ),
         r("manager_1", "Lisa Rodriguez", &[], 5),
     ]
+}
+
+/// The default brief of a tier's agents, by its place among the tiers.
+fn default_instructions(tier: usize, tiers: usize) -> String {
+    let role = if tier + 1 == tiers {
+        "You are the desk's most senior tier. Resolve what you can answer with confidence; \
+         escalate to a human reviewer (escalate or request_review) whatever needs a decision \
+         about money, the law, account closure or an exception to policy."
+    } else if tier == 0 {
+        "You are a frontline support agent. Answer common questions clearly and briefly; \
+         escalate to the next tier what needs a specialist or that you are unsure about, \
+         with your best draft."
+    } else {
+        "You are a specialist support agent. The tier below could not resolve this ticket: \
+         read its path and draft, answer precisely when you can, and escalate with your best \
+         draft when you cannot."
+    };
+    format!("{role} Never promise refunds, compensation or legal outcomes yourself.")
 }
 
 /// Thresholds rise in leniency from the first tier (strict) to the top (lenient).
@@ -414,6 +437,10 @@ impl Config {
                 name: t.name.clone(),
                 threshold,
                 default_capacity: capacity,
+                instructions: t
+                    .instructions
+                    .clone()
+                    .unwrap_or_else(|| default_instructions(i, count)),
             });
         }
         let rotation = desk.specialty_rotation.unwrap_or_else(default_rotation);
@@ -456,6 +483,11 @@ impl Config {
             )?,
             max_review_reassignments: desk.max_review_reassignments.unwrap_or(1).min(10),
             queue_timeout_ms: secs(desk.queue_timeout_secs, 5 * 60, "desk.queue_timeout_secs")?,
+            assignment_timeout_ms: secs(
+                desk.assignment_timeout_secs,
+                60,
+                "desk.assignment_timeout_secs",
+            )?,
         };
         let classifier = match file.classifier {
             Some(c) => Classifier::new(c.rules, c.fallback.unwrap_or_else(|| "general".into()))

@@ -24,6 +24,7 @@ use crate::domain::knowledge::KnowledgeBase;
 use crate::domain::mesh::{Agent, AgentKind, Availability, Mesh};
 use crate::domain::review::Reviewer;
 use crate::proto::v1::admin_service_server::AdminServiceServer;
+use crate::proto::v1::agent_service_server::AgentServiceServer;
 use crate::proto::v1::desk_service_server::DeskServiceServer;
 use crate::proto::v1::escalation_service_server::EscalationServiceServer;
 use crate::runtime::Runtime;
@@ -32,10 +33,11 @@ use crate::store::{KeyChange, SqliteStore, Store};
 /// Name of the file holding the first admin key of a store started without `--dev`.
 pub const ADMIN_KEY_FILE: &str = "admin.key";
 
-const SERVICES: [&str; 3] = [
+const SERVICES: [&str; 4] = [
     "servicedesk.v1.DeskService",
     "servicedesk.v1.EscalationService",
     "servicedesk.v1.AdminService",
+    "servicedesk.v1.AgentService",
 ];
 
 /// Runs the server until `shutdown` resolves (or the store fails), then stops gracefully.
@@ -129,6 +131,10 @@ pub async fn run(
         AdminServiceServer::new(api.clone()).max_decoding_message_size(max_message),
         check(auth::ADMIN, "AdminService"),
     );
+    let agent_service = InterceptedService::new(
+        AgentServiceServer::new(api.clone()).max_decoding_message_size(max_message),
+        check(auth::AGENT, "AgentService"),
+    );
     let (health, health_service) = tonic_health::server::health_reporter();
     for service in SERVICES {
         health
@@ -193,6 +199,7 @@ pub async fn run(
         .add_service(desk_service)
         .add_service(escalation_service)
         .add_service(admin_service)
+        .add_service(agent_service)
         .serve_with_incoming_shutdown(incoming, signal);
     tracing::info!("listening on {addr} ({scheme})");
 
@@ -258,6 +265,7 @@ async fn seed(config: &Config, runtime: &Runtime) -> anyhow::Result<()> {
             availability: Availability::Available,
             kind: AgentKind::Builtin,
             handled: 0,
+            attached_by: None,
         })
         .collect();
     let reviewers: Vec<Reviewer> = config

@@ -4,10 +4,11 @@
 mod common;
 
 use common::*;
+use servicedesk::proto::v1::reply_request::Outcome;
 use servicedesk::proto::v1::{
     CreateApiKeyRequest, GetDeskStatusRequest, GetEscalationStatsRequest, ListApiKeysRequest,
-    ListEscalationsRequest, ListTicketsRequest, RevokeApiKeyRequest, WatchEventsRequest,
-    WatchTicketRequest,
+    ListEscalationsRequest, ListTicketsRequest, ReplyRequest, Resolve, RevokeApiKeyRequest,
+    WatchEventsRequest, WatchTicketRequest,
 };
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -33,11 +34,56 @@ async fn expect_everywhere(server: &Server, credentials: Credentials, code: Code
     );
     expect_code(
         server
-            .admin_with(credentials)
+            .admin_with(credentials.clone())
             .get_desk_status(GetDeskStatusRequest {})
             .await,
         code,
         &format!("AdminService.GetDeskStatus {what}"),
+    );
+    expect_code(
+        server
+            .agents_with(credentials)
+            .reply(ReplyRequest {
+                assignment_id: "asg_whatever_1".into(),
+                outcome: Some(Outcome::Resolve(Resolve {
+                    response: "x".into(),
+                })),
+            })
+            .await,
+        code,
+        &format!("AgentService.Reply {what}"),
+    );
+}
+
+#[tokio::test]
+async fn only_keys_with_the_agent_permission_reach_the_agent_service() {
+    let server = Server::start().await;
+    let reply = || ReplyRequest {
+        assignment_id: "asg_whatever_1".into(),
+        outcome: Some(Outcome::Resolve(Resolve {
+            response: "x".into(),
+        })),
+    };
+    let denied = expect_code(
+        server.agents_as(TEST_KEY).reply(reply()).await,
+        Code::PermissionDenied,
+        "AgentService with a customer_service + escalation key",
+    );
+    assert!(denied.message().contains("agent"), "{}", denied.message());
+    let agent_key = server.create_key("agent_host", &["agent"]).await;
+    // Past authentication, the unknown assignment is the only problem.
+    expect_code(
+        server.agents_as(&agent_key).reply(reply()).await,
+        Code::NotFound,
+        "AgentService with an agent key",
+    );
+    expect_code(
+        server
+            .desk_as(&agent_key)
+            .list_tickets(ListTicketsRequest::default())
+            .await,
+        Code::PermissionDenied,
+        "DeskService with an agent key",
     );
 }
 
@@ -439,6 +485,7 @@ async fn health_answers_serving_without_a_key() {
         "servicedesk.v1.DeskService",
         "servicedesk.v1.EscalationService",
         "servicedesk.v1.AdminService",
+        "servicedesk.v1.AgentService",
     ] {
         let response = ok(
             health

@@ -162,7 +162,7 @@ async fn an_explicit_topic_wins_over_classification() {
 }
 
 #[tokio::test]
-async fn a_remote_agent_cannot_be_made_available_before_it_attaches() {
+async fn a_remote_agent_without_a_process_is_never_available() {
     let server = Server::start().await;
     let mut admin = server.admin();
     let agent = ok(
@@ -179,30 +179,31 @@ async fn a_remote_agent_cannot_be_made_available_before_it_attaches() {
     );
     assert_eq!(agent.availability(), AgentAvailability::Offline);
     assert_eq!(agent.specialties, ["billing"], "stored lowercase");
-    let make_available = UpdateAgentRequest {
+    let set = |availability: AgentAvailability| UpdateAgentRequest {
         agent_id: agent.agent_id.clone(),
-        availability: Some(AgentAvailability::Available as i32),
+        availability: Some(availability as i32),
         ..Default::default()
     };
-    expect_code(
-        admin.update_agent(make_available.clone()).await,
-        Code::FailedPrecondition,
-        "UpdateAgent(available) of an offline remote agent",
+    // Resuming it is accepted, but without an attached process it stays OFFLINE.
+    let resumed = ok(
+        admin.update_agent(set(AgentAvailability::Available)).await,
+        "UpdateAgent(available)",
     );
-    ok(
-        admin
-            .update_agent(UpdateAgentRequest {
-                agent_id: agent.agent_id.clone(),
-                availability: Some(AgentAvailability::Paused as i32),
-                ..Default::default()
-            })
-            .await,
+    assert_eq!(resumed.availability(), AgentAvailability::Offline);
+    let paused = ok(
+        admin.update_agent(set(AgentAvailability::Paused)).await,
         "UpdateAgent(paused)",
     );
-    expect_code(
-        admin.update_agent(make_available).await,
-        Code::FailedPrecondition,
-        "UpdateAgent(available) of a paused remote agent that never attached",
+    assert_eq!(paused.availability(), AgentAvailability::Paused);
+    let resumed = ok(
+        admin.update_agent(set(AgentAvailability::Available)).await,
+        "UpdateAgent(available) after a pause",
+    );
+    assert_eq!(resumed.availability(), AgentAvailability::Offline);
+    expect_bad_field(
+        admin.update_agent(set(AgentAvailability::Offline)).await,
+        "availability",
+        "OFFLINE is the desk's to set",
     );
     // Nothing is ever routed to it: billing still goes to the built-in specialist.
     let answer = ask(&mut server.desk(), inquiry("cust_remote", DOUBLE_CHARGE)).await;

@@ -56,6 +56,7 @@ async fn reflection_lists_every_service_and_serves_the_commented_protos() {
         "servicedesk.v1.DeskService",
         "servicedesk.v1.EscalationService",
         "servicedesk.v1.AdminService",
+        "servicedesk.v1.AgentService",
         "grpc.health.v1.Health",
     ] {
         assert!(

@@ -21,6 +21,36 @@ use crate::proto::v1 as pb;
 use crate::proto::v1::admin_service_server::AdminService;
 use crate::store::KeyChange;
 
+/// A new agent from the fields CreateAgent and Attach share, validated into `v`.
+pub(super) fn new_agent(
+    v: &mut Violations,
+    name: &str,
+    tier: &str,
+    specialties: &[String],
+    capacity: u32,
+) -> Agent {
+    v.identifier("name", name, 64);
+    v.label("tier", tier, true, 64);
+    let specialties = v.topics("specialties", specialties);
+    v.check(
+        capacity <= 1000,
+        "capacity",
+        "must be within 1..1000 (0 means the tier default)",
+    );
+    Agent {
+        id: String::new(),
+        name: name.to_string(),
+        tier: tier.to_string(),
+        specialties,
+        capacity,
+        load: 0,
+        availability: Availability::Available,
+        kind: AgentKind::Builtin,
+        handled: 0,
+        attached_by: None,
+    }
+}
+
 fn mean_ms(total: u64, count: u64) -> i64 {
     total.checked_div(count).unwrap_or(0) as i64
 }
@@ -144,14 +174,7 @@ impl AdminService for Api {
     ) -> Result<Response<pb::Agent>, Status> {
         let r = request.into_inner();
         let mut v = Violations::default();
-        v.identifier("name", &r.name, 64);
-        v.label("tier", &r.tier, true, 64);
-        let specialties = v.topics("specialties", &r.specialties);
-        v.check(
-            r.capacity <= 1000,
-            "capacity",
-            "must be within 1..1000 (0 means the tier default)",
-        );
+        let new = new_agent(&mut v, &r.name, &r.tier, &r.specialties, r.capacity);
         let kind = match pb::AgentKind::try_from(r.kind) {
             Ok(pb::AgentKind::Remote) => AgentKind::Remote,
             Ok(_) => AgentKind::Builtin,
@@ -161,17 +184,7 @@ impl AdminService for Api {
             }
         };
         v.finish()?;
-        let agent = Agent {
-            id: String::new(),
-            name: r.name,
-            tier: r.tier,
-            specialties,
-            capacity: r.capacity,
-            load: 0,
-            availability: Availability::Available,
-            kind,
-            handled: 0,
-        };
+        let agent = Agent { kind, ..new };
         let agent = self
             .desk
             .run(move |core, now| core.desk.create_agent(agent, now))
@@ -544,11 +557,12 @@ impl AdminService for Api {
         let mut v = Violations::default();
         let config = r.config.unwrap_or_default();
         let paths: Vec<String> = r.update_mask.map(|m| m.paths).unwrap_or_default();
-        const FIELDS: [&str; 4] = [
+        const FIELDS: [&str; 5] = [
             "routing_strategy",
             "escalation_timeout",
             "max_review_reassignments",
             "queue_timeout",
+            "assignment_timeout",
         ];
         for p in &paths {
             if !FIELDS.contains(&p.as_str()) {
@@ -601,6 +615,7 @@ impl AdminService for Api {
         };
         let escalation_timeout = duration("escalation_timeout", &config.escalation_timeout);
         let queue_timeout = duration("queue_timeout", &config.queue_timeout);
+        let assignment_timeout = duration("assignment_timeout", &config.assignment_timeout);
         let reassignments = if wants(
             "max_review_reassignments",
             config.max_review_reassignments != 0,
@@ -628,6 +643,9 @@ impl AdminService for Api {
                 }
                 if let Some(ms) = queue_timeout {
                     s.queue_timeout_ms = ms;
+                }
+                if let Some(ms) = assignment_timeout {
+                    s.assignment_timeout_ms = ms;
                 }
                 if let Some(n) = reassignments {
                     s.max_review_reassignments = n;
@@ -682,5 +700,6 @@ fn desk_config(s: &crate::domain::desk::Settings) -> pb::DeskConfig {
         escalation_timeout: Some(convert::duration_ms(s.escalation_timeout_ms)),
         max_review_reassignments: s.max_review_reassignments,
         queue_timeout: Some(convert::duration_ms(s.queue_timeout_ms)),
+        assignment_timeout: Some(convert::duration_ms(s.assignment_timeout_ms)),
     }
 }

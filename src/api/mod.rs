@@ -1,11 +1,13 @@
-//! The gRPC face of the desk: DeskService, EscalationService and AdminService, each behind an
-//! API-key interceptor with the permission it needs, plus health and reflection.
+//! The gRPC face of the desk: DeskService, EscalationService, AdminService and AgentService,
+//! each behind an API-key interceptor with the permission it needs, plus health and
+//! reflection.
 //!
 //! Only this module knows protos and `tonic::Status`. Handlers are thin: validate, convert,
 //! call the runtime (changes, open work) or the store (committed reads), map errors in
 //! [`status`].
 
 mod admin;
+mod agent;
 mod auth;
 mod convert;
 mod desk;

@@ -68,6 +68,11 @@ pub fn domain(err: DomainError) -> Status {
             "NOT_FOUND",
             format!("escalation {id} is not pending"),
         ),
+        DomainError::AssignmentNotOpen(id) => with_reason(
+            Code::NotFound,
+            "NOT_FOUND",
+            format!("assignment {id} is not open"),
+        ),
     }
 }
 

@@ -26,6 +26,13 @@ pub struct Settings {
     /// How many times an expired review moves to another reviewer before it expires.
     pub max_review_reassignments: u32,
     pub queue_timeout_ms: i64,
+    /// How long a remote agent has to answer an assignment before the ticket is handed on.
+    #[serde(default = "default_assignment_timeout_ms")]
+    pub assignment_timeout_ms: i64,
+}
+
+fn default_assignment_timeout_ms() -> i64 {
+    60 * 1000
 }
 
 impl Default for Settings {
@@ -35,6 +42,7 @@ impl Default for Settings {
             escalation_timeout_ms: 15 * 60 * 1000,
             max_review_reassignments: 1,
             queue_timeout_ms: 5 * 60 * 1000,
+            assignment_timeout_ms: default_assignment_timeout_ms(),
         }
     }
 }
@@ -129,12 +137,52 @@ pub struct ReviewerChange {
 pub struct Output {
     pub events: Vec<Event>,
     pub dispatches: Vec<Dispatch>,
+    /// Messages for attached remote agents, to send after the commit.
+    pub remote: Vec<RemoteMessage>,
+}
+
+/// What an attached remote agent's stream carries.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RemoteMessage {
+    /// A ticket to answer by `deadline_ms`.
+    Assignment {
+        agent_id: String,
+        assignment_id: String,
+        ticket: Box<Ticket>,
+        deadline_ms: i64,
+        draft: String,
+        instructions: String,
+    },
+    /// An assignment taken back: the ticket moved on.
+    Revoked {
+        agent_id: String,
+        assignment_id: String,
+        reason: String,
+    },
+}
+
+impl RemoteMessage {
+    pub fn agent_id(&self) -> &str {
+        match self {
+            RemoteMessage::Assignment { agent_id, .. }
+            | RemoteMessage::Revoked { agent_id, .. } => agent_id,
+        }
+    }
+}
+
+/// A remote agent process attaching: an existing agent by id, or a new one.
+#[derive(Clone, Debug)]
+pub enum AttachSpec {
+    Existing(String),
+    New(Agent),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     Review(String),
     Queue(String),
+    /// A remote agent's reply is due.
+    Assignment(String),
 }
 
 type QueueKey = (Reverse<u8>, i64, String);
@@ -289,7 +337,9 @@ impl Desk {
         self.stats = restore.stats;
         for mut agent in restore.agents {
             agent.load = 0;
-            if agent.kind == AgentKind::Remote {
+            // No process is attached after a restart; a paused agent stays paused.
+            agent.attached_by = None;
+            if agent.kind == AgentKind::Remote && agent.availability == Availability::Available {
                 agent.availability = Availability::Offline;
             }
             self.mesh.insert(agent)?;
@@ -601,6 +651,10 @@ impl Desk {
                 self.held.remove(&assignment.agent_id);
             }
         }
+        if let Some(due) = assignment.deadline_ms {
+            self.timers
+                .remove(&(due, Timer::Assignment(assignment.assignment_id.clone())));
+        }
         self.mesh.release(&assignment.agent_id, true);
         let top = assignment.tier == self.mesh.top_tier();
         let (outcome, confidence, detail) = match &reply {
@@ -690,15 +744,29 @@ impl Desk {
         self.assignments
             .get(assignment_id)
             .and_then(|t| self.tickets.get(t))
-            .ok_or_else(|| DomainError::NotFound(format!("assignment {assignment_id} is not open")))
+            .ok_or_else(|| DomainError::AssignmentNotOpen(assignment_id.to_string()))
     }
 
     /// Sends a ticket to an agent (lowest eligible tier from its `min_tier`), or queues it.
     /// Returns the ticket as it stands after routing.
-    fn route(&mut self, mut ticket: Ticket, now_ms: i64, why: &str) -> Ticket {
-        let picked = self
-            .mesh
-            .pick(&ticket.topic, ticket.min_tier, self.settings.routing);
+    fn route(&mut self, ticket: Ticket, now_ms: i64, why: &str) -> Ticket {
+        self.route_excluding(ticket, now_ms, why, None)
+    }
+
+    /// Routes, passing over `exclude` (the agent the ticket is taken from) for this pick.
+    fn route_excluding(
+        &mut self,
+        mut ticket: Ticket,
+        now_ms: i64,
+        why: &str,
+        exclude: Option<&str>,
+    ) -> Ticket {
+        let picked = self.mesh.pick_excluding(
+            &ticket.topic,
+            ticket.min_tier,
+            self.settings.routing,
+            exclude,
+        );
         let prefix = if why.is_empty() {
             String::new()
         } else {
@@ -738,10 +806,13 @@ impl Desk {
         let tier = self.mesh.tier_index(&agent.tier).unwrap_or(0);
         ticket.assignments_made += 1;
         let assignment_id = format!("asg_{}_{}", ticket.id_suffix(), ticket.assignments_made);
+        let deadline_ms =
+            (agent.kind == AgentKind::Remote).then(|| now_ms + self.settings.assignment_timeout_ms);
         ticket.assignment = Some(Assignment {
             assignment_id: assignment_id.clone(),
             agent_id: agent.id.clone(),
             tier,
+            deadline_ms,
         });
         ticket.status = TicketStatus::Assigned;
         ticket.agent_id = agent.id.clone();
@@ -757,15 +828,27 @@ impl Desk {
             .insert(ticket.id.clone());
         let detail = format!("{prefix}assigned to {} ({})", agent.name, agent.tier);
         self.ticket_event(TicketEventKind::Assigned, detail, ticket, now_ms);
-        if agent.kind == AgentKind::Builtin {
-            self.out.dispatches.push(Dispatch {
+        match (agent.kind, deadline_ms) {
+            (AgentKind::Remote, Some(deadline_ms)) => {
+                self.timers
+                    .insert((deadline_ms, Timer::Assignment(assignment_id.clone())));
+                self.out.remote.push(RemoteMessage::Assignment {
+                    agent_id: agent.id,
+                    assignment_id,
+                    ticket: Box::new(ticket.clone()),
+                    deadline_ms,
+                    draft: ticket.draft.clone(),
+                    instructions: self.mesh.tiers()[tier].instructions.clone(),
+                });
+            }
+            _ => self.out.dispatches.push(Dispatch {
                 assignment_id,
                 ticket_id: ticket.id.clone(),
                 agent_id: agent.id,
                 inquiry: ticket.inquiry.clone(),
                 topic: ticket.topic.clone(),
                 prepared: ticket.prepared.clone(),
-            });
+            }),
         }
     }
 
@@ -806,33 +889,58 @@ impl Desk {
     fn hand_on_all(&mut self, agent_id: &str, why: &str, now_ms: i64) {
         let held: Vec<String> = self
             .held
-            .remove(agent_id)
-            .map(|s| s.into_iter().collect())
+            .get(agent_id)
+            .map(|s| s.iter().cloned().collect())
             .unwrap_or_default();
         for ticket_id in held {
-            let Some(mut ticket) = self.tickets.remove(&ticket_id) else {
-                continue;
-            };
-            let Some(assignment) = ticket.assignment.take() else {
-                self.tickets.insert(ticket_id, ticket);
-                continue;
-            };
-            self.assignments.remove(&assignment.assignment_id);
-            self.mesh.release(agent_id, false);
-            ticket.path.push(PathStep {
-                agent_id: agent_id.to_string(),
-                agent_name: ticket.agent_name.clone(),
-                tier: ticket.agent_tier.clone(),
-                outcome: PathOutcome::HandedOn,
-                time_ms: now_ms,
-                confidence: 0.0,
-                detail: why.to_string(),
-            });
-            ticket.min_tier = assignment.tier;
-            ticket.updated_ms = now_ms;
-            let why = format!("handed on from {}: {why}", ticket.agent_name);
-            self.route(ticket, now_ms, &why);
+            self.hand_on(&ticket_id, why, false, now_ms);
         }
+    }
+
+    /// Takes a ticket from the agent holding it and routes it again from that agent's tier:
+    /// another agent of the tier, else the next tier, else the queue. With `skip_holder` the
+    /// holder is passed over even if it could take it (it just failed to answer). A remote
+    /// holder hears that the assignment was revoked.
+    fn hand_on(&mut self, ticket_id: &str, why: &str, skip_holder: bool, now_ms: i64) {
+        let Some(mut ticket) = self.tickets.remove(ticket_id) else {
+            return;
+        };
+        let Some(assignment) = ticket.assignment.take() else {
+            self.tickets.insert(ticket_id.to_string(), ticket);
+            return;
+        };
+        let agent_id = assignment.agent_id.clone();
+        self.assignments.remove(&assignment.assignment_id);
+        if let Some(set) = self.held.get_mut(&agent_id) {
+            set.remove(ticket_id);
+            if set.is_empty() {
+                self.held.remove(&agent_id);
+            }
+        }
+        if let Some(due) = assignment.deadline_ms {
+            self.timers
+                .remove(&(due, Timer::Assignment(assignment.assignment_id.clone())));
+            self.out.remote.push(RemoteMessage::Revoked {
+                agent_id: agent_id.clone(),
+                assignment_id: assignment.assignment_id.clone(),
+                reason: why.to_string(),
+            });
+        }
+        self.mesh.release(&agent_id, false);
+        ticket.path.push(PathStep {
+            agent_id: agent_id.clone(),
+            agent_name: ticket.agent_name.clone(),
+            tier: ticket.agent_tier.clone(),
+            outcome: PathOutcome::HandedOn,
+            time_ms: now_ms,
+            confidence: 0.0,
+            detail: why.to_string(),
+        });
+        ticket.min_tier = assignment.tier;
+        ticket.updated_ms = now_ms;
+        let detail = format!("handed on from {}: {why}", ticket.agent_name);
+        let exclude = skip_holder.then_some(agent_id.as_str());
+        self.route_excluding(ticket, now_ms, &detail, exclude);
     }
 
     fn finish(
@@ -1189,7 +1297,24 @@ impl Desk {
             match timer {
                 Timer::Queue(ticket_id) => self.queue_timed_out(&ticket_id, now_ms),
                 Timer::Review(esc_id) => self.review_deadline(&esc_id, now_ms),
+                Timer::Assignment(assignment_id) => self.reply_overdue(&assignment_id, now_ms),
             }
+        }
+    }
+
+    /// A remote agent did not answer in time: the ticket goes to someone else.
+    fn reply_overdue(&mut self, assignment_id: &str, now_ms: i64) {
+        let Some(ticket_id) = self.assignments.get(assignment_id).cloned() else {
+            return;
+        };
+        let overdue = self.tickets.get(&ticket_id).is_some_and(|t| {
+            t.assignment
+                .as_ref()
+                .and_then(|a| a.deadline_ms)
+                .is_some_and(|due| due <= now_ms)
+        });
+        if overdue {
+            self.hand_on(&ticket_id, "no reply within the deadline", true, now_ms);
         }
     }
 
@@ -1314,27 +1439,29 @@ impl Desk {
                 )));
             }
         }
-        if change.availability == Some(Availability::Offline) && agent.kind == AgentKind::Builtin {
+        if change.availability == Some(Availability::Offline) {
             return Err(DomainError::invalid(
                 "availability",
-                "built-in agents are never offline; pause them instead",
+                "OFFLINE is set by the desk when a remote agent's process is not attached; \
+                 pause the agent instead",
             ));
         }
-        // A remote agent takes work only while its process is attached: nothing else would
-        // answer the tickets routed to it.
-        if change.availability == Some(Availability::Available)
-            && agent.kind == AgentKind::Remote
-            && agent.availability != Availability::Available
-        {
-            return Err(DomainError::FailedPrecondition(format!(
-                "remote agent {} becomes available when its process attaches",
-                agent.name
-            )));
-        }
-        let pausing = change.availability == Some(Availability::Paused)
+        // A remote agent takes work only while its process is attached: resumed without one,
+        // it is OFFLINE (no longer paused) and becomes AVAILABLE when the process attaches.
+        let availability = change.availability.map(|wanted| {
+            if wanted == Availability::Available
+                && agent.kind == AgentKind::Remote
+                && agent.attached_by.is_none()
+            {
+                Availability::Offline
+            } else {
+                wanted
+            }
+        });
+        let pausing = availability == Some(Availability::Paused)
             && agent.availability != Availability::Paused;
         self.mesh.update(agent_id, |a| {
-            if let Some(v) = change.availability {
+            if let Some(v) = availability {
                 a.availability = v;
             }
             if let Some(c) = change.capacity {
@@ -1369,6 +1496,158 @@ impl Desk {
         let agent = self.mesh.remove(agent_id).expect("checked above");
         self.agent_event("agent deleted", &agent, true, now_ms);
         Ok(agent)
+    }
+
+    /// A remote agent's process attached (by `client_id`'s key): it is online, takes work
+    /// unless paused, and is sent again every assignment it still holds (a process that
+    /// reconnects carries on). Returns the agent.
+    pub fn attach_remote(
+        &mut self,
+        spec: AttachSpec,
+        actor: &Actor,
+        now_ms: i64,
+    ) -> Result<Agent, DomainError> {
+        let client_id = actor.client_id.as_str();
+        let agent_id = match spec {
+            AttachSpec::Existing(id) => {
+                let agent = self
+                    .mesh
+                    .agent(&id)
+                    .ok_or_else(|| DomainError::NotFound(format!("agent {id} not found")))?;
+                if agent.kind != AgentKind::Remote {
+                    return Err(DomainError::FailedPrecondition(format!(
+                        "agent {} is built in; only REMOTE agents attach",
+                        agent.name
+                    )));
+                }
+                if let Some(owner) = agent.attached_by.as_deref() {
+                    if owner != client_id && !actor.admin {
+                        return Err(DomainError::PermissionDenied(format!(
+                            "agent {} is attached by another client; only that client (or an \
+                             admin key) may take it over",
+                            agent.name
+                        )));
+                    }
+                }
+                id
+            }
+            AttachSpec::New(agent) => {
+                let agent = Agent {
+                    kind: AgentKind::Remote,
+                    ..agent
+                };
+                self.create_agent(agent, now_ms)?.id
+            }
+        };
+        self.mesh.update(&agent_id, |a| {
+            a.attached_by = Some(client_id.to_string());
+            if a.availability == Availability::Offline {
+                a.availability = Availability::Available;
+            }
+        });
+        let agent = self.mesh.agent(&agent_id).expect("exists").clone();
+        self.agent_event("agent attached", &agent, false, now_ms);
+        let held: Vec<String> = self
+            .held
+            .get(&agent_id)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        for ticket_id in held {
+            let ticket = self.tickets.get(&ticket_id).expect("held tickets are open");
+            let Some(assignment) = &ticket.assignment else {
+                continue;
+            };
+            let tier = assignment.tier;
+            self.out.remote.push(RemoteMessage::Assignment {
+                agent_id: agent_id.clone(),
+                assignment_id: assignment.assignment_id.clone(),
+                ticket: Box::new(ticket.clone()),
+                deadline_ms: assignment.deadline_ms.unwrap_or(now_ms),
+                draft: ticket.draft.clone(),
+                instructions: self.mesh.tiers()[tier].instructions.clone(),
+            });
+        }
+        self.refill(&agent_id, now_ms);
+        Ok(self.mesh.agent(&agent_id).expect("exists").clone())
+    }
+
+    /// A remote agent's process went away (its stream closed): it is offline and every
+    /// ticket it held is handed on. Unknown or already detached agents are left alone.
+    pub fn detach_remote(&mut self, agent_id: &str, now_ms: i64) {
+        let attached = self
+            .mesh
+            .agent(agent_id)
+            .is_some_and(|a| a.attached_by.is_some());
+        if !attached {
+            return;
+        }
+        self.mesh.update(agent_id, |a| {
+            a.attached_by = None;
+            if a.availability == Availability::Available {
+                a.availability = Availability::Offline;
+            }
+        });
+        self.hand_on_all(agent_id, "the agent went offline", now_ms);
+        let agent = self.mesh.agent(agent_id).expect("exists").clone();
+        self.agent_event("agent detached", &agent, false, now_ms);
+    }
+
+    /// A remote agent's reply, sent with `actor`'s key: it must be the client that attached
+    /// the agent, or an admin. Returns the ticket as it stands after the reply.
+    pub fn remote_replied(
+        &mut self,
+        assignment_id: &str,
+        reply: AgentReply,
+        actor: &Actor,
+        now_ms: i64,
+    ) -> Result<Ticket, DomainError> {
+        let ticket = self.assigned_ticket(assignment_id)?;
+        let ticket_id = ticket.id.clone();
+        let agent_id = ticket
+            .assignment
+            .as_ref()
+            .map(|a| a.agent_id.clone())
+            .unwrap_or_default();
+        let agent = self.mesh.agent(&agent_id).expect("assigned agents exist");
+        if agent.kind != AgentKind::Remote {
+            return Err(DomainError::PermissionDenied(format!(
+                "assignment {assignment_id} belongs to built-in agent {}",
+                agent.name
+            )));
+        }
+        let owner = agent.attached_by.as_deref();
+        if !actor.admin && owner != Some(actor.client_id.as_str()) {
+            return Err(DomainError::PermissionDenied(format!(
+                "assignment {assignment_id} belongs to agent {}, attached by another client",
+                agent.name
+            )));
+        }
+        // Policy binds remote agents as it binds built-in ones: what it sends to a human, no
+        // agent resolves on its own; the answer becomes the reviewer's draft.
+        let rules = &self.tickets[&ticket_id].policy_rules;
+        let reply = match reply {
+            AgentReply::Resolve {
+                response,
+                confidence,
+            } if !rules.is_empty() => AgentReply::RequestReview {
+                reason: format!("policy requires human review: {}", rules.join(", ")),
+                draft: response,
+                priority: None,
+                confidence,
+            },
+            other => other,
+        };
+        let from = self.out.events.len();
+        self.agent_replied(assignment_id, reply, now_ms)?;
+        let after = self.out.events[from..]
+            .iter()
+            .rev()
+            .find_map(|e| match &e.body {
+                EventBody::Ticket { ticket, .. } if ticket.id == ticket_id => Some(ticket.clone()),
+                _ => None,
+            })
+            .expect("a reply always records the ticket");
+        Ok(after)
     }
 
     pub fn create_reviewer(
@@ -1541,6 +1820,15 @@ impl Desk {
     /// Checks the invariants that must hold between any two commands; returns what is broken.
     pub fn check_invariants(&self) -> Result<(), String> {
         for agent in self.mesh.agents() {
+            if agent.kind == AgentKind::Remote
+                && agent.availability == Availability::Available
+                && agent.attached_by.is_none()
+            {
+                return Err(format!(
+                    "remote agent {} available but not attached",
+                    agent.name
+                ));
+            }
             let held = self.held.get(&agent.id).map_or(0, |s| s.len()) as u32;
             if agent.load != held {
                 return Err(format!(

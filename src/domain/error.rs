@@ -20,6 +20,10 @@ pub enum DomainError {
     /// or never existed. Only the store can tell which, so `api` asks it.
     #[error("escalation {0} is not pending")]
     NotPending(String),
+    /// The assignment is not open: answered, handed on, or never made. `api` tells those
+    /// apart with the store (FAILED_PRECONDITION for a known ticket, else NOT_FOUND).
+    #[error("assignment {0} is not open")]
+    AssignmentNotOpen(String),
 }
 
 impl DomainError {

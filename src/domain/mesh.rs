@@ -48,6 +48,10 @@ pub struct Tier {
     pub threshold: f64,
     /// Capacity given to agents created without one.
     pub default_capacity: u32,
+    /// What the tier's agents are asked to do: sent to remote agents with each assignment
+    /// (e.g. an LLM agent's system prompt).
+    #[serde(default)]
+    pub instructions: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -66,6 +70,10 @@ pub struct Agent {
     pub availability: Availability,
     pub kind: AgentKind,
     pub handled: u64,
+    /// For a remote agent: the client whose key attached its process, while it is attached.
+    /// Only that client (or an admin) may reply to its assignments.
+    #[serde(default)]
+    pub attached_by: Option<String>,
 }
 
 /// Ordering of agents for least-loaded picks: ratio load/capacity (compared exactly by
@@ -290,12 +298,25 @@ impl Mesh {
         min_tier: usize,
         strategy: RoutingStrategy,
     ) -> Option<String> {
+        self.pick_excluding(topic, min_tier, strategy, None)
+    }
+
+    /// Like [`Mesh::pick`], passing over `exclude` (an agent that just failed to answer the
+    /// ticket). At most one extra step per index set: still no scan.
+    pub fn pick_excluding(
+        &mut self,
+        topic: &str,
+        min_tier: usize,
+        strategy: RoutingStrategy,
+        exclude: Option<&str>,
+    ) -> Option<String> {
+        let allowed = |id: &str| Some(id) != exclude;
         for tier in min_tier..self.tiers.len() {
             let index = &mut self.index[tier];
             let picked = match strategy {
                 RoutingStrategy::LeastLoaded => {
-                    let specialist = index.by_topic.get(topic).and_then(|set| set.first());
-                    let anyone = index.any.first();
+                    let specialist = first_allowed(index.by_topic.get(topic), exclude);
+                    let anyone = first_allowed(Some(&index.any), exclude);
                     match (specialist, anyone) {
                         (Some(a), Some(b)) => Some(a.min(b).id.clone()),
                         (Some(a), None) | (None, Some(a)) => Some(a.id.clone()),
@@ -306,13 +327,13 @@ impl Mesh {
                     let topical = index.ids_by_topic.get(topic);
                     let after = |set: Option<&BTreeSet<String>>, cursor: &Option<String>| {
                         let set = set?;
-                        match cursor {
-                            Some(c) => set
-                                .range::<String, _>((Bound::Excluded(c), Bound::Unbounded))
-                                .next()
-                                .cloned(),
-                            None => set.first().cloned(),
-                        }
+                        let mut candidates: Box<dyn Iterator<Item = &String>> = match cursor {
+                            Some(c) => Box::new(
+                                set.range::<String, _>((Bound::Excluded(c), Bound::Unbounded)),
+                            ),
+                            None => Box::new(set.iter()),
+                        };
+                        candidates.find(|id| allowed(id)).cloned()
                     };
                     let next = min_some(
                         after(topical, &index.cursor),
@@ -415,6 +436,13 @@ impl Mesh {
     }
 }
 
+fn first_allowed<'a>(
+    set: Option<&'a BTreeSet<LoadKey>>,
+    exclude: Option<&str>,
+) -> Option<&'a LoadKey> {
+    set?.iter().find(|k| Some(k.id.as_str()) != exclude)
+}
+
 fn min_some(a: Option<String>, b: Option<String>) -> Option<String> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
@@ -434,6 +462,7 @@ mod tests {
                 name: name.to_string(),
                 threshold: 0.7 - 0.2 * i as f64,
                 default_capacity: if i == 0 { 5 } else { 3 },
+                instructions: String::new(),
             })
             .collect()
     }
@@ -449,6 +478,7 @@ mod tests {
             availability: Availability::Available,
             kind: AgentKind::Builtin,
             handled: 0,
+            attached_by: None,
         }
     }
 

@@ -24,6 +24,7 @@ fn tiers() -> Vec<Tier> {
             name: n.to_string(),
             threshold: 0.7 - 0.2 * i as f64,
             default_capacity: 2,
+            instructions: String::new(),
         })
         .collect()
 }
@@ -39,6 +40,7 @@ fn agent(name: &str, tier: &str, topics: &[&str], capacity: u32) -> Agent {
         availability: Availability::Available,
         kind: AgentKind::Builtin,
         handled: 0,
+        attached_by: None,
     }
 }
 
@@ -60,6 +62,7 @@ fn desk(routing: RoutingStrategy) -> Desk {
         escalation_timeout_ms: 1_000,
         queue_timeout_ms: 2_000,
         max_review_reassignments: 1,
+        assignment_timeout_ms: 3_000,
     };
     let mut desk = Desk::new(
         settings,
@@ -309,7 +312,7 @@ proptest! {
     #[test]
     fn queue_order_is_priority_then_age(priorities in proptest::collection::vec(1u8..=10, 1..30)) {
         let settings = Settings { queue_timeout_ms: i64::MAX / 4, ..Settings::default() };
-        let tiers = vec![Tier { name: "Only".into(), threshold: 0.5, default_capacity: 1 }];
+        let tiers = vec![Tier { name: "Only".into(), threshold: 0.5, default_capacity: 1, instructions: String::new() }];
         let mut desk = Desk::new(settings, Mesh::new(tiers).unwrap(), Classifier::default_rules(), Policy::default_rules());
         desk.create_agent(agent("solo", "Only", &[], 1), 0).unwrap();
         let mut opened = Vec::new();
@@ -421,6 +424,7 @@ fn six_concurrent_tickets_never_overfill_a_capacity_two_agent() {
         name: "Only".into(),
         threshold: 0.5,
         default_capacity: 2,
+        instructions: String::new(),
     }];
     let mut desk = Desk::new(
         Settings::default(),

@@ -84,6 +84,9 @@ pub struct Assignment {
     pub assignment_id: String,
     pub agent_id: String,
     pub tier: usize,
+    /// A remote agent must reply by then or the ticket is handed on; built-in agents have none.
+    #[serde(default)]
+    pub deadline_ms: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

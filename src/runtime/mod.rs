@@ -17,10 +17,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::KeyRing;
 use crate::clock::now_ms;
-use crate::domain::desk::{Desk, Dispatch, Settings};
+use crate::domain::desk::{Actor, AttachSpec, Desk, Dispatch, Output, RemoteMessage, Settings};
 use crate::domain::error::DomainError;
 use crate::domain::event::{Event, EventBody};
 use crate::domain::knowledge::KnowledgeBase;
+use crate::domain::mesh::Agent;
 use crate::domain::ticket::Ticket;
 use crate::store::{CommitBatch, KeyChange, Store};
 
@@ -51,6 +52,26 @@ pub enum DeskError {
 type Reply = Box<dyn FnOnce() + Send>;
 type Job = Box<dyn FnOnce(&mut Core, i64) -> Option<Reply> + Send>;
 
+/// What an attached remote agent's stream receives from the desk.
+#[derive(Debug)]
+pub enum AgentFeed {
+    /// An assignment or a revocation.
+    Message(RemoteMessage),
+    /// The desk ended the stream: another Attach took the agent over, or it was deleted.
+    Ended(String),
+}
+
+/// Messages buffered for one agent stream beyond its capacity: an agent holds at most
+/// `capacity` assignments, so a stream that fills this is not reading; its assignments then
+/// reach their deadlines and move on.
+const AGENT_FEED_SLACK: usize = 64;
+
+/// The open Attach stream of a remote agent.
+struct AgentStream {
+    stream_id: u64,
+    feed: mpsc::Sender<AgentFeed>,
+}
+
 /// What the runtime owns: the desk plus what only the runtime may touch.
 pub struct Core {
     pub desk: Desk,
@@ -61,9 +82,48 @@ pub struct Core {
     key_changes: Vec<KeyChange>,
     settings_change: Option<(Settings, String)>,
     mark_seeded: bool,
+    agent_streams: HashMap<String, AgentStream>,
+    next_stream_id: u64,
 }
 
 impl Core {
+    /// Attaches a remote agent's process and opens its feed; a feed the agent already had
+    /// ends ("taken over"). Returns the agent, the stream's id (for [`DeskHandle::detach`])
+    /// and the feed to forward.
+    pub fn attach(
+        &mut self,
+        spec: AttachSpec,
+        actor: &Actor,
+        now: i64,
+    ) -> Result<(Agent, u64, mpsc::Receiver<AgentFeed>), DomainError> {
+        let agent = self.desk.attach_remote(spec, actor, now)?;
+        self.next_stream_id += 1;
+        let stream_id = self.next_stream_id;
+        let (feed, receiver) = mpsc::channel(agent.capacity as usize + AGENT_FEED_SLACK);
+        let previous = self
+            .agent_streams
+            .insert(agent.id.clone(), AgentStream { stream_id, feed });
+        if let Some(previous) = previous {
+            let _ = previous.feed.try_send(AgentFeed::Ended(format!(
+                "agent {} was attached again by a newer stream; this one is closed",
+                agent.name
+            )));
+        }
+        Ok((agent, stream_id, receiver))
+    }
+
+    /// The stream `stream_id` of an agent closed. A stream that was taken over changes nothing.
+    pub fn detach(&mut self, agent_id: &str, stream_id: u64, now: i64) {
+        if self
+            .agent_streams
+            .get(agent_id)
+            .is_some_and(|s| s.stream_id == stream_id)
+        {
+            self.agent_streams.remove(agent_id);
+            self.desk.detach_remote(agent_id, now);
+        }
+    }
+
     /// Calls `waiter` with the ticket once it is settled (answered, in review or closed),
     /// after the commit that settled it.
     pub fn wait_for(&mut self, ticket_id: &str, waiter: oneshot::Sender<Ticket>) {
@@ -156,6 +216,21 @@ impl DeskHandle {
         })
     }
 
+    /// Tells the desk that an agent's stream closed. Called from a drop, so it never fails
+    /// and never waits: the job is queued by a task, behind any load (it cannot be shed).
+    pub fn detach(&self, agent_id: String, stream_id: u64) {
+        let jobs = self.jobs.clone();
+        let job: Job = Box::new(move |core, now| {
+            core.detach(&agent_id, stream_id, now);
+            None
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = jobs.send(job).await;
+            });
+        }
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.events.subscribe()
     }
@@ -199,6 +274,8 @@ impl Runtime {
             key_changes: Vec::new(),
             settings_change: None,
             mark_seeded: false,
+            agent_streams: HashMap::new(),
+            next_stream_id: 0,
         };
         let run = tokio::spawn(run_loop(
             core,
@@ -316,8 +393,9 @@ async fn run_loop(
             }
         }
         core.desk.fire_timers(now);
-        let output = answer_prepared(&mut core.desk, now);
+        let mut output = answer_prepared(&mut core.desk, now);
         collect_waiters(&mut core, &output.events, &mut replies);
+        feed_agents(&mut core, &mut output, &mut replies);
         let commit = commit_batch(&mut core, output.events);
         if !commit.is_empty() || !replies.is_empty() {
             let sent = writer.send(writer::Batch { commit, replies }).await;
@@ -343,7 +421,7 @@ async fn run_loop(
 /// ticket arrived, and the answers of the tiers it escalates to, which are the same: a ticket
 /// that built-in agents settle settles in the batch that created it. What is left to score
 /// goes out as dispatches.
-fn answer_prepared(desk: &mut Desk, now: i64) -> crate::domain::desk::Output {
+fn answer_prepared(desk: &mut Desk, now: i64) -> Output {
     let mut output = desk.take_output();
     let mut later = Vec::new();
     loop {
@@ -371,6 +449,35 @@ fn answer_prepared(desk: &mut Desk, now: i64) -> crate::domain::desk::Output {
     }
     output.dispatches = later;
     output
+}
+
+/// Routes the batch's messages for remote agents to their streams, after the commit (they are
+/// replies too), and ends the stream of a deleted agent. A full feed drops the message: the
+/// assignment's deadline hands the ticket on.
+fn feed_agents(core: &mut Core, output: &mut Output, replies: &mut Vec<Reply>) {
+    for message in std::mem::take(&mut output.remote) {
+        if let Some(stream) = core.agent_streams.get(message.agent_id()) {
+            let feed = stream.feed.clone();
+            replies.push(Box::new(move || {
+                let _ = feed.try_send(AgentFeed::Message(message));
+            }));
+        }
+    }
+    for event in &output.events {
+        if let EventBody::Agent {
+            agent,
+            deleted: true,
+            ..
+        } = &event.body
+        {
+            if let Some(stream) = core.agent_streams.remove(&agent.id) {
+                let reason = format!("agent {} was deleted", agent.name);
+                replies.push(Box::new(move || {
+                    let _ = stream.feed.try_send(AgentFeed::Ended(reason));
+                }));
+            }
+        }
+    }
 }
 
 /// Moves the waiters of tickets that settled in this batch into its replies.

@@ -237,6 +237,7 @@ fn contract(store: &dyn Store) {
         availability: Availability::Available,
         kind: AgentKind::Builtin,
         handled: 7,
+        attached_by: None,
     };
     let reviewer = Reviewer {
         id: "r1".into(),

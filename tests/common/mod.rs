@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use servicedesk::proto::v1::admin_service_client::AdminServiceClient;
+use servicedesk::proto::v1::agent_service_client::AgentServiceClient;
 use servicedesk::proto::v1::desk_service_client::DeskServiceClient;
 use servicedesk::proto::v1::escalation_service_client::EscalationServiceClient;
 use servicedesk::proto::v1::{CreateApiKeyRequest, HandleInquiryRequest, HandleInquiryResponse};
@@ -92,6 +93,7 @@ pub type Authenticated = InterceptedService<Channel, WithCredentials>;
 pub type DeskClient = DeskServiceClient<Authenticated>;
 pub type EscalationClient = EscalationServiceClient<Authenticated>;
 pub type AdminClient = AdminServiceClient<Authenticated>;
+pub type AgentClient = AgentServiceClient<Authenticated>;
 pub type HealthClient = tonic_health::pb::health_client::HealthClient<Channel>;
 
 /// How to start the binary.
@@ -354,6 +356,24 @@ impl Server {
 
     pub fn admin_with(&self, credentials: Credentials) -> AdminClient {
         AdminServiceClient::with_interceptor(self.channel(), WithCredentials::new(&credentials))
+    }
+
+    /// AgentService with `x-api-key: key` on the shared connection.
+    pub fn agents_as(&self, key: &str) -> AgentClient {
+        self.agents_with(Credentials::ApiKey(key.into()))
+    }
+
+    pub fn agents_with(&self, credentials: Credentials) -> AgentClient {
+        AgentServiceClient::with_interceptor(self.channel(), WithCredentials::new(&credentials))
+    }
+
+    /// AgentService with `x-api-key: key` on a connection of its own, as an agent process
+    /// has: dropping every clone of it closes the connection.
+    pub async fn agents_on_own_connection(&self, key: &str) -> AgentClient {
+        AgentServiceClient::with_interceptor(
+            self.new_channel().await,
+            WithCredentials::new(&Credentials::ApiKey(key.into())),
+        )
     }
 
     /// `grpc.health.v1.Health`, without any key.
