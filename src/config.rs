@@ -58,6 +58,9 @@ pub struct DeskSection {
     pub queue_timeout_secs: Option<u64>,
     /// How long a remote agent has to answer an assignment.
     pub assignment_timeout_secs: Option<u64>,
+    /// How long the event log keeps events; older ones are compacted away and a watch that
+    /// resumes before them gets OUT_OF_RANGE. 0 keeps them for ever.
+    pub event_retention_secs: Option<u64>,
     /// Specialty sets handed to seeded agents in rotation, across all tiers in order.
     pub specialty_rotation: Option<Vec<Vec<String>>>,
     pub tiers: Option<Vec<TierSection>>,
@@ -218,11 +221,17 @@ pub struct ServerLimits {
     pub max_message_bytes: usize,
     /// HTTP/2 streams one connection may have open at once.
     pub max_concurrent_streams: u32,
-    /// Requests one connection may have in flight at once; more are refused at once with
-    /// RESOURCE_EXHAUSTED instead of queueing.
+    /// Calls the server works on at once, across all connections (health checks excepted);
+    /// more are refused at once with RESOURCE_EXHAUSTED instead of queueing.
     pub max_concurrent_requests: usize,
     pub keepalive_interval_secs: u64,
     pub keepalive_timeout_secs: u64,
+    /// Events kept in memory for live subscribers; one further behind catches up from the
+    /// store instead of losing events.
+    pub live_event_buffer: usize,
+    /// A server stream whose client reads nothing for this long is ended with
+    /// RESOURCE_EXHAUSTED naming the sequence to resume from, so it holds no memory for ever.
+    pub stalled_stream_secs: u64,
 }
 
 impl Default for ServerLimits {
@@ -233,6 +242,8 @@ impl Default for ServerLimits {
             max_concurrent_requests: 4096,
             keepalive_interval_secs: 30,
             keepalive_timeout_secs: 10,
+            live_event_buffer: 8192,
+            stalled_stream_secs: 30,
         }
     }
 }
@@ -273,6 +284,8 @@ pub struct Config {
     pub limits: Limits,
     pub server: ServerLimits,
     pub tls: Option<TlsSection>,
+    /// How long events are kept; `None`: for ever.
+    pub event_retention: Option<std::time::Duration>,
 }
 
 fn default_rotation() -> Vec<Vec<String>> {
@@ -489,6 +502,16 @@ impl Config {
                 "desk.assignment_timeout_secs",
             )?,
         };
+        let event_retention = match desk.event_retention_secs.unwrap_or(30 * 24 * 3600) {
+            0 => None,
+            secs if secs <= 10 * 365 * 24 * 3600 => Some(std::time::Duration::from_secs(secs)),
+            secs => {
+                return Err(invalid(format!(
+                    "desk.event_retention_secs {secs} is more than ten years; use 0 to keep \
+                     events for ever"
+                )))
+            }
+        };
         let classifier = match file.classifier {
             Some(c) => Classifier::new(c.rules, c.fallback.unwrap_or_else(|| "general".into()))
                 .map_err(|e| invalid(format!("classifier: {e}")))?,
@@ -502,9 +525,13 @@ impl Config {
         if server.max_message_bytes < 64 * 1024
             || server.max_concurrent_streams == 0
             || server.max_concurrent_requests == 0
+            || !(1..=1_000_000).contains(&server.live_event_buffer)
+            || !(1..=24 * 3600).contains(&server.stalled_stream_secs)
         {
             return Err(invalid(
-                "server limits must be positive and max_message_bytes at least 64 KiB".into(),
+                "server limits must be positive (live_event_buffer at most 1000000, \
+                 stalled_stream_secs at most a day) and max_message_bytes at least 64 KiB"
+                    .into(),
             ));
         }
         file.limits.validate(server.max_message_bytes)?;
@@ -525,6 +552,7 @@ impl Config {
             limits: file.limits,
             server,
             tls: file.tls,
+            event_retention,
         })
     }
 }

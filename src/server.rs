@@ -15,7 +15,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
-use crate::api::{Api, ApiKeyCheck};
+use crate::api::{Api, ApiKeyCheck, ShedLayer};
 use crate::auth::{self, generate_key, KeyRing};
 use crate::clock::now_ms;
 use crate::config::{Config, TlsSection};
@@ -27,7 +27,7 @@ use crate::proto::v1::admin_service_server::AdminServiceServer;
 use crate::proto::v1::agent_service_server::AgentServiceServer;
 use crate::proto::v1::desk_service_server::DeskServiceServer;
 use crate::proto::v1::escalation_service_server::EscalationServiceServer;
-use crate::runtime::Runtime;
+use crate::runtime::{Runtime, RuntimeOptions};
 use crate::store::{KeyChange, SqliteStore, Store};
 
 /// Name of the file holding the first admin key of a store started without `--dev`.
@@ -102,7 +102,11 @@ pub async fn run(
         tracing::warn!("development mode: the well-known keys test-key-123 and admin-key-456 are accepted; never use --dev in production");
     }
     let kb = Arc::new(kb);
-    let runtime = Runtime::start(desk, keys, store.clone(), kb.clone());
+    let options = RuntimeOptions {
+        live_event_buffer: config.server.live_event_buffer,
+        event_retention: config.event_retention,
+    };
+    let runtime = Runtime::start(desk, keys, store.clone(), kb.clone(), options);
     let handle = runtime.handle.clone();
     if !seeded {
         seed(&config, &runtime).await?;
@@ -113,6 +117,7 @@ pub async fn run(
         limits: Arc::new(config.limits.clone()),
         desk_name: config.desk_name.clone(),
         shutdown_grace: config.shutdown_grace,
+        stalled_stream: Duration::from_secs(config.server.stalled_stream_secs),
         classifier: Arc::new(config.classifier.clone()),
         kb,
     };
@@ -188,11 +193,10 @@ pub async fn run(
     };
     let server = builder
         .max_concurrent_streams(limits.max_concurrent_streams)
-        .concurrency_limit_per_connection(limits.max_concurrent_requests)
-        .load_shed(true)
         .http2_keepalive_interval(Some(Duration::from_secs(limits.keepalive_interval_secs)))
         .http2_keepalive_timeout(Some(Duration::from_secs(limits.keepalive_timeout_secs)))
         .http2_max_pending_accept_reset_streams(Some(100))
+        .layer(ShedLayer::new(limits.max_concurrent_requests))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

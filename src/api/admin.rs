@@ -689,6 +689,7 @@ impl AdminService for Api {
             }),
             ends: Box::new(|_| false),
             done_after_replay: None,
+            stall: self.stalled_stream,
         };
         Ok(Response::new(watch(self.desk.clone(), spec)))
     }

@@ -348,7 +348,10 @@ impl DeskService for Api {
         let watched = ticket.id.clone();
         let spec = WatchSpec {
             after: r.after_sequence,
-            source: Source::Ticket(id.clone()),
+            source: Source::Ticket {
+                id: id.clone(),
+                created_ms: ticket.created_ms,
+            },
             select: Box::new(move |e| match &e.body {
                 EventBody::Ticket { ticket, .. } if ticket.id == id => convert::ticket_event(e),
                 _ => None,
@@ -361,6 +364,7 @@ impl DeskService for Api {
                     .get_ticket(&watched)?
                     .is_some_and(|t| t.status.is_final()))
             })),
+            stall: self.stalled_stream,
         };
         Ok(Response::new(watch(self.desk.clone(), spec)))
     }

@@ -228,6 +228,7 @@ impl EscalationService for Api {
             }),
             ends: Box::new(|_| false),
             done_after_replay: None,
+            stall: self.stalled_stream,
         };
         Ok(Response::new(watch(self.desk.clone(), spec)))
     }

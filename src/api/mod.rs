@@ -12,6 +12,7 @@ mod auth;
 mod convert;
 mod desk;
 mod escalation;
+mod shed;
 pub mod status;
 mod validate;
 mod watch;
@@ -27,6 +28,7 @@ use crate::runtime::DeskHandle;
 use crate::store::{Store, StoreError};
 
 pub use auth::ApiKeyCheck;
+pub use shed::ShedLayer;
 
 /// The state every service handler shares.
 #[derive(Clone)]
@@ -36,6 +38,8 @@ pub struct Api {
     pub desk_name: String,
     /// How long unary calls in flight may take to finish once shutdown starts.
     pub shutdown_grace: std::time::Duration,
+    /// How long a server stream may go unread before it is closed with a resumable error.
+    pub stalled_stream: std::time::Duration,
     /// The classifier and knowledge base the desk uses, so a handler can score an inquiry
     /// before it enters the desk (see [`crate::domain::knowledge::PreparedAnswer`]).
     pub classifier: Arc<Classifier>,

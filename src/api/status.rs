@@ -88,11 +88,7 @@ pub fn store(err: StoreError) -> Status {
 pub fn desk(err: DeskError) -> Status {
     match err {
         DeskError::Domain(e) => domain(e),
-        DeskError::Overloaded => with_reason(
-            Code::ResourceExhausted,
-            "OVERLOADED",
-            "the desk is overloaded; retry with backoff".into(),
-        ),
+        DeskError::Overloaded => overloaded("the desk is overloaded; retry with backoff"),
         DeskError::Unavailable => with_reason(
             Code::Unavailable,
             "UNAVAILABLE",
@@ -100,6 +96,32 @@ pub fn desk(err: DeskError) -> Status {
         ),
         DeskError::Store(e) => store(e),
     }
+}
+
+/// RESOURCE_EXHAUSTED: load was shed; retrying later succeeds.
+pub fn overloaded(message: &str) -> Status {
+    with_reason(Code::ResourceExhausted, "OVERLOADED", message.to_string())
+}
+
+/// RESOURCE_EXHAUSTED for a stream whose client stopped reading; says where to resume.
+pub fn stalled(resume_after: u64, stall: std::time::Duration) -> Status {
+    let mut details = ErrorDetails::new();
+    details.set_error_info(
+        "STREAM_STALLED",
+        DOMAIN,
+        [(
+            "resume_after_sequence".to_string(),
+            resume_after.to_string(),
+        )],
+    );
+    Status::with_error_details(
+        Code::ResourceExhausted,
+        format!(
+            "the stream was not read for {} s and was closed; watch again with after_sequence {resume_after}",
+            stall.as_secs()
+        ),
+        details,
+    )
 }
 
 pub fn unauthenticated(message: &str) -> Status {

@@ -5,6 +5,7 @@
 //! reading stalls only its own task, never the desk's memory.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -13,7 +14,7 @@ use tonic::Status;
 use super::status;
 use crate::domain::event::Event;
 use crate::runtime::DeskHandle;
-use crate::store::{Store, StoreError};
+use crate::store::{Retained, Store, StoreError};
 
 /// Events read from the store per catch-up query.
 const REPLAY_PAGE: usize = 512;
@@ -24,7 +25,12 @@ const STREAM_BUFFER: usize = 64;
 #[derive(Clone)]
 pub enum Source {
     All,
-    Ticket(String),
+    /// A ticket's events; created at `created_ms`, which tells whether retention may have
+    /// taken some of them.
+    Ticket {
+        id: String,
+        created_ms: i64,
+    },
 }
 
 /// Turns a log event into a stream's message, or `None` for events the stream is not about.
@@ -43,6 +49,9 @@ pub struct WatchSpec<T> {
     /// Asked after the replay (and after subscribing to live events, so nothing can slip
     /// between): true ends the stream because the watched thing can no longer change.
     pub done_after_replay: Option<DoneCheck>,
+    /// How long the client may leave the stream unread before it is ended with a resumable
+    /// RESOURCE_EXHAUSTED.
+    pub stall: Duration,
 }
 
 pub fn watch<T: Send + 'static>(
@@ -57,6 +66,22 @@ pub fn watch<T: Send + 'static>(
         }
     });
     ReceiverStream::new(rx)
+}
+
+/// Whether retention took events the watcher still needs. The whole log is contiguous after
+/// its compacted prefix, so a gap before the first event read shows it; a ticket's events are
+/// not, so a ticket older than the compaction horizon watched from before the oldest retained
+/// sequence does.
+fn compacted_away(source: &Source, from: u64, page: &[Event], retained: &Retained) -> bool {
+    if from + 1 >= retained.oldest_seq {
+        return false;
+    }
+    match source {
+        Source::All => page.first().is_none_or(|e| e.seq > from + 1),
+        Source::Ticket { created_ms, .. } => retained
+            .compacted_before_ms
+            .is_some_and(|horizon| *created_ms < horizon),
+    }
 }
 
 enum Flow {
@@ -79,6 +104,9 @@ async fn deliver<T>(
         tokio::select! {
             sent = tx.send(Ok(message)) => if sent.is_err() { return Ok(Flow::Done) },
             _ = handle.closing.cancelled() => return Err(status::unavailable("the server is shutting down; resume from the last sequence you received")),
+            // The buffer stayed full: the client stopped reading. It is dropped rather than
+            // held for ever; what it has not read is in the store.
+            _ = tokio::time::sleep(spec.stall) => return Err(status::stalled(event.seq - 1, spec.stall)),
         }
     }
     Ok(if (spec.ends)(event) {
@@ -98,13 +126,25 @@ async fn replay<T>(
         let store = handle.store.clone();
         let source = spec.source.clone();
         let from = *last;
-        let page = tokio::task::spawn_blocking(move || match source {
-            Source::All => store.events_after(from, REPLAY_PAGE),
-            Source::Ticket(id) => store.ticket_events_after(&id, from, REPLAY_PAGE),
+        let (page, retained) = tokio::task::spawn_blocking(move || {
+            let page = match &source {
+                Source::All => store.events_after(from, REPLAY_PAGE)?,
+                Source::Ticket { id, .. } => store.ticket_events_after(id, from, REPLAY_PAGE)?,
+            };
+            Ok::<_, StoreError>((page, store.retained()?))
         })
         .await
         .map_err(|_| status::unavailable("the server is shutting down"))?
         .map_err(status::store)?;
+        if compacted_away(&spec.source, from, &page, &retained) {
+            return Err(status::out_of_range(format!(
+                "events after sequence {from} are no longer kept: the log was compacted, and \
+                 the oldest sequence still available is {oldest}; list again, or watch with \
+                 after_sequence {resume}",
+                oldest = retained.oldest_seq,
+                resume = retained.oldest_seq - 1
+            )));
+        }
         let full = page.len() == REPLAY_PAGE;
         for event in &page {
             if let Flow::Done = deliver(handle, spec, event, last, tx).await? {

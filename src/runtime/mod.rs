@@ -29,8 +29,6 @@ use crate::store::{CommitBatch, KeyChange, Store};
 const JOB_QUEUE: usize = 8192;
 /// Most jobs applied (and committed) together.
 const MAX_BATCH: usize = 1024;
-/// Live events kept for subscribers; a subscriber further behind catches up from the store.
-const BROADCAST_CAPACITY: usize = 8192;
 /// How often the keys' last-use times are written (and always on stop).
 const KEY_USE_FLUSH: Duration = Duration::from_secs(10);
 /// Idempotency keys remembered in memory (older ones are found in the store).
@@ -84,6 +82,8 @@ pub struct Core {
     mark_seeded: bool,
     agent_streams: HashMap<String, AgentStream>,
     next_stream_id: u64,
+    /// Set when the next commit should compact the event log.
+    compact_before_ms: Option<i64>,
 }
 
 impl Core {
@@ -244,6 +244,24 @@ pub struct Runtime {
     writer: std::thread::JoinHandle<Result<(), crate::store::StoreError>>,
 }
 
+/// How the runtime keeps its event log.
+#[derive(Clone, Debug)]
+pub struct RuntimeOptions {
+    /// Events kept in memory for live subscribers; further behind, they read the store.
+    pub live_event_buffer: usize,
+    /// How long events are kept in the store; `None`: for ever.
+    pub event_retention: Option<Duration>,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions {
+            live_event_buffer: 8192,
+            event_retention: None,
+        }
+    }
+}
+
 impl Runtime {
     /// Starts the runtime task and the writer thread around a restored desk.
     pub fn start(
@@ -251,9 +269,10 @@ impl Runtime {
         keys: KeyRing,
         store: Arc<dyn Store>,
         kb: Arc<KnowledgeBase>,
+        options: RuntimeOptions,
     ) -> Runtime {
         let (jobs_tx, jobs_rx) = mpsc::channel(JOB_QUEUE);
-        let (events_tx, _) = broadcast::channel(BROADCAST_CAPACITY);
+        let (events_tx, _) = broadcast::channel(options.live_event_buffer.max(1));
         let keys = Arc::new(RwLock::new(keys));
         let closing = CancellationToken::new();
         let stop = CancellationToken::new();
@@ -276,13 +295,17 @@ impl Runtime {
             mark_seeded: false,
             agent_streams: HashMap::new(),
             next_stream_id: 0,
+            compact_before_ms: None,
         };
         let run = tokio::spawn(run_loop(
             core,
-            jobs_rx,
-            jobs_tx,
-            writer_tx,
+            Channels {
+                jobs: jobs_rx,
+                jobs_tx,
+                writer: writer_tx,
+            },
             kb,
+            options.event_retention,
             stop.clone(),
         ));
         // Whatever ends the loop (a stop, a failed writer, a panic), the server must hear of
@@ -330,18 +353,34 @@ pub enum StopError {
     Crashed(String),
 }
 
-async fn run_loop(
-    mut core: Core,
-    mut jobs: mpsc::Receiver<Job>,
+/// The loop's ends of its channels.
+struct Channels {
+    jobs: mpsc::Receiver<Job>,
     jobs_tx: mpsc::Sender<Job>,
     writer: mpsc::Sender<writer::Batch>,
+}
+
+async fn run_loop(
+    mut core: Core,
+    channels: Channels,
     kb: Arc<KnowledgeBase>,
+    retention: Option<Duration>,
     stop: CancellationToken,
 ) {
+    let Channels {
+        mut jobs,
+        jobs_tx,
+        writer,
+    } = channels;
     let weak_jobs = jobs_tx.downgrade();
     drop(jobs_tx);
-    let mut key_flush = tokio::time::interval(KEY_USE_FLUSH);
+    // Compaction runs a few times per retention window, at most every minute.
+    let compact_every =
+        retention.map(|r| (r / 4).clamp(Duration::from_millis(250), Duration::from_secs(60)));
+    let housekeeping_every = compact_every.map_or(KEY_USE_FLUSH, |c| c.min(KEY_USE_FLUSH));
+    let mut key_flush = tokio::time::interval(housekeeping_every);
     let mut last_key_flush = Instant::now();
+    let mut last_compaction = Instant::now();
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     // The first pass commits what restore produced (re-dispatched work, handed-on tickets).
     let mut first = true;
@@ -371,6 +410,12 @@ async fn run_loop(
             }
         }
         first = false;
+        if let (Some(retention), Some(every)) = (retention, compact_every) {
+            if last_compaction.elapsed() >= every {
+                last_compaction = Instant::now();
+                core.compact_before_ms = Some(now_ms() - retention.as_millis() as i64);
+            }
+        }
         if stopping || last_key_flush.elapsed() >= KEY_USE_FLUSH {
             last_key_flush = Instant::now();
             let used = core.keys.read().expect("key ring poisoned").take_used();
@@ -573,6 +618,7 @@ fn commit_batch(core: &mut Core, events: Vec<Event>) -> CommitBatch {
         keys: std::mem::take(&mut core.key_changes),
         settings: core.settings_change.take(),
         mark_seeded: std::mem::take(&mut core.mark_seeded),
+        compact_before_ms: core.compact_before_ms.take(),
     }
 }
 

@@ -308,6 +308,61 @@ fn contract(store: &dyn Store) {
     let loaded = store.load().unwrap();
     assert!(loaded.agents.is_empty() && loaded.reviewers.is_empty());
     assert!(loaded.keys[0].revoked);
+
+    compaction(store);
+}
+
+/// Retention drops a contiguous prefix of the log and never its newest event.
+fn compaction(store: &dyn Store) {
+    let head = store.head_seq().unwrap();
+    assert_eq!(
+        store.retained().unwrap(),
+        Retained {
+            oldest_seq: 1,
+            compacted_before_ms: None
+        }
+    );
+    // Three more events at times 1_000, 2_000 and 3_000.
+    let events: Vec<Event> = (1..=3)
+        .map(|i| {
+            let mut t = ticket(&format!("tkt_r{i}"), "c", 1, TicketStatus::Queued);
+            t.updated_ms = i * 1_000;
+            ticket_event(head + i as u64, &t)
+        })
+        .collect();
+    store
+        .commit(&CommitBatch {
+            events,
+            ..CommitBatch::default()
+        })
+        .unwrap();
+    // Everything before 2_000 goes: the earlier events and the first of the three.
+    store
+        .commit(&CommitBatch {
+            compact_before_ms: Some(2_000),
+            ..CommitBatch::default()
+        })
+        .unwrap();
+    let retained = store.retained().unwrap();
+    assert_eq!(retained.oldest_seq, head + 2);
+    assert_eq!(retained.compacted_before_ms, Some(2_000));
+    let rest: Vec<u64> = store
+        .events_after(0, 100)
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(rest, [head + 2, head + 3]);
+    // Even when every event is older, the newest stays: it carries the head sequence.
+    store
+        .commit(&CommitBatch {
+            compact_before_ms: Some(i64::MAX),
+            ..CommitBatch::default()
+        })
+        .unwrap();
+    assert_eq!(store.head_seq().unwrap(), head + 3);
+    assert_eq!(store.retained().unwrap().oldest_seq, head + 3);
+    assert_eq!(store.load().unwrap().last_seq, head + 3);
 }
 
 #[test]

@@ -70,6 +70,9 @@ pub struct CommitBatch {
     pub settings: Option<(Settings, String)>,
     /// Set by the commit that creates the default desk, so a restart never seeds twice.
     pub mark_seeded: bool,
+    /// Drop events older than this time (ms): a contiguous prefix of the log, never its newest
+    /// event, possibly over several commits.
+    pub compact_before_ms: Option<i64>,
 }
 
 impl CommitBatch {
@@ -82,6 +85,7 @@ impl CommitBatch {
             && self.keys.is_empty()
             && self.settings.is_none()
             && !self.mark_seeded
+            && self.compact_before_ms.is_none()
     }
 }
 
@@ -176,6 +180,17 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Event>, StoreError>;
     /// Sequence of the last committed event.
     fn head_seq(&self) -> Result<u64, StoreError>;
+    /// What retention left of the log.
+    fn retained(&self) -> Result<Retained, StoreError>;
+}
+
+/// What retention left of the event log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retained {
+    /// The oldest sequence still stored (1 when nothing was ever compacted).
+    pub oldest_seq: u64,
+    /// Events older than this time (ms) may be gone; `None` when nothing was compacted.
+    pub compacted_before_ms: Option<i64>,
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::de::DeserializeOwned;
 
 use super::{
-    CommitBatch, Cursor, EscalationFilter, KeyChange, KeyRecord, Loaded, Page, Store, StoreError,
-    Synchronous, TicketFilter,
+    CommitBatch, Cursor, EscalationFilter, KeyChange, KeyRecord, Loaded, Page, Retained, Store,
+    StoreError, Synchronous, TicketFilter,
 };
 use crate::domain::desk::{Settings, Stats};
 use crate::domain::event::{Event, EventBody};
@@ -79,6 +79,9 @@ CREATE TABLE IF NOT EXISTS config_changes (
     body TEXT NOT NULL
 );
 ";
+
+/// Most events one commit compacts away; a long backlog goes over several commits.
+const COMPACT_ROWS: i64 = 20_000;
 
 pub struct SqliteStore {
     path: PathBuf,
@@ -428,6 +431,23 @@ impl Store for SqliteStore {
                     }
                 }
             }
+            if let Some(cutoff) = batch.compact_before_ms {
+                // A contiguous prefix of the log, never its newest event (the head sequence is
+                // read from it), at most COMPACT_ROWS per commit so no commit stalls.
+                tx.execute(
+                    "DELETE FROM events WHERE seq < MIN(
+                        (SELECT MAX(seq) FROM events),
+                        COALESCE((SELECT MIN(seq) FROM events WHERE time_ms >= ?1),
+                                 (SELECT MAX(seq) FROM events)),
+                        (SELECT MIN(seq) FROM events) + ?2)",
+                    params![cutoff, COMPACT_ROWS],
+                )?;
+                tx.execute(
+                    "INSERT INTO meta (key, value) VALUES ('compacted_before_ms', ?1)
+                     ON CONFLICT(key) DO UPDATE SET value = MAX(CAST(value AS INTEGER), ?1)",
+                    params![cutoff],
+                )?;
+            }
             if batch.mark_seeded {
                 tx.execute(
                     "INSERT OR REPLACE INTO meta (key, value) VALUES ('seeded', '1')",
@@ -617,6 +637,24 @@ impl Store for SqliteStore {
 
     fn head_seq(&self) -> Result<u64, StoreError> {
         self.read(Self::head)
+    }
+
+    fn retained(&self) -> Result<Retained, StoreError> {
+        self.read(|c| {
+            let oldest: Option<i64> =
+                c.query_row("SELECT MIN(seq) FROM events", [], |r| r.get(0))?;
+            let before: Option<String> = c
+                .query_row(
+                    "SELECT value FROM meta WHERE key = 'compacted_before_ms'",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(Retained {
+                oldest_seq: oldest.unwrap_or(1).max(1) as u64,
+                compacted_before_ms: before.and_then(|v| v.parse().ok()),
+            })
+        })
     }
 }
 
