@@ -24,16 +24,27 @@ use crate::runtime::{AgentFeed, DeskError, DeskHandle};
 /// Longest escalation or review reason, in bytes.
 const REASON_BYTES: usize = 1024;
 
+/// Detaches the agent of stream `stream_id` when dropped: taken before the attach, so an
+/// Attach call cancelled at any point leaves no agent online without a process.
+struct DetachOnDrop {
+    desk: DeskHandle,
+    stream_id: u64,
+}
+
+impl Drop for DetachOnDrop {
+    fn drop(&mut self) {
+        self.desk.detach(self.stream_id);
+    }
+}
+
 /// The response stream of one Attach: `attached` first, then the agent's feed. Detaches the
 /// agent when dropped (the client went away, the connection died, the server is stopping).
 pub struct AttachStream {
     first: Option<pb::AttachResponse>,
     feed: mpsc::Receiver<AgentFeed>,
-    desk: DeskHandle,
-    agent_id: String,
-    stream_id: u64,
     closing: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
     done: bool,
+    _detach: DetachOnDrop,
 }
 
 impl Stream for AttachStream {
@@ -62,19 +73,12 @@ impl Stream for AttachStream {
             }
             Poll::Ready(Some(AgentFeed::Ended(reason))) => {
                 self.done = true;
-                Poll::Ready(Some(Err(Status::aborted(reason))))
+                Poll::Ready(Some(Err(status::aborted(reason))))
             }
             Poll::Ready(Some(AgentFeed::Message(message))) => {
                 Poll::Ready(Some(Ok(attach_message(message))))
             }
         }
-    }
-}
-
-impl Drop for AttachStream {
-    fn drop(&mut self) {
-        self.desk
-            .detach(std::mem::take(&mut self.agent_id), self.stream_id);
     }
 }
 
@@ -229,12 +233,17 @@ impl AgentService for Api {
             client_id: caller.client_id.clone(),
             admin: caller.is_admin(),
         };
-        let (agent, stream_id, feed, timeout_ms) = self
+        let stream_id = self.desk.new_stream_id();
+        let detach = DetachOnDrop {
+            desk: self.desk.clone(),
+            stream_id,
+        };
+        let (agent, feed, timeout_ms) = self
             .desk
             .run(move |core, now| {
-                let (agent, stream_id, feed) = core.attach(spec, &actor, now)?;
+                let (agent, feed) = core.attach(spec, &actor, stream_id, now)?;
                 let timeout = core.desk.settings().assignment_timeout_ms;
-                Ok((agent, stream_id, feed, timeout))
+                Ok((agent, feed, timeout))
             })
             .await
             .map_err(status::desk)?;
@@ -249,11 +258,9 @@ impl AgentService for Api {
         Ok(Response::new(AttachStream {
             first: Some(attached),
             feed,
-            desk: self.desk.clone(),
-            agent_id: agent.id,
-            stream_id,
             closing: Box::pin(self.desk.closing.clone().cancelled_owned()),
             done: false,
+            _detach: detach,
         }))
     }
 

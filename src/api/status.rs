@@ -124,6 +124,11 @@ pub fn stalled(resume_after: u64, stall: std::time::Duration) -> Status {
     )
 }
 
+/// ABORTED: the server ended the call on purpose (a stream taken over); retrying may work.
+pub fn aborted(message: String) -> Status {
+    with_reason(Code::Aborted, "ABORTED", message)
+}
+
 pub fn unauthenticated(message: &str) -> Status {
     with_reason(
         Code::Unauthenticated,

@@ -81,46 +81,52 @@ pub struct Core {
     settings_change: Option<(Settings, String)>,
     mark_seeded: bool,
     agent_streams: HashMap<String, AgentStream>,
-    next_stream_id: u64,
+    /// Stream id -> the agent it feeds.
+    stream_agents: HashMap<u64, String>,
     /// Set when the next commit should compact the event log.
     compact_before_ms: Option<i64>,
 }
 
 impl Core {
-    /// Attaches a remote agent's process and opens its feed; a feed the agent already had
-    /// ends ("taken over"). Returns the agent, the stream's id (for [`DeskHandle::detach`])
-    /// and the feed to forward.
+    /// Attaches a remote agent's process and opens its feed as stream `stream_id` (from
+    /// [`DeskHandle::new_stream_id`]); a feed the agent already had ends ("taken over").
+    /// Returns the agent and the feed to forward.
     pub fn attach(
         &mut self,
         spec: AttachSpec,
         actor: &Actor,
+        stream_id: u64,
         now: i64,
-    ) -> Result<(Agent, u64, mpsc::Receiver<AgentFeed>), DomainError> {
+    ) -> Result<(Agent, mpsc::Receiver<AgentFeed>), DomainError> {
         let agent = self.desk.attach_remote(spec, actor, now)?;
-        self.next_stream_id += 1;
-        let stream_id = self.next_stream_id;
         let (feed, receiver) = mpsc::channel(agent.capacity as usize + AGENT_FEED_SLACK);
+        self.stream_agents.insert(stream_id, agent.id.clone());
         let previous = self
             .agent_streams
             .insert(agent.id.clone(), AgentStream { stream_id, feed });
         if let Some(previous) = previous {
+            self.stream_agents.remove(&previous.stream_id);
             let _ = previous.feed.try_send(AgentFeed::Ended(format!(
                 "agent {} was attached again by a newer stream; this one is closed",
                 agent.name
             )));
         }
-        Ok((agent, stream_id, receiver))
+        Ok((agent, receiver))
     }
 
-    /// The stream `stream_id` of an agent closed. A stream that was taken over changes nothing.
-    pub fn detach(&mut self, agent_id: &str, stream_id: u64, now: i64) {
+    /// Stream `stream_id` closed: its agent goes offline. A stream that was taken over, or
+    /// whose attach never happened, changes nothing.
+    pub fn detach(&mut self, stream_id: u64, now: i64) {
+        let Some(agent_id) = self.stream_agents.remove(&stream_id) else {
+            return;
+        };
         if self
             .agent_streams
-            .get(agent_id)
+            .get(&agent_id)
             .is_some_and(|s| s.stream_id == stream_id)
         {
-            self.agent_streams.remove(agent_id);
-            self.desk.detach_remote(agent_id, now);
+            self.agent_streams.remove(&agent_id);
+            self.desk.detach_remote(&agent_id, now);
         }
     }
 
@@ -176,6 +182,7 @@ pub struct DeskHandle {
     pub keys: Arc<RwLock<KeyRing>>,
     /// Cancelled when the server starts shutting down: streams and waiting calls end.
     pub closing: CancellationToken,
+    stream_ids: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl DeskHandle {
@@ -216,12 +223,21 @@ impl DeskHandle {
         })
     }
 
+    /// A fresh id for an agent stream, taken before the attach so that a call cancelled at
+    /// any point still detaches what it attached.
+    pub fn new_stream_id(&self) -> u64 {
+        self.stream_ids
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1
+    }
+
     /// Tells the desk that an agent's stream closed. Called from a drop, so it never fails
-    /// and never waits: the job is queued by a task, behind any load (it cannot be shed).
-    pub fn detach(&self, agent_id: String, stream_id: u64) {
+    /// and never waits: the job is queued by a task, behind any load (it cannot be shed), and
+    /// after the attach job of the same stream, since jobs run in order.
+    pub fn detach(&self, stream_id: u64) {
         let jobs = self.jobs.clone();
         let job: Job = Box::new(move |core, now| {
-            core.detach(&agent_id, stream_id, now);
+            core.detach(stream_id, now);
             None
         });
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -283,6 +299,7 @@ impl Runtime {
             events: events_tx,
             keys: keys.clone(),
             closing: closing.clone(),
+            stream_ids: Arc::default(),
         };
         let core = Core {
             desk,
@@ -294,7 +311,7 @@ impl Runtime {
             settings_change: None,
             mark_seeded: false,
             agent_streams: HashMap::new(),
-            next_stream_id: 0,
+            stream_agents: HashMap::new(),
             compact_before_ms: None,
         };
         let run = tokio::spawn(run_loop(
