@@ -4,6 +4,7 @@
 mod common;
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use common::*;
 use servicedesk::proto::v1::{
@@ -532,7 +533,7 @@ async fn concurrent_retries_with_one_idempotency_key_share_one_ticket() {
         ..refund_request("cust_burst")
     };
     let mut tasks = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..20 {
         let mut desk = server.desk();
         let request = request.clone();
         tasks.push(tokio::spawn(async move { ask(&mut desk, request).await }));
@@ -546,7 +547,7 @@ async fn concurrent_retries_with_one_idempotency_key_share_one_ticket() {
             originals += 1;
         }
     }
-    assert_eq!(ids.len(), 1, "all five calls return one ticket");
+    assert_eq!(ids.len(), 1, "all twenty calls return one ticket");
     assert_eq!(
         originals, 1,
         "exactly one call created it, the others replayed"
@@ -680,4 +681,85 @@ async fn an_answered_review_is_visible_to_get_escalation_and_history() {
     );
     assert_eq!(history.entries[0].status(), TicketStatus::Resolved);
     assert_eq!(history.entries[0].response, "Refunded.");
+}
+
+#[tokio::test]
+async fn a_retry_after_the_client_deadline_returns_the_same_ticket() {
+    let server = Server::start().await;
+    let mut admin = server.admin();
+    let agents = ok(
+        admin
+            .list_agents(servicedesk::proto::v1::ListAgentsRequest::default())
+            .await,
+        "ListAgents",
+    )
+    .agents;
+    let set = |id: &str, availability: servicedesk::proto::v1::AgentAvailability| {
+        servicedesk::proto::v1::UpdateAgentRequest {
+            agent_id: id.to_string(),
+            availability: Some(availability as i32),
+            ..Default::default()
+        }
+    };
+    for agent in &agents {
+        ok(
+            admin
+                .update_agent(set(
+                    &agent.agent_id,
+                    servicedesk::proto::v1::AgentAvailability::Paused,
+                ))
+                .await,
+            "pause",
+        );
+    }
+    let request = HandleInquiryRequest {
+        idempotency_key: "order-7-question".into(),
+        ..inquiry("cust_retry", PASSWORD_RESET)
+    };
+    // The first call gives up before the desk answers: nobody is free.
+    let mut first = tonic::Request::new(request.clone());
+    first.set_timeout(Duration::from_millis(300));
+    let gave_up = server.desk().handle_inquiry(first).await;
+    // tonic's client reports its own timeout as CANCELLED; servers report DEADLINE_EXCEEDED.
+    let code = gave_up.expect_err("nobody could answer in time").code();
+    assert!(
+        matches!(code, Code::Cancelled | Code::DeadlineExceeded),
+        "{code:?}"
+    );
+    // The desk kept the ticket; agents come back; the retry finds it, answered.
+    for agent in &agents {
+        ok(
+            admin
+                .update_agent(set(
+                    &agent.agent_id,
+                    servicedesk::proto::v1::AgentAvailability::Available,
+                ))
+                .await,
+            "resume",
+        );
+    }
+    let retried = ask(&mut server.desk(), request.clone()).await;
+    assert!(
+        retried.replayed,
+        "the retry is answered from the first ticket"
+    );
+    assert_eq!(
+        retried.ticket.as_ref().unwrap().status(),
+        TicketStatus::Resolved
+    );
+    let listed = ok(
+        server
+            .desk()
+            .list_tickets(ListTicketsRequest {
+                customer_id: "cust_retry".into(),
+                ..Default::default()
+            })
+            .await,
+        "ListTickets",
+    );
+    assert_eq!(listed.tickets.len(), 1, "one ticket, not two");
+    assert_eq!(
+        listed.tickets[0].ticket_id,
+        retried.ticket.unwrap().ticket_id
+    );
 }

@@ -331,36 +331,66 @@ async fn reviewers_decide_only_their_own_escalations() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn of_twenty_concurrent_decisions_exactly_one_wins() {
+async fn of_a_hundred_concurrent_approvals_rejections_and_claims_one_decision_wins() {
     let server = Server::start().await;
     let mut desk = server.desk();
     let response = create_refund_escalation(&mut desk, "cust_race").await;
     let id = response.escalation_id.clone();
 
+    // Approvals, rejections and hand-overs between reviewers, all at once, over four
+    // connections so they really race.
+    let mut channels = Vec::new();
+    for _ in 0..4 {
+        channels.push(server.new_channel().await);
+    }
     let mut tasks = Vec::new();
-    for i in 0..20 {
-        let mut escalations = server.escalations_as(ADMIN_KEY);
+    for i in 0..100 {
+        let mut escalations =
+            servicedesk::proto::v1::escalation_service_client::EscalationServiceClient::with_interceptor(
+                channels[i % 4].clone(),
+                |mut r: tonic::Request<()>| {
+                    r.metadata_mut()
+                        .insert("x-api-key", ADMIN_KEY.parse().unwrap());
+                    Ok(r)
+                },
+            );
         let id = id.clone();
         tasks.push(tokio::spawn(async move {
-            let result = if i % 2 == 0 {
-                escalations.approve_escalation(approve(&id)).await
-            } else {
-                escalations
-                    .reject_escalation(reject(&id, &format!("rejected by task {i}")))
-                    .await
-            };
-            (i % 2 == 0, result.map(|r| r.into_inner()))
+            match i % 3 {
+                0 => (
+                    Some(true),
+                    escalations.approve_escalation(approve(&id)).await,
+                ),
+                1 => (
+                    Some(false),
+                    escalations
+                        .reject_escalation(reject(&id, &format!("rejected by task {i}")))
+                        .await,
+                ),
+                _ => {
+                    let reviewer = ["supervisor_1", "manager_1"][i % 2];
+                    let claim = escalations
+                        .assign_escalation(AssignEscalationRequest {
+                            escalation_id: id.clone(),
+                            reviewer_id: reviewer.into(),
+                        })
+                        .await;
+                    (None, claim)
+                }
+            }
         }));
     }
     let mut winners = Vec::new();
     for task in tasks {
-        let (approving, result) = task.await.unwrap();
-        match result {
-            Ok(escalation) => winners.push((approving, escalation)),
-            Err(status) => assert_eq!(
+        let (decision, result) = task.await.unwrap();
+        match (decision, result) {
+            (Some(approving), Ok(escalation)) => winners.push((approving, escalation.into_inner())),
+            // A hand-over before the decision succeeds; after it, it is too late.
+            (None, Ok(_)) => {}
+            (_, Err(status)) => assert_eq!(
                 status.code(),
                 Code::FailedPrecondition,
-                "a losing decision: {}",
+                "a losing call: {}",
                 status.message()
             ),
         }

@@ -741,3 +741,30 @@ async fn remote_and_built_in_agents_share_a_tier_and_routing_treats_them_alike()
         ]
     );
 }
+
+#[tokio::test]
+async fn deleting_a_remote_agent_that_holds_work_hands_it_on_and_ends_its_stream() {
+    let server = Server::start_with_config(REMOTE_FIRST_TIER).await;
+    let mut agent = TestAgent::register(&server, "Doomed_Too", "L1", 2).await;
+    let waiting = ask_later(&server, inquiry("cust_deleted", PASSWORD_RESET));
+    let assignment = agent.next_assignment().await;
+    ok(
+        server
+            .admin()
+            .delete_agent(servicedesk::proto::v1::DeleteAgentRequest {
+                agent_id: agent.agent_id.clone(),
+            })
+            .await,
+        "DeleteAgent",
+    );
+    let revoked = agent.next_revoked().await;
+    assert_eq!(revoked.assignment_id, assignment.assignment_id);
+    match agent.stream.next_result_within(STREAM_TIMEOUT).await {
+        Some(Err(status)) => assert_eq!(status.code(), Code::Aborted, "{status:?}"),
+        other => panic!("the deleted agent's stream must end ABORTED, got {other:?}"),
+    }
+    let answer = waiting.await.unwrap();
+    assert_eq!(answer.ticket.unwrap().status(), TicketStatus::Resolved);
+    assert_ne!(answer.agent, "Doomed_Too");
+    assert!(find_agent(&server, "Doomed_Too").await.is_none());
+}

@@ -1,7 +1,11 @@
-//! Load shedding across every connection: at most `limit` calls are in flight at once, and
-//! the next one is answered RESOURCE_EXHAUSTED at once instead of queueing without bound.
-//! Health checks are never shed, so probes keep telling the truth under load. A streaming
-//! call counts until its response starts, like a unary call until it returns.
+//! The edge of every call: load shedding across every connection, at most `limit` calls in
+//! flight at once, the next one answered RESOURCE_EXHAUSTED at once instead of queueing
+//! without bound. Health checks are never shed, so probes keep telling the truth under load.
+//! A streaming call counts until its response starts, like a unary call until it returns.
+//!
+//! It also gives an oversized request the code the gRPC ecosystem uses for it,
+//! RESOURCE_EXHAUSTED (tonic's decoder says OUT_OF_RANGE, which this API keeps for a watch
+//! resumed before what retention kept).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -73,10 +77,27 @@ where
         }
         match self.permits.clone().try_acquire_owned() {
             Ok(permit) => {
+                let path = request.uri().path().to_string();
+                let started = std::time::Instant::now();
                 let call = self.inner.call(request);
                 Box::pin(async move {
                     let response = call.await;
                     drop(permit);
+                    let response = response.map(oversized_is_resource_exhausted);
+                    if let Ok(response) = &response {
+                        // One line per call, at debug: the method, the outcome, the time.
+                        // Never metadata: that is where keys travel.
+                        let code = tonic::Status::from_header_map(response.headers())
+                            .map_or("OK (or streaming)".to_string(), |s| {
+                                format!("{:?}", s.code())
+                            });
+                        tracing::debug!(
+                            method = %path,
+                            code = %code,
+                            ms = started.elapsed().as_millis() as u64,
+                            "call"
+                        );
+                    }
                     response
                 })
             }
@@ -90,4 +111,17 @@ where
             }
         }
     }
+}
+
+/// Rewrites tonic's OUT_OF_RANGE for a request over the decoding limit.
+fn oversized_is_resource_exhausted<B: Default>(response: http::Response<B>) -> http::Response<B> {
+    let Some(status) = tonic::Status::from_header_map(response.headers()) else {
+        return response;
+    };
+    if status.code() != tonic::Code::OutOfRange
+        || !status.message().contains("message length too large")
+    {
+        return response;
+    }
+    status::too_large(status.message()).into_http()
 }

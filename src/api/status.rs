@@ -129,6 +129,15 @@ pub fn aborted(message: String) -> Status {
     with_reason(Code::Aborted, "ABORTED", message)
 }
 
+/// RESOURCE_EXHAUSTED for a request larger than the server accepts.
+pub fn too_large(decoder_message: &str) -> Status {
+    with_reason(
+        Code::ResourceExhausted,
+        "MESSAGE_TOO_LARGE",
+        format!("the request is larger than the server accepts ({decoder_message}); send less"),
+    )
+}
+
 pub fn unauthenticated(message: &str) -> Status {
     with_reason(
         Code::Unauthenticated,

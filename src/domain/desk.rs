@@ -475,6 +475,11 @@ impl Desk {
         self.tickets.get(id)
     }
 
+    /// The open tickets, in no particular order.
+    pub fn tickets(&self) -> impl Iterator<Item = &Ticket> {
+        self.tickets.values()
+    }
+
     pub fn open_tickets(&self) -> usize {
         self.tickets.len()
     }

@@ -6,6 +6,8 @@
 //! the replies. So nobody ever hears about a change that is not durable, and no lock is held
 //! across an await: the state has exactly one owner.
 
+#[cfg(test)]
+mod properties;
 mod writer;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
