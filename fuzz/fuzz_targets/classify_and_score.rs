@@ -18,7 +18,11 @@ fuzz_target!(|inquiry: &str| {
     let topic = classifier.classify(inquiry);
     assert!(!topic.is_empty());
     if let Some(answer) = kb.best_answer(inquiry, &topic) {
-        assert!((0.0..=1.0).contains(&answer.confidence), "{}", answer.confidence);
+        assert!(
+            (0.0..=1.0).contains(&answer.confidence),
+            "{}",
+            answer.confidence
+        );
         assert!(!answer.answer.is_empty());
     }
 });

@@ -13,6 +13,9 @@ fuzz_target!(|text: &str| {
     };
     if let Ok(config) = Config::resolve(file, Overrides::default()) {
         assert!(!config.tiers.is_empty());
-        assert!(config.tiers.iter().all(|t| (0.0..=1.0).contains(&t.threshold)));
+        assert!(config
+            .tiers
+            .iter()
+            .all(|t| (0.0..=1.0).contains(&t.threshold)));
     }
 });

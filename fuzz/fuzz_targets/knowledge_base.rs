@@ -11,7 +11,11 @@ fuzz_target!(|text: &str| {
     };
     for question in ["How do I reset my password?", text, ""] {
         if let Some(answer) = kb.best_answer(question, "account") {
-            assert!((0.0..=1.0).contains(&answer.confidence), "{}", answer.confidence);
+            assert!(
+                (0.0..=1.0).contains(&answer.confidence),
+                "{}",
+                answer.confidence
+            );
         }
     }
 });
