@@ -15,7 +15,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
-use crate::api::{Api, ApiKeyCheck, ShedLayer};
+use crate::api::{Api, ApiKeyCheck, EdgeLayer};
 use crate::auth::{self, generate_key, KeyRing};
 use crate::clock::now_ms;
 use crate::config::{Config, TlsSection};
@@ -196,7 +196,7 @@ pub async fn run(
         .http2_keepalive_interval(Some(Duration::from_secs(limits.keepalive_interval_secs)))
         .http2_keepalive_timeout(Some(Duration::from_secs(limits.keepalive_timeout_secs)))
         .http2_max_pending_accept_reset_streams(Some(100))
-        .layer(ShedLayer::new(limits.max_concurrent_requests))
+        .layer(EdgeLayer::new(limits.max_concurrent_requests))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

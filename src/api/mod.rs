@@ -11,8 +11,8 @@ mod agent;
 mod auth;
 mod convert;
 mod desk;
+mod edge;
 mod escalation;
-mod shed;
 pub mod status;
 mod validate;
 mod watch;
@@ -28,7 +28,7 @@ use crate::runtime::DeskHandle;
 use crate::store::{Store, StoreError};
 
 pub use auth::ApiKeyCheck;
-pub use shed::ShedLayer;
+pub use edge::EdgeLayer;
 
 /// The state every service handler shares.
 #[derive(Clone)]

@@ -1,11 +1,13 @@
-//! The edge of every call: load shedding across every connection, at most `limit` calls in
-//! flight at once, the next one answered RESOURCE_EXHAUSTED at once instead of queueing
-//! without bound. Health checks are never shed, so probes keep telling the truth under load.
-//! A streaming call counts until its response starts, like a unary call until it returns.
+//! The edge of every call, in front of every service:
 //!
-//! It also gives an oversized request the code the gRPC ecosystem uses for it,
-//! RESOURCE_EXHAUSTED (tonic's decoder says OUT_OF_RANGE, which this API keeps for a watch
-//! resumed before what retention kept).
+//! - load shedding across every connection: at most `limit` calls in flight at once, the next
+//!   one answered RESOURCE_EXHAUSTED at once instead of queueing without bound. Health checks
+//!   are never shed, so probes keep telling the truth under load. A streaming call counts
+//!   until its response starts, like a unary call until it returns;
+//! - an oversized request gets the code the gRPC ecosystem uses for it, RESOURCE_EXHAUSTED
+//!   (tonic's decoder says OUT_OF_RANGE, which this API keeps for a watch resumed before what
+//!   retention kept);
+//! - one log line per call at debug level: method, code, time, never metadata.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,25 +24,25 @@ use super::status;
 const HEALTH: &str = "/grpc.health.v1.Health/";
 
 #[derive(Clone)]
-pub struct ShedLayer {
+pub struct EdgeLayer {
     permits: Arc<Semaphore>,
     limit: usize,
 }
 
-impl ShedLayer {
+impl EdgeLayer {
     pub fn new(limit: usize) -> Self {
-        ShedLayer {
+        EdgeLayer {
             permits: Arc::new(Semaphore::new(limit)),
             limit,
         }
     }
 }
 
-impl<S> Layer<S> for ShedLayer {
-    type Service = Shed<S>;
+impl<S> Layer<S> for EdgeLayer {
+    type Service = Edge<S>;
 
-    fn layer(&self, inner: S) -> Shed<S> {
-        Shed {
+    fn layer(&self, inner: S) -> Edge<S> {
+        Edge {
             inner,
             permits: self.permits.clone(),
             limit: self.limit,
@@ -49,7 +51,7 @@ impl<S> Layer<S> for ShedLayer {
 }
 
 #[derive(Clone)]
-pub struct Shed<S> {
+pub struct Edge<S> {
     inner: S,
     permits: Arc<Semaphore>,
     limit: usize,
@@ -57,7 +59,7 @@ pub struct Shed<S> {
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for Shed<S>
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for Edge<S>
 where
     S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
     S::Future: Send + 'static,
