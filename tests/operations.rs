@@ -394,3 +394,32 @@ async fn tls_from_the_config_file_serves_only_tls() {
         assert!(answer.is_err(), "plaintext must not be served: {answer:?}");
     }
 }
+
+#[tokio::test]
+async fn health_turns_not_serving_as_soon_as_draining_starts() {
+    let server = Server::start_with_config("shutdown_grace_secs = 4\n").await;
+    let mut health = server.health();
+    let mut watch = health
+        .watch(tonic_health::pb::HealthCheckRequest {
+            service: "servicedesk.v1.DeskService".into(),
+        })
+        .await
+        .expect("Health/Watch")
+        .into_inner();
+    let first = watch.message().await.unwrap().unwrap();
+    assert_eq!(
+        first.status(),
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
+    server.send_sigterm();
+    let next = tokio::time::timeout(Duration::from_secs(10), watch.message())
+        .await
+        .expect("a health update within the grace period")
+        .expect("the watch stays open while draining")
+        .expect("an update");
+    assert_eq!(
+        next.status(),
+        tonic_health::pb::health_check_response::ServingStatus::NotServing
+    );
+    server.terminate().await;
+}
