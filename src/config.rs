@@ -221,6 +221,9 @@ pub struct ServerLimits {
     pub max_message_bytes: usize,
     /// HTTP/2 streams one connection may have open at once.
     pub max_concurrent_streams: u32,
+    /// Server streams (watches, agent streams) open at once across all connections; one
+    /// more gets RESOURCE_EXHAUSTED.
+    pub max_open_streams: usize,
     /// Calls the server works on at once, across all connections (health checks excepted);
     /// more are refused at once with RESOURCE_EXHAUSTED instead of queueing.
     pub max_concurrent_requests: usize,
@@ -243,6 +246,7 @@ impl Default for ServerLimits {
             keepalive_interval_secs: 30,
             keepalive_timeout_secs: 10,
             live_event_buffer: 8192,
+            max_open_streams: 10_000,
             stalled_stream_secs: 30,
         }
     }
@@ -525,6 +529,7 @@ impl Config {
         if server.max_message_bytes < 64 * 1024
             || server.max_concurrent_streams == 0
             || server.max_concurrent_requests == 0
+            || server.max_open_streams == 0
             || !(1..=1_000_000).contains(&server.live_event_buffer)
             || !(1..=24 * 3600).contains(&server.stalled_stream_secs)
         {

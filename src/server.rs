@@ -120,6 +120,7 @@ pub async fn run(
         stalled_stream: Duration::from_secs(config.server.stalled_stream_secs),
         classifier: Arc::new(config.classifier.clone()),
         kb,
+        open_streams: Arc::new(tokio::sync::Semaphore::new(config.server.max_open_streams)),
     };
     let limits = &config.server;
     let max_message = limits.max_message_bytes;

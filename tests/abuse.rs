@@ -800,3 +800,37 @@ async fn one_connection_cannot_open_more_streams_than_allowed() {
     let answer = ask(&mut server.desk(), inquiry("cust_streams", PASSWORD_RESET)).await;
     assert_eq!(answer.ticket.unwrap().status(), TicketStatus::Resolved);
 }
+
+#[tokio::test]
+async fn open_streams_are_bounded_across_connections() {
+    let server = Server::start_with_config("[server]\nmax_open_streams = 2\n").await;
+    let open = |server: &Server| {
+        let mut admin = server.admin();
+        async move { admin.watch_events(WatchEventsRequest::default()).await }
+    };
+    let first = open(&server).await.expect("the first stream opens");
+    // Another connection counts against the same limit.
+    let mut other = servicedesk::proto::v1::admin_service_client::AdminServiceClient::new(
+        server.new_channel().await,
+    );
+    let mut request = Request::new(WatchEventsRequest::default());
+    request
+        .metadata_mut()
+        .insert("x-api-key", ADMIN_KEY.parse().unwrap());
+    let second = other
+        .watch_events(request)
+        .await
+        .expect("the second stream opens");
+    let refused = open(&server)
+        .await
+        .expect_err("a third stream is one too many");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    // Closing one frees its slot.
+    drop(first);
+    let server_ref = &server;
+    poll_until(Duration::from_secs(10), "a slot frees up", || async move {
+        open(server_ref).await.ok()
+    })
+    .await;
+    drop(second);
+}

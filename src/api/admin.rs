@@ -2,14 +2,13 @@
 
 use std::collections::BTreeSet;
 
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::auth::client;
 use super::convert;
 use super::status;
 use super::validate::{decode_offset, encode_offset, Violations};
-use super::watch::{watch, Source, WatchSpec};
+use super::watch::{watch, Source, WatchSpec, WatchStream};
 use super::Api;
 use crate::auth::{generate_key, PERMISSIONS};
 use crate::clock::now_ms;
@@ -660,7 +659,7 @@ impl AdminService for Api {
         Ok(Response::new(desk_config(&settings)))
     }
 
-    type WatchEventsStream = ReceiverStream<Result<pb::DeskEvent, Status>>;
+    type WatchEventsStream = WatchStream<pb::DeskEvent>;
 
     async fn watch_events(
         &self,
@@ -691,7 +690,8 @@ impl AdminService for Api {
             done_after_replay: None,
             stall: self.stalled_stream,
         };
-        Ok(Response::new(watch(self.desk.clone(), spec)))
+        let slot = self.stream_slot()?;
+        Ok(Response::new(watch(self.desk.clone(), spec, slot)))
     }
 }
 

@@ -45,6 +45,7 @@ pub struct AttachStream {
     closing: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
     done: bool,
     _detach: DetachOnDrop,
+    _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Stream for AttachStream {
@@ -233,6 +234,7 @@ impl AgentService for Api {
             client_id: caller.client_id.clone(),
             admin: caller.is_admin(),
         };
+        let slot = self.stream_slot()?;
         let stream_id = self.desk.new_stream_id();
         let detach = DetachOnDrop {
             desk: self.desk.clone(),
@@ -261,6 +263,7 @@ impl AgentService for Api {
             closing: Box::pin(self.desk.closing.clone().cancelled_owned()),
             done: false,
             _detach: detach,
+            _slot: slot,
         }))
     }
 

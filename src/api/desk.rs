@@ -5,14 +5,13 @@ use std::collections::BTreeMap;
 
 use rand::Rng;
 use tokio::sync::oneshot;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::auth::client;
 use super::convert;
 use super::status;
 use super::validate::{encode_token, TokenKind, Violations};
-use super::watch::{watch, Source, WatchSpec};
+use super::watch::{watch, Source, WatchSpec, WatchStream};
 use super::{blocking, Api};
 use crate::auth::Client;
 use crate::clock::now_ms;
@@ -332,7 +331,7 @@ impl DeskService for Api {
         }))
     }
 
-    type WatchTicketStream = ReceiverStream<Result<pb::TicketEvent, Status>>;
+    type WatchTicketStream = WatchStream<pb::TicketEvent>;
 
     async fn watch_ticket(
         &self,
@@ -366,7 +365,8 @@ impl DeskService for Api {
             })),
             stall: self.stalled_stream,
         };
-        Ok(Response::new(watch(self.desk.clone(), spec)))
+        let slot = self.stream_slot()?;
+        Ok(Response::new(watch(self.desk.clone(), spec, slot)))
     }
 
     async fn get_customer_history(

@@ -75,7 +75,13 @@ where
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
         if request.uri().path().starts_with(HEALTH) {
-            return Box::pin(self.inner.call(request));
+            let path = request.uri().path().to_string();
+            let call = self.inner.call(request);
+            return Box::pin(async move {
+                let response = call.await;
+                tracing::debug!(method = %path, "call");
+                response
+            });
         }
         match self.permits.clone().try_acquire_owned() {
             Ok(permit) => {

@@ -1,13 +1,12 @@
 //! EscalationService: the reviewers' side.
 
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::auth::client;
 use super::convert;
 use super::status;
 use super::validate::{encode_token, TokenKind, Violations};
-use super::watch::{watch, Source, WatchSpec};
+use super::watch::{watch, Source, WatchSpec, WatchStream};
 use super::{blocking, Api};
 use crate::domain::desk::Actor;
 use crate::domain::error::DomainError;
@@ -206,7 +205,7 @@ impl EscalationService for Api {
         }
     }
 
-    type WatchEscalationsStream = ReceiverStream<Result<pb::EscalationEvent, Status>>;
+    type WatchEscalationsStream = WatchStream<pb::EscalationEvent>;
 
     async fn watch_escalations(
         &self,
@@ -230,7 +229,8 @@ impl EscalationService for Api {
             done_after_replay: None,
             stall: self.stalled_stream,
         };
-        Ok(Response::new(watch(self.desk.clone(), spec)))
+        let slot = self.stream_slot()?;
+        Ok(Response::new(watch(self.desk.clone(), spec, slot)))
     }
 
     async fn get_escalation_stats(

@@ -44,6 +44,20 @@ pub struct Api {
     /// before it enters the desk (see [`crate::domain::knowledge::PreparedAnswer`]).
     pub classifier: Arc<Classifier>,
     pub kb: Arc<KnowledgeBase>,
+    /// One permit per server stream open (watches and agent streams), across connections.
+    pub open_streams: Arc<tokio::sync::Semaphore>,
+}
+
+impl Api {
+    /// A slot for one more server stream, or RESOURCE_EXHAUSTED when all are taken: open
+    /// streams are bounded across connections, like calls in flight.
+    fn stream_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
+        self.open_streams.clone().try_acquire_owned().map_err(|_| {
+            status::overloaded(
+                "the server has as many streams open as it allows; close one or retry later",
+            )
+        })
+    }
 }
 
 /// Runs a store read on the blocking pool.

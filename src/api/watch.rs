@@ -4,11 +4,14 @@
 //! up, so it never silently skips an event. Its outgoing buffer is bounded: a client that stops
 //! reading stalls only its own task, never the desk's memory.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::{broadcast, mpsc, oneshot, OwnedSemaphorePermit};
+use tokio_stream::Stream;
 use tonic::Status;
 
 use super::status;
@@ -57,15 +60,52 @@ pub struct WatchSpec<T> {
 pub fn watch<T: Send + 'static>(
     handle: DeskHandle,
     spec: WatchSpec<T>,
-) -> ReceiverStream<Result<T, Status>> {
+    slot: OwnedSemaphorePermit,
+) -> WatchStream<T> {
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+    let (end_tx, end_rx) = oneshot::channel();
     let live = handle.subscribe();
     tokio::spawn(async move {
         if let Err(status) = pump(&handle, spec, live, &tx).await {
-            let _ = tx.send(Err(status)).await;
+            // Never waits: the task ends now, whether or not the client ever reads again.
+            let _ = end_tx.send(status);
         }
     });
-    ReceiverStream::new(rx)
+    WatchStream {
+        data: rx,
+        end: Some(end_rx),
+        _slot: slot,
+    }
+}
+
+/// A watch as the client sees it: the buffered events, then the error that ended it (if
+/// one did). The task that fed it is gone by then, so a stream nobody reads holds at most
+/// its buffer; its slot among the server's open streams is freed when it is dropped.
+pub struct WatchStream<T> {
+    data: mpsc::Receiver<Result<T, Status>>,
+    end: Option<oneshot::Receiver<Status>>,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl<T> Stream for WatchStream<T> {
+    type Item = Result<T, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.data.poll_recv(cx) {
+            Poll::Ready(None) => {}
+            other => return other,
+        }
+        let Some(end) = self.end.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(end).poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(result) => {
+                self.end = None;
+                Poll::Ready(result.ok().map(Err))
+            }
+        }
+    }
 }
 
 /// Whether retention took events the watcher still needs. The whole log is contiguous after

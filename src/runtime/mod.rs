@@ -294,7 +294,13 @@ impl Runtime {
         let keys = Arc::new(RwLock::new(keys));
         let closing = CancellationToken::new();
         let stop = CancellationToken::new();
-        let (writer_tx, writer) = writer::spawn(store.clone(), events_tx.clone(), closing.clone());
+        let compaction_backlog = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (writer_tx, writer) = writer::spawn(
+            store.clone(),
+            events_tx.clone(),
+            closing.clone(),
+            compaction_backlog.clone(),
+        );
         let handle = DeskHandle {
             jobs: jobs_tx.clone(),
             store,
@@ -324,7 +330,10 @@ impl Runtime {
                 writer: writer_tx,
             },
             kb,
-            options.event_retention,
+            Retention {
+                keep: options.event_retention,
+                backlog: compaction_backlog,
+            },
             stop.clone(),
         ));
         // Whatever ends the loop (a stop, a failed writer, a panic), the server must hear of
@@ -379,13 +388,23 @@ struct Channels {
     writer: mpsc::Sender<writer::Batch>,
 }
 
+/// How long events are kept, and the writer's word that old ones are still waiting.
+struct Retention {
+    keep: Option<Duration>,
+    backlog: Arc<std::sync::atomic::AtomicBool>,
+}
+
 async fn run_loop(
     mut core: Core,
     channels: Channels,
     kb: Arc<KnowledgeBase>,
-    retention: Option<Duration>,
+    retention: Retention,
     stop: CancellationToken,
 ) {
+    let Retention {
+        keep: retention,
+        backlog: compaction_backlog,
+    } = retention;
     let Channels {
         mut jobs,
         jobs_tx,
@@ -430,7 +449,10 @@ async fn run_loop(
         }
         first = false;
         if let (Some(retention), Some(every)) = (retention, compact_every) {
-            if last_compaction.elapsed() >= every {
+            // Due, or the last compaction stopped at its cap: every batch compacts until the
+            // backlog is gone, so retention keeps pace with any write rate.
+            let behind = compaction_backlog.load(std::sync::atomic::Ordering::Relaxed);
+            if behind || last_compaction.elapsed() >= every {
                 last_compaction = Instant::now();
                 core.compact_before_ms = Some(now_ms() - retention.as_millis() as i64);
             }

@@ -2,6 +2,7 @@
 //! sends its replies, in batch order. A failed commit stops the desk: the state in memory is
 //! ahead of the disk, so the only safe move is to stop and rebuild from the store on restart.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc};
@@ -22,6 +23,7 @@ pub(super) fn spawn(
     store: Arc<dyn Store>,
     events: broadcast::Sender<Arc<Event>>,
     closing: CancellationToken,
+    compaction_backlog: Arc<AtomicBool>,
 ) -> (
     mpsc::Sender<Batch>,
     std::thread::JoinHandle<Result<(), StoreError>>,
@@ -31,11 +33,18 @@ pub(super) fn spawn(
         .name("desk-writer".into())
         .spawn(move || {
             while let Some(batch) = rx.blocking_recv() {
-                if let Err(err) = store.commit(&batch.commit) {
-                    tracing::error!(error = %err, "commit failed; stopping the desk to protect the data");
-                    closing.cancel();
-                    // Dropping the replies tells every caller the change did not happen.
-                    return Err(err);
+                match store.commit(&batch.commit) {
+                    Ok(report) => {
+                        if batch.commit.compact_before_ms.is_some() {
+                            compaction_backlog.store(report.compaction_backlog, Ordering::Relaxed);
+                        }
+                    }
+                    Err(err) => {
+                        tracing::error!(error = %err, "commit failed; stopping the desk to protect the data");
+                        closing.cancel();
+                        // Dropping the replies tells every caller the change did not happen.
+                        return Err(err);
+                    }
                 }
                 for event in batch.commit.events {
                     // No subscribers is fine: the event is in the store.

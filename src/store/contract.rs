@@ -363,6 +363,41 @@ fn compaction(store: &dyn Store) {
     assert_eq!(store.head_seq().unwrap(), head + 3);
     assert_eq!(store.retained().unwrap().oldest_seq, head + 3);
     assert_eq!(store.load().unwrap().last_seq, head + 3);
+
+    // A backlog larger than one commit compacts is reported until it is gone.
+    let head = head + 3;
+    let many: Vec<Event> = (1..=12_000u64)
+        .map(|i| {
+            let mut t = ticket("tkt_many", "c", 1, TicketStatus::Queued);
+            t.updated_ms = 5_000;
+            ticket_event(head + i, &t)
+        })
+        .collect();
+    store
+        .commit(&CommitBatch {
+            events: many,
+            ..CommitBatch::default()
+        })
+        .unwrap();
+    let mut commits = 0;
+    loop {
+        commits += 1;
+        let report = store
+            .commit(&CommitBatch {
+                compact_before_ms: Some(i64::MAX),
+                ..CommitBatch::default()
+            })
+            .unwrap();
+        if !report.compaction_backlog {
+            break;
+        }
+        assert!(commits < 100, "compaction never catches up");
+    }
+    assert!(
+        commits > 1,
+        "one commit does not compact 12,000 events at once"
+    );
+    assert_eq!(store.retained().unwrap().oldest_seq, head + 12_000);
 }
 
 #[test]

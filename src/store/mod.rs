@@ -144,7 +144,7 @@ pub trait Store: Send + Sync + 'static {
     /// Reads everything a start needs.
     fn load(&self) -> Result<Loaded, StoreError>;
     /// Writes a batch atomically; durable when it returns.
-    fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError>;
+    fn commit(&self, batch: &CommitBatch) -> Result<CommitReport, StoreError>;
 
     fn get_ticket(&self, ticket_id: &str) -> Result<Option<Ticket>, StoreError>;
     fn list_tickets(
@@ -182,6 +182,14 @@ pub trait Store: Send + Sync + 'static {
     fn head_seq(&self) -> Result<u64, StoreError>;
     /// What retention left of the log.
     fn retained(&self) -> Result<Retained, StoreError>;
+}
+
+/// What a commit tells the runtime beyond success.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CommitReport {
+    /// Compaction stopped at its per-commit cap: more old events wait, so the next commit
+    /// should compact again.
+    pub compaction_backlog: bool,
 }
 
 /// What retention left of the event log.

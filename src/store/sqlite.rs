@@ -8,8 +8,8 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::de::DeserializeOwned;
 
 use super::{
-    CommitBatch, Cursor, EscalationFilter, KeyChange, KeyRecord, Loaded, Page, Retained, Store,
-    StoreError, Synchronous, TicketFilter,
+    CommitBatch, CommitReport, Cursor, EscalationFilter, KeyChange, KeyRecord, Loaded, Page,
+    Retained, Store, StoreError, Synchronous, TicketFilter,
 };
 use crate::domain::desk::{Settings, Stats};
 use crate::domain::event::{Event, EventBody};
@@ -80,8 +80,8 @@ CREATE TABLE IF NOT EXISTS config_changes (
 );
 ";
 
-/// Most events one commit compacts away; a long backlog goes over several commits.
-const COMPACT_ROWS: i64 = 20_000;
+/// Most events one commit compacts away; a backlog goes over the following commits.
+const COMPACT_ROWS: i64 = 5_000;
 
 pub struct SqliteStore {
     path: PathBuf,
@@ -303,9 +303,10 @@ impl Store for SqliteStore {
         })
     }
 
-    fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {
+    fn commit(&self, batch: &CommitBatch) -> Result<CommitReport, StoreError> {
+        let mut report = CommitReport::default();
         if batch.is_empty() {
-            return Ok(());
+            return Ok(report);
         }
         let mut conn = self.writer.lock().expect("writer poisoned");
         let tx = conn.transaction()?;
@@ -434,14 +435,18 @@ impl Store for SqliteStore {
             if let Some(cutoff) = batch.compact_before_ms {
                 // A contiguous prefix of the log, never its newest event (the head sequence is
                 // read from it), at most COMPACT_ROWS per commit so no commit stalls.
-                tx.execute(
+                // Reads at most COMPACT_ROWS rows, whatever the backlog.
+                let deleted = tx.execute(
                     "DELETE FROM events WHERE seq < MIN(
                         (SELECT MAX(seq) FROM events),
-                        COALESCE((SELECT MIN(seq) FROM events WHERE time_ms >= ?1),
-                                 (SELECT MAX(seq) FROM events)),
-                        (SELECT MIN(seq) FROM events) + ?2)",
+                        COALESCE(
+                            (SELECT MIN(seq) FROM
+                                (SELECT seq, time_ms FROM events ORDER BY seq LIMIT ?2)
+                             WHERE time_ms >= ?1),
+                            (SELECT MIN(seq) FROM events) + ?2))",
                     params![cutoff, COMPACT_ROWS],
                 )?;
+                report.compaction_backlog = deleted as i64 >= COMPACT_ROWS;
                 tx.execute(
                     "INSERT INTO meta (key, value) VALUES ('compacted_before_ms', ?1)
                      ON CONFLICT(key) DO UPDATE SET value = MAX(CAST(value AS INTEGER), ?1)",
@@ -462,7 +467,7 @@ impl Store for SqliteStore {
             }
         }
         tx.commit()?;
-        Ok(())
+        Ok(report)
     }
 
     fn get_ticket(&self, ticket_id: &str) -> Result<Option<Ticket>, StoreError> {
