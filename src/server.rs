@@ -19,7 +19,7 @@ use crate::api::{Api, ApiKeyCheck, EdgeLayer};
 use crate::auth::{self, generate_key, KeyRing};
 use crate::clock::now_ms;
 use crate::config::{Config, TlsSection};
-use crate::domain::desk::{Desk, Restore};
+use crate::domain::desk::Desk;
 use crate::domain::knowledge::KnowledgeBase;
 use crate::domain::mesh::{Agent, AgentKind, Availability, Mesh};
 use crate::domain::review::Reviewer;
@@ -49,7 +49,9 @@ pub async fn run(
         SqliteStore::open(&config.data_dir, config.synchronous)
             .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?,
     );
-    let loaded = store.load().context("cannot read the store")?;
+    let mut loaded = store.load().context("cannot read the store")?;
+    let stored_keys = std::mem::take(&mut loaded.keys);
+    let last_seq = loaded.last_seq;
     let kb = match &config.knowledge_base {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -74,18 +76,7 @@ pub async fn run(
     let seeded = loaded.seeded;
     let open = loaded.open_tickets.len();
     let pending = loaded.pending_escalations.len();
-    desk.restore(
-        Restore {
-            agents: loaded.agents,
-            reviewers: loaded.reviewers,
-            open_tickets: loaded.open_tickets,
-            pending_escalations: loaded.pending_escalations,
-            stats: loaded.stats,
-            last_seq: loaded.last_seq,
-        },
-        now_ms(),
-    )
-    .map_err(|e| {
+    desk.restore(loaded.into_restore(), now_ms()).map_err(|e| {
         anyhow::anyhow!(
             "cannot restore the desk from {}: {e}",
             config.data_dir.display()
@@ -94,10 +85,10 @@ pub async fn run(
     tracing::info!(
         open_tickets = open,
         pending_reviews = pending,
-        last_sequence = loaded.last_seq,
+        last_sequence = last_seq,
         "desk restored"
     );
-    let keys = KeyRing::new(loaded.keys, config.dev);
+    let keys = KeyRing::new(stored_keys, config.dev);
     if config.dev {
         tracing::warn!("development mode: the well-known keys test-key-123 and admin-key-456 are accepted; never use --dev in production");
     }

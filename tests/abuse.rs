@@ -680,24 +680,7 @@ async fn past_the_calls_in_flight_limit_a_call_is_refused_at_once() {
     let config = "[server]\nmax_concurrent_requests = 4\nmax_concurrent_streams = 64\n";
     let server = Server::start_with_config(config).await;
     // Four calls that wait: nobody can take their tickets.
-    let mut admin = server.admin();
-    for agent in ok(
-        admin.list_agents(ListAgentsRequest::default()).await,
-        "ListAgents",
-    )
-    .agents
-    {
-        ok(
-            admin
-                .update_agent(UpdateAgentRequest {
-                    agent_id: agent.agent_id,
-                    availability: Some(AgentAvailability::Paused as i32),
-                    ..Default::default()
-                })
-                .await,
-            "pause",
-        );
-    }
+    set_every_agent(&server, AgentAvailability::Paused).await;
     let mut waiting = Vec::new();
     for n in 0..4 {
         let mut desk = server.desk();

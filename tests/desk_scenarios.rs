@@ -686,32 +686,7 @@ async fn an_answered_review_is_visible_to_get_escalation_and_history() {
 #[tokio::test]
 async fn a_retry_after_the_client_deadline_returns_the_same_ticket() {
     let server = Server::start().await;
-    let mut admin = server.admin();
-    let agents = ok(
-        admin
-            .list_agents(servicedesk::proto::v1::ListAgentsRequest::default())
-            .await,
-        "ListAgents",
-    )
-    .agents;
-    let set = |id: &str, availability: servicedesk::proto::v1::AgentAvailability| {
-        servicedesk::proto::v1::UpdateAgentRequest {
-            agent_id: id.to_string(),
-            availability: Some(availability as i32),
-            ..Default::default()
-        }
-    };
-    for agent in &agents {
-        ok(
-            admin
-                .update_agent(set(
-                    &agent.agent_id,
-                    servicedesk::proto::v1::AgentAvailability::Paused,
-                ))
-                .await,
-            "pause",
-        );
-    }
+    set_every_agent(&server, AgentAvailability::Paused).await;
     let request = HandleInquiryRequest {
         idempotency_key: "order-7-question".into(),
         ..inquiry("cust_retry", PASSWORD_RESET)
@@ -727,17 +702,7 @@ async fn a_retry_after_the_client_deadline_returns_the_same_ticket() {
         "{code:?}"
     );
     // The desk kept the ticket; agents come back; the retry finds it, answered.
-    for agent in &agents {
-        ok(
-            admin
-                .update_agent(set(
-                    &agent.agent_id,
-                    servicedesk::proto::v1::AgentAvailability::Available,
-                ))
-                .await,
-            "resume",
-        );
-    }
+    set_every_agent(&server, AgentAvailability::Available).await;
     let retried = ask(&mut server.desk(), request.clone()).await;
     assert!(
         retried.replayed,

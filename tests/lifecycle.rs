@@ -10,36 +10,13 @@ use common::*;
 use servicedesk::proto::v1::{
     AgentAvailability, AgentKind, CreateAgentRequest, DeleteReviewerRequest, EscalationEventType,
     EscalationState, GetCustomerHistoryRequest, GetEscalationRequest, GetTicketRequest,
-    ListAgentsRequest, ListTicketsRequest, TicketStatus, UpdateAgentRequest,
-    WatchEscalationsRequest, WatchTicketRequest,
+    ListTicketsRequest, TicketStatus, UpdateAgentRequest, WatchEscalationsRequest,
+    WatchTicketRequest,
 };
 use tonic::Code;
 
 async fn pause_every_agent(server: &Server) {
-    let mut admin = server.admin();
-    let agents = ok(
-        admin
-            .list_agents(ListAgentsRequest {
-                page_size: 500,
-                ..Default::default()
-            })
-            .await,
-        "ListAgents",
-    )
-    .agents;
-    assert!(!agents.is_empty());
-    for agent in agents {
-        ok(
-            admin
-                .update_agent(UpdateAgentRequest {
-                    agent_id: agent.agent_id.clone(),
-                    availability: Some(AgentAvailability::Paused as i32),
-                    ..Default::default()
-                })
-                .await,
-            "UpdateAgent(paused)",
-        );
-    }
+    set_every_agent(server, AgentAvailability::Paused).await;
 }
 
 #[tokio::test]

@@ -240,29 +240,7 @@ async fn shutdown_answers_a_waiting_caller_with_its_ticket_and_keeps_the_ticket(
     let config = "shutdown_grace_secs = 4\n";
     let server = Server::start_with_config(config).await;
     // Nobody free to take it: the caller waits while the ticket is queued.
-    let mut admin = server.admin();
-    let agents = ok(
-        admin
-            .list_agents(servicedesk::proto::v1::ListAgentsRequest {
-                page_size: 500,
-                ..Default::default()
-            })
-            .await,
-        "ListAgents",
-    )
-    .agents;
-    for agent in agents {
-        ok(
-            admin
-                .update_agent(servicedesk::proto::v1::UpdateAgentRequest {
-                    agent_id: agent.agent_id,
-                    availability: Some(servicedesk::proto::v1::AgentAvailability::Paused as i32),
-                    ..Default::default()
-                })
-                .await,
-            "pause",
-        );
-    }
+    set_every_agent(&server, servicedesk::proto::v1::AgentAvailability::Paused).await;
     let mut desk = server.desk();
     let waiting = tokio::spawn(async move {
         desk.handle_inquiry(inquiry("cust_wait", PASSWORD_RESET))

@@ -15,7 +15,7 @@ use super::{AgentFeed, Core, DeskHandle, Runtime, RuntimeOptions};
 use crate::auth::KeyRing;
 use crate::domain::classify::Classifier;
 use crate::domain::desk::{
-    Actor, AgentChange, AgentReply, AttachSpec, Desk, NewTicket, RemoteMessage, Restore, Settings,
+    Actor, AgentChange, AgentReply, AttachSpec, Desk, NewTicket, RemoteMessage, Settings,
 };
 use crate::domain::knowledge::{KnowledgeBase, PreparedAnswer};
 use crate::domain::mesh::{Agent, AgentKind, Availability, Mesh, Tier};
@@ -355,18 +355,8 @@ async fn apply(ops: Vec<Op>, dir: &std::path::Path) -> Result<(), TestCaseError>
     // A restart holds the same open work.
     let loaded = store.load().unwrap();
     let mut desk = new_desk();
-    desk.restore(
-        Restore {
-            agents: loaded.agents,
-            reviewers: loaded.reviewers,
-            open_tickets: loaded.open_tickets,
-            pending_escalations: loaded.pending_escalations,
-            stats: loaded.stats,
-            last_seq: loaded.last_seq,
-        },
-        crate::clock::now_ms(),
-    )
-    .unwrap();
+    desk.restore(loaded.into_restore(), crate::clock::now_ms())
+        .unwrap();
     desk.check_invariants().map_err(TestCaseError::fail)?;
     let after_open: BTreeSet<&String> = desk.tickets().map(|t| &t.id).collect();
     let before_open: BTreeSet<&String> = before.open.keys().collect();

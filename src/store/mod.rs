@@ -104,6 +104,20 @@ pub struct Loaded {
     pub last_seq: u64,
 }
 
+impl Loaded {
+    /// What the desk rebuilds its open work from.
+    pub fn into_restore(self) -> crate::domain::desk::Restore {
+        crate::domain::desk::Restore {
+            agents: self.agents,
+            reviewers: self.reviewers,
+            open_tickets: self.open_tickets,
+            pending_escalations: self.pending_escalations,
+            stats: self.stats,
+            last_seq: self.last_seq,
+        }
+    }
+}
+
 /// Position after which the next page starts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Cursor {

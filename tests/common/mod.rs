@@ -558,6 +558,38 @@ fn strip_ansi(line: &str) -> String {
     out
 }
 
+/// Sets every agent of the desk to `availability` (PAUSED: nobody takes new tickets, so
+/// inquiries wait QUEUED; AVAILABLE: back to work) and returns their ids.
+pub async fn set_every_agent(
+    server: &Server,
+    availability: servicedesk::proto::v1::AgentAvailability,
+) -> Vec<String> {
+    let mut admin = server.admin();
+    let agents = admin
+        .list_agents(servicedesk::proto::v1::ListAgentsRequest {
+            page_size: 500,
+            ..Default::default()
+        })
+        .await
+        .expect("ListAgents")
+        .into_inner()
+        .agents;
+    assert!(!agents.is_empty(), "the desk has agents");
+    let mut ids = Vec::new();
+    for agent in agents {
+        admin
+            .update_agent(servicedesk::proto::v1::UpdateAgentRequest {
+                agent_id: agent.agent_id.clone(),
+                availability: Some(availability as i32),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|s| panic!("UpdateAgent({availability:?}): {s:?}"));
+        ids.push(agent.agent_id);
+    }
+    ids
+}
+
 // ---------------------------------------------------------------------------------------------
 // Requests
 
