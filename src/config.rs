@@ -530,12 +530,15 @@ impl Config {
             || server.max_concurrent_streams == 0
             || server.max_concurrent_requests == 0
             || server.max_open_streams == 0
+            || server.max_concurrent_requests > 1_000_000
+            || server.max_open_streams > 1_000_000
             || !(1..=1_000_000).contains(&server.live_event_buffer)
             || !(1..=24 * 3600).contains(&server.stalled_stream_secs)
         {
             return Err(invalid(
-                "server limits must be positive (live_event_buffer at most 1000000, \
-                 stalled_stream_secs at most a day) and max_message_bytes at least 64 KiB"
+                "server limits must be positive (max_concurrent_requests, max_open_streams and \
+                 live_event_buffer at most 1000000, stalled_stream_secs at most a day) and \
+                 max_message_bytes at least 64 KiB"
                     .into(),
             ));
         }

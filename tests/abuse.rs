@@ -519,6 +519,16 @@ async fn cases(server: &Server) -> Vec<Case> {
                 .await
             })
         }),
+        bad("after_sequence of u64::MAX", "after_sequence", {
+            let mut a = admin();
+            stream(async move {
+                a.watch_events(WatchEventsRequest {
+                    after_sequence: u64::MAX,
+                    kinds: vec![],
+                })
+                .await
+            })
+        }),
         bad("unknown DeskEventKind 9", "kinds", {
             let mut a = admin();
             stream(async move {

@@ -768,3 +768,50 @@ async fn deleting_a_remote_agent_that_holds_work_hands_it_on_and_ends_its_stream
     assert_ne!(answer.agent, "Doomed_Too");
     assert!(find_agent(&server, "Doomed_Too").await.is_none());
 }
+
+#[tokio::test]
+async fn a_ticket_escalated_by_a_built_in_tier_reaches_a_remote_agent_of_the_next() {
+    // One built-in generalist in L1 that never feels sure enough, a remote technical
+    // specialist in L2: the first tier escalates in the batch that creates the ticket, and the
+    // assignment must still reach the remote agent.
+    let config = "[desk]\nspecialty_rotation = []\n\
+                  [[desk.tiers]]\nname = \"L1\"\nagents = 1\nthreshold = 1.0\n\
+                  [[desk.tiers]]\nname = \"L2\"\nagents = 0\n\
+                  [[desk.tiers]]\nname = \"Expert\"\nagents = 1\n";
+    let server = Server::start_with_config(config).await;
+    let mut remote = TestAgent::attach(
+        &server,
+        ADMIN_KEY,
+        AttachRequest {
+            name: "Remote_Technical".into(),
+            tier: "L2".into(),
+            specialties: vec!["technical".into()],
+            capacity: 2,
+            ..Default::default()
+        },
+    )
+    .await;
+    let waiting = ask_later(
+        &server,
+        inquiry(
+            "cust_up",
+            "The app crashes with an error when I export a report",
+        ),
+    );
+    let assignment = remote.next_assignment().await;
+    let ticket = assignment.ticket.as_ref().unwrap();
+    assert_eq!(ticket.resolution_path[0].outcome(), PathOutcome::Escalated);
+    assert!(
+        !assignment.draft.is_empty(),
+        "the first tier's draft comes along"
+    );
+    ok(
+        remote
+            .resolve(&assignment.assignment_id, "Fixed in 4.2; update the app.")
+            .await,
+        "Reply",
+    );
+    let answer = waiting.await.unwrap();
+    assert_eq!(answer.agent, "Remote_Technical");
+    assert_eq!(answer.tier, "L2");
+}

@@ -187,11 +187,12 @@ async fn retention_compacts_old_events_and_says_what_is_left() {
     ask(&mut server.desk(), inquiry("cust_new", PASSWORD_RESET)).await;
     let server_ref = &server;
     // Compaction runs every 250 ms with a 1 s window: wait until it took the old ticket.
+    // Resuming after sequence 1 asks for events that are gone.
     let oldest = poll_until(
         Duration::from_secs(10),
         "old events compacted",
         || async move {
-            let mut watch = watch_from(server_ref, 0);
+            let mut watch = watch_from(server_ref, 1);
             let status = match watch.next_result_within(STREAM_TIMEOUT).await {
                 Some(Err(status)) => status,
                 _ => return None,
@@ -214,10 +215,17 @@ async fn retention_compacts_old_events_and_says_what_is_left() {
     )
     .await;
 
-    // From the oldest kept on, the log is there.
+    // From the oldest kept on, the log is there; 0 means "all that is kept".
     let end = head(&server).await;
     let expected: Vec<u64> = (oldest..=end).collect();
     assert_eq!(sequences(&server, oldest - 1, end).await, expected);
+    let from_zero = sequences(&server, 0, end).await;
+    assert!(
+        from_zero.first().is_some_and(|first| *first >= oldest) && from_zero.last() == Some(&end),
+        "0 replays the retained log: {:?}..{:?}",
+        from_zero.first(),
+        from_zero.last()
+    );
 
     // The old ticket's own history is gone too; the ticket itself is not.
     let mut desk = server.desk();

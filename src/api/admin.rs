@@ -667,6 +667,7 @@ impl AdminService for Api {
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
         let r = request.into_inner();
         let mut v = Violations::default();
+        v.sequence("after_sequence", r.after_sequence);
         let mut kinds = std::collections::HashSet::new();
         for k in &r.kinds {
             match pb::DeskEventKind::try_from(*k)

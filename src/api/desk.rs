@@ -340,6 +340,7 @@ impl DeskService for Api {
         let caller = client(&request)?;
         let r = request.into_inner();
         let mut v = Violations::default();
+        v.sequence("after_sequence", r.after_sequence);
         v.resource_id("ticket_id", &r.ticket_id, "tkt_");
         v.finish()?;
         let ticket = self.visible_ticket(&caller, r.ticket_id.clone()).await?;

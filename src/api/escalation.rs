@@ -213,6 +213,7 @@ impl EscalationService for Api {
     ) -> Result<Response<Self::WatchEscalationsStream>, Status> {
         let r = request.into_inner();
         let mut v = Violations::default();
+        v.sequence("after_sequence", r.after_sequence);
         if !r.reviewer_id.is_empty() {
             v.identifier("reviewer_id", &r.reviewer_id, 64);
         }

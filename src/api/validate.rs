@@ -135,6 +135,14 @@ impl Violations {
         }
     }
 
+    /// A watch's resume point: any sequence the log could hold (sequences are stored as
+    /// signed 64-bit integers).
+    pub fn sequence(&mut self, field: &str, value: u64) {
+        if value > i64::MAX as u64 {
+            self.add(field, format!("must be at most {}", i64::MAX));
+        }
+    }
+
     pub fn page_token(&mut self, field: &str, token: &str, kind: TokenKind) -> Option<Cursor> {
         if token.is_empty() {
             return None;

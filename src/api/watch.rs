@@ -70,21 +70,22 @@ pub fn watch<T: Send + 'static>(
             // Never waits: the task ends now, whether or not the client ever reads again.
             let _ = end_tx.send(status);
         }
+        // The stream's slot among the server's open streams goes with the task: a stream
+        // that ended, stalled or not, no longer counts.
+        drop(slot);
     });
     WatchStream {
         data: rx,
         end: Some(end_rx),
-        _slot: slot,
     }
 }
 
 /// A watch as the client sees it: the buffered events, then the error that ended it (if
 /// one did). The task that fed it is gone by then, so a stream nobody reads holds at most
-/// its buffer; its slot among the server's open streams is freed when it is dropped.
+/// its buffer, and no longer counts among the server's open streams.
 pub struct WatchStream<T> {
     data: mpsc::Receiver<Result<T, Status>>,
     end: Option<oneshot::Receiver<Status>>,
-    _slot: OwnedSemaphorePermit,
 }
 
 impl<T> Stream for WatchStream<T> {
@@ -117,7 +118,8 @@ fn compacted_away(source: &Source, from: u64, page: &[Event], retained: &Retaine
         return false;
     }
     match source {
-        Source::All => page.first().is_none_or(|e| e.seq > from + 1),
+        // From 0 means "everything still kept": nothing was asked for that is gone.
+        Source::All => from != 0 && page.first().is_none_or(|e| e.seq > from + 1),
         Source::Ticket { created_ms, .. } => retained
             .compacted_before_ms
             .is_some_and(|horizon| *created_ms < horizon),
@@ -163,6 +165,10 @@ async fn replay<T>(
     tx: &mpsc::Sender<Result<T, Status>>,
 ) -> Result<Flow, Status> {
     loop {
+        if tx.is_closed() {
+            // The client went away: stop reading the store for it.
+            return Ok(Flow::Done);
+        }
         let store = handle.store.clone();
         let source = spec.source.clone();
         let from = *last;

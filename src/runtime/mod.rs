@@ -31,6 +31,8 @@ use crate::store::{CommitBatch, KeyChange, Store};
 const JOB_QUEUE: usize = 8192;
 /// Most jobs applied (and committed) together.
 const MAX_BATCH: usize = 1024;
+/// How soon an idle desk compacts again while old events are still waiting.
+const COMPACTION_CATCH_UP: Duration = Duration::from_millis(50);
 /// How often the keys' last-use times are written (and always on stop).
 const KEY_USE_FLUSH: Duration = Duration::from_secs(10);
 /// Idempotency keys remembered in memory (older ones are found in the store).
@@ -445,6 +447,8 @@ async fn run_loop(
                 _ = sleep => {}
                 // Wakes an idle desk; a busy one flushes below, since `biased` polls jobs first.
                 _ = key_flush.tick() => {}
+                // Old events still waiting: compact again soon even when nothing else happens.
+                _ = tokio::time::sleep(COMPACTION_CATCH_UP), if compaction_backlog.load(std::sync::atomic::Ordering::Relaxed) => {}
             }
         }
         first = false;
@@ -531,6 +535,9 @@ fn answer_prepared(desk: &mut Desk, now: i64) -> Output {
         }
         let more = desk.take_output();
         output.events.extend(more.events);
+        // An escalation may land on a remote agent of the next tier: its assignment goes out
+        // with this batch too.
+        output.remote.extend(more.remote);
         output.dispatches = more.dispatches;
     }
     output.dispatches = later;

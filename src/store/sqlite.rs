@@ -435,7 +435,9 @@ impl Store for SqliteStore {
             if let Some(cutoff) = batch.compact_before_ms {
                 // A contiguous prefix of the log, never its newest event (the head sequence is
                 // read from it), at most COMPACT_ROWS per commit so no commit stalls.
-                // Reads at most COMPACT_ROWS rows, whatever the backlog.
+                // Reads at most `limit` rows, whatever the backlog; at least twice what this
+                // batch writes, so a backlog shrinks under any write rate.
+                let limit = COMPACT_ROWS.max(2 * batch.events.len() as i64);
                 let deleted = tx.execute(
                     "DELETE FROM events WHERE seq < MIN(
                         (SELECT MAX(seq) FROM events),
@@ -444,9 +446,9 @@ impl Store for SqliteStore {
                                 (SELECT seq, time_ms FROM events ORDER BY seq LIMIT ?2)
                              WHERE time_ms >= ?1),
                             (SELECT MIN(seq) FROM events) + ?2))",
-                    params![cutoff, COMPACT_ROWS],
+                    params![cutoff, limit],
                 )?;
-                report.compaction_backlog = deleted as i64 >= COMPACT_ROWS;
+                report.compaction_backlog = deleted as i64 >= limit;
                 tx.execute(
                     "INSERT INTO meta (key, value) VALUES ('compacted_before_ms', ?1)
                      ON CONFLICT(key) DO UPDATE SET value = MAX(CAST(value AS INTEGER), ?1)",
