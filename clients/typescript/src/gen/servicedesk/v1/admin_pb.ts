@@ -653,7 +653,9 @@ export const UpdateConfigRequestSchema: GenMessage<UpdateConfigRequest> = /*@__P
  */
 export type WatchEventsRequest = Message<"servicedesk.v1.WatchEventsRequest"> & {
   /**
-   * Deliver events with a larger sequence; 0 replays the whole retained log.
+   * Deliver events with a larger sequence; 0 replays the whole retained log. OUT_OF_RANGE,
+   * naming the oldest sequence kept, when events after it were compacted away (retention).
+   * At most 9223372036854775807.
    *
    * @generated from field: uint64 after_sequence = 1;
    */

@@ -264,7 +264,8 @@ export type WatchTicketRequest = Message<"servicedesk.v1.WatchTicketRequest"> & 
   ticketId: string;
 
   /**
-   * Deliver events with a larger sequence; 0 replays the ticket's whole history.
+   * Deliver events with a larger sequence; 0 replays the ticket's whole history. OUT_OF_RANGE
+   * when retention compacted events the watch needs. At most 9223372036854775807.
    *
    * @generated from field: uint64 after_sequence = 2;
    */

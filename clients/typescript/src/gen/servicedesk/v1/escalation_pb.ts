@@ -235,7 +235,9 @@ export type WatchEscalationsRequest = Message<"servicedesk.v1.WatchEscalationsRe
   reviewerId: string;
 
   /**
-   * Deliver events with a larger sequence; use a List response's `sequence`.
+   * Deliver events with a larger sequence; use a List response's `sequence` (0: everything
+   * still kept). OUT_OF_RANGE, naming the oldest sequence kept, when events after it were
+   * compacted away (retention). At most 9223372036854775807.
    *
    * @generated from field: uint64 after_sequence = 2;
    */
