@@ -815,3 +815,42 @@ async fn a_ticket_escalated_by_a_built_in_tier_reaches_a_remote_agent_of_the_nex
     assert_eq!(answer.agent, "Remote_Technical");
     assert_eq!(answer.tier, "L2");
 }
+
+#[tokio::test]
+async fn the_assignment_timeout_can_be_changed_at_run_time() {
+    let server = Server::start_with_config(REMOTE_FIRST_TIER).await;
+    let updated = ok(
+        server
+            .admin()
+            .update_config(servicedesk::proto::v1::UpdateConfigRequest {
+                config: Some(servicedesk::proto::v1::DeskConfig {
+                    assignment_timeout: Some(prost_types::Duration {
+                        seconds: 1,
+                        nanos: 0,
+                    }),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["assignment_timeout".into()],
+                }),
+            })
+            .await,
+        "UpdateConfig(assignment_timeout)",
+    );
+    assert_eq!(updated.assignment_timeout.unwrap().seconds, 1);
+    // The next assignment has one second, not the default minute.
+    let mut silent = TestAgent::register(&server, "Slow", "L1", 1).await;
+    let started = Instant::now();
+    let waiting = ask_later(&server, inquiry("cust_slow", PASSWORD_RESET));
+    let assignment = silent.next_assignment().await;
+    assert_eq!(
+        silent.next_revoked().await.assignment_id,
+        assignment.assignment_id
+    );
+    let answer = waiting.await.unwrap();
+    assert_ne!(answer.agent, "Slow");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "handed on after the new timeout, not the old one"
+    );
+}

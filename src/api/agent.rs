@@ -17,6 +17,7 @@ use super::{admin, blocking, convert, status, Api};
 use crate::domain::desk::{Actor, AgentReply, AttachSpec, RemoteMessage};
 use crate::domain::error::DomainError;
 use crate::domain::policy::ReviewPriority;
+use crate::domain::ticket::ticket_of_assignment;
 use crate::proto::v1 as pb;
 use crate::proto::v1::agent_service_server::AgentService;
 use crate::runtime::{AgentFeed, DeskError, DeskHandle};
@@ -174,19 +175,11 @@ fn agent_reply(v: &mut Violations, outcome: Option<pb::reply_request::Outcome>) 
     }
 }
 
-/// The ticket id an assignment id was minted from: `asg_<suffix>_<n>` -> `tkt_<suffix>`.
-fn ticket_of(assignment_id: &str) -> Option<String> {
-    let rest = assignment_id.strip_prefix("asg_")?;
-    let (suffix, n) = rest.rsplit_once('_')?;
-    n.parse::<u32>().ok()?;
-    Some(format!("tkt_{suffix}"))
-}
-
 impl Api {
     /// An assignment that is not open was answered or handed on if its ticket exists.
     async fn reply_error(&self, assignment_id: &str, err: DeskError) -> Status {
         if let DeskError::Domain(DomainError::AssignmentNotOpen(_)) = &err {
-            let Some(ticket_id) = ticket_of(assignment_id) else {
+            let Some(ticket_id) = ticket_of_assignment(assignment_id) else {
                 return status::not_found(format!("assignment {assignment_id} not found"));
             };
             let open = self.desk.clone();
@@ -293,18 +286,5 @@ impl AgentService for Api {
             })),
             Err(err) => Err(self.reply_error(&r.assignment_id, err).await),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn assignment_ids_lead_back_to_their_ticket() {
-        assert_eq!(ticket_of("asg_1a2b3c_2").as_deref(), Some("tkt_1a2b3c"));
-        assert_eq!(ticket_of("asg_x"), None);
-        assert_eq!(ticket_of("tkt_1_1"), None);
-        assert_eq!(ticket_of("asg_1_x"), None);
     }
 }

@@ -108,7 +108,7 @@ impl Api {
         v.finish()
     }
 
-    async fn answer(&self, ticket: Ticket, replayed: bool) -> pb::HandleInquiryResponse {
+    fn answer(&self, ticket: Ticket, replayed: bool) -> pb::HandleInquiryResponse {
         let end = ticket.resolved_ms.unwrap_or_else(now_ms);
         pb::HandleInquiryResponse {
             response: ticket.resolution.clone(),
@@ -194,7 +194,7 @@ impl DeskService for Api {
             {
                 let ticket = self.stored_ticket(existing.clone()).await?;
                 if ticket.status.is_settled() {
-                    return Ok(Response::new(self.answer(ticket, true).await));
+                    return Ok(Response::new(self.answer(ticket, true)));
                 }
                 stored = Some(existing);
             }
@@ -276,7 +276,7 @@ impl DeskService for Api {
             }
         };
         tracing::debug!(ticket = %ticket.id, status = ticket.status.as_str(), "inquiry answered");
-        Ok(Response::new(self.answer(ticket, replayed).await))
+        Ok(Response::new(self.answer(ticket, replayed)))
     }
 
     async fn get_ticket(

@@ -74,43 +74,33 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        // The method, for the debug line: copied only when that line is written.
+        let path =
+            tracing::enabled!(tracing::Level::DEBUG).then(|| request.uri().path().to_owned());
         if request.uri().path().starts_with(HEALTH) {
-            let path = request.uri().path().to_string();
             let call = self.inner.call(request);
             return Box::pin(async move {
                 let response = call.await;
-                tracing::debug!(method = %path, "call");
+                if let Some(path) = path {
+                    tracing::debug!(method = %path, "call");
+                }
                 response
             });
         }
         match self.permits.clone().try_acquire_owned() {
             Ok(permit) => {
-                let path = request.uri().path().to_string();
                 let started = std::time::Instant::now();
                 let call = self.inner.call(request);
                 Box::pin(async move {
                     let response = call.await;
                     drop(permit);
-                    let response = response.map(oversized_is_resource_exhausted);
-                    if let Ok(response) = &response {
-                        // One line per call, at debug: the method, the outcome, the time.
-                        // Never metadata: that is where keys travel.
-                        let code = tonic::Status::from_header_map(response.headers())
-                            .map_or("OK (or streaming)".to_string(), |s| {
-                                format!("{:?}", s.code())
-                            });
-                        tracing::debug!(
-                            method = %path,
-                            code = %code,
-                            ms = started.elapsed().as_millis() as u64,
-                            "call"
-                        );
-                    }
-                    response
+                    response.map(|response| finish(response, path, started))
                 })
             }
             Err(_) => {
-                tracing::debug!(path = request.uri().path(), "call shed");
+                if let Some(path) = path {
+                    tracing::debug!(method = %path, "call shed");
+                }
                 let refused = status::overloaded(&format!(
                     "the server is at its limit of {} calls in flight; retry with backoff",
                     self.limit
@@ -121,11 +111,39 @@ where
     }
 }
 
+/// Reads the status a response carries in its headers once: to give an oversized request
+/// RESOURCE_EXHAUSTED, and for the call's debug line (method, code, time; never metadata:
+/// that is where keys travel).
+fn finish<B: Default>(
+    response: http::Response<B>,
+    path: Option<String>,
+    started: std::time::Instant,
+) -> http::Response<B> {
+    let status = tonic::Status::from_header_map(response.headers());
+    if let Some(path) = path {
+        let code = status
+            .as_ref()
+            .map_or("OK (or streaming)".to_string(), |s| {
+                format!("{:?}", s.code())
+            });
+        tracing::debug!(
+            method = %path,
+            code = %code,
+            ms = started.elapsed().as_millis() as u64,
+            "call"
+        );
+    }
+    match status {
+        Some(status) => oversized_is_resource_exhausted(response, status),
+        None => response,
+    }
+}
+
 /// Rewrites tonic's OUT_OF_RANGE for a request over the decoding limit.
-fn oversized_is_resource_exhausted<B: Default>(response: http::Response<B>) -> http::Response<B> {
-    let Some(status) = tonic::Status::from_header_map(response.headers()) else {
-        return response;
-    };
+fn oversized_is_resource_exhausted<B: Default>(
+    response: http::Response<B>,
+    status: tonic::Status,
+) -> http::Response<B> {
     if status.code() != tonic::Code::OutOfRange
         || !status.message().contains("message length too large")
     {

@@ -810,7 +810,7 @@ impl Desk {
             .clone();
         let tier = self.mesh.tier_index(&agent.tier).unwrap_or(0);
         ticket.assignments_made += 1;
-        let assignment_id = format!("asg_{}_{}", ticket.id_suffix(), ticket.assignments_made);
+        let assignment_id = ticket.assignment_id(ticket.assignments_made);
         let deadline_ms =
             (agent.kind == AgentKind::Remote).then(|| now_ms + self.settings.assignment_timeout_ms);
         ticket.assignment = Some(Assignment {

@@ -140,4 +140,33 @@ impl Ticket {
     pub fn id_suffix(&self) -> &str {
         self.id.strip_prefix("tkt_").unwrap_or(&self.id)
     }
+
+    /// The id of the ticket's `n`th assignment: `asg_<suffix>_<n>`.
+    pub fn assignment_id(&self, n: u32) -> String {
+        format!("asg_{}_{n}", self.id_suffix())
+    }
+}
+
+/// The ticket an assignment id was minted for (see [`Ticket::assignment_id`]), if it is one.
+pub fn ticket_of_assignment(assignment_id: &str) -> Option<String> {
+    let rest = assignment_id.strip_prefix("asg_")?;
+    let (suffix, n) = rest.rsplit_once('_')?;
+    n.parse::<u32>().ok()?;
+    Some(format!("tkt_{suffix}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn assignment_ids_lead_back_to_their_ticket() {
+        assert_eq!(
+            ticket_of_assignment("asg_1a2b3c_2").as_deref(),
+            Some("tkt_1a2b3c")
+        );
+        assert_eq!(ticket_of_assignment("asg_x"), None);
+        assert_eq!(ticket_of_assignment("tkt_1_1"), None);
+        assert_eq!(ticket_of_assignment("asg_1_x"), None);
+    }
 }
