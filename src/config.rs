@@ -10,9 +10,10 @@ use serde::Deserialize;
 
 use crate::domain::classify::{Classifier, TopicRule};
 use crate::domain::desk::Settings;
+use crate::domain::limits::{self, is_name, CAPACITY, DISPLAY_NAME_BYTES};
 use crate::domain::mesh::{RoutingStrategy, Tier};
 use crate::domain::policy::{Policy, PolicyRule};
-use crate::store::Synchronous;
+use crate::store::{Durability, StoreSettings};
 
 /// The TOML file, as written.
 #[derive(Debug, Default, Deserialize)]
@@ -21,12 +22,14 @@ pub struct FileConfig {
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub dev: Option<bool>,
-    /// `full` (default) or `normal`.
-    pub synchronous: Option<Synchronous>,
+    /// Deprecated: `[store] synchronous` replaces it.
+    pub synchronous: Option<Durability>,
     /// Seconds in-flight calls get to finish on shutdown.
     pub shutdown_grace_secs: Option<u64>,
     /// A TOML knowledge base replacing the built-in one.
     pub knowledge_base: Option<PathBuf>,
+    #[serde(default)]
+    pub store: StoreSection,
     #[serde(default)]
     pub desk: DeskSection,
     #[serde(default)]
@@ -46,6 +49,15 @@ pub struct TlsSection {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub client_ca: Option<PathBuf>,
+}
+
+/// How the store commits.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// `full` (default): an acknowledged change survives power loss; `normal`: it survives a
+    /// crash of the process.
+    pub synchronous: Option<Durability>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -165,12 +177,7 @@ fn validate_seed(
     agents: &[SeedAgent],
     reviewers: &[ReviewerSection],
 ) -> Result<(), ConfigError> {
-    let well_formed = |s: &str| {
-        !s.is_empty()
-            && s.len() <= 64
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
-    };
+    let well_formed = is_name;
     let mut tier_names = BTreeSet::new();
     for tier in tiers {
         if !well_formed(&tier.name) || !tier_names.insert(tier.name.to_lowercase()) {
@@ -197,16 +204,21 @@ fn validate_seed(
                 reviewer.id
             )));
         }
-        if reviewer.name.trim().is_empty() || reviewer.name.len() > 128 {
+        if reviewer.name.trim().is_empty() || reviewer.name.len() > DISPLAY_NAME_BYTES {
             return Err(ConfigError::Invalid(format!(
-                "reviewer {} needs a name of 1..128 bytes",
+                "reviewer {} needs a name of 1..{DISPLAY_NAME_BYTES} bytes",
                 reviewer.id
             )));
         }
-        if reviewer.max_concurrent == Some(0) {
+        if reviewer
+            .max_concurrent
+            .is_some_and(|m| !CAPACITY.contains(&m))
+        {
             return Err(ConfigError::Invalid(format!(
-                "reviewer {} max_concurrent must be at least 1",
-                reviewer.id
+                "reviewer {} max_concurrent must be within {}..{}",
+                reviewer.id,
+                CAPACITY.start(),
+                CAPACITY.end()
             )));
         }
     }
@@ -273,9 +285,8 @@ pub struct SeedAgent {
 #[derive(Debug)]
 pub struct Config {
     pub listen: SocketAddr,
-    pub data_dir: PathBuf,
     pub dev: bool,
-    pub synchronous: Synchronous,
+    pub store: StoreSettings,
     pub shutdown_grace: std::time::Duration,
     pub desk_name: String,
     pub tiers: Vec<Tier>,
@@ -290,6 +301,9 @@ pub struct Config {
     pub tls: Option<TlsSection>,
     /// How long events are kept; `None`: for ever.
     pub event_retention: Option<std::time::Duration>,
+    /// What the configuration still accepts but should be changed (deprecated keys), for the
+    /// log once logging is up.
+    pub warnings: Vec<String>,
 }
 
 fn default_rotation() -> Vec<Vec<String>> {
@@ -438,16 +452,20 @@ impl Config {
                 )));
             }
             let capacity = t.capacity.unwrap_or(if i == 0 { 5 } else { 3 });
-            if !(1..=1000).contains(&capacity) {
+            if !CAPACITY.contains(&capacity) {
                 return Err(invalid(format!(
-                    "tier {} capacity {capacity} is not within 1..1000",
-                    t.name
+                    "tier {} capacity {capacity} is not within {}..{}",
+                    t.name,
+                    CAPACITY.start(),
+                    CAPACITY.end()
                 )));
             }
-            if t.agents > 10_000 {
+            if t.agents > limits::MAX_SEEDED_AGENTS_PER_TIER {
                 return Err(invalid(format!(
-                    "tier {} asks for {} agents; at most 10000",
-                    t.name, t.agents
+                    "tier {} asks for {} agents; at most {}",
+                    t.name,
+                    t.agents,
+                    limits::MAX_SEEDED_AGENTS_PER_TIER
                 )));
             }
             tiers.push(Tier {
@@ -482,30 +500,28 @@ impl Config {
         }
         let seed_reviewers = desk.reviewers.unwrap_or_else(default_reviewers);
         validate_seed(&tiers, &seed_agents, &seed_reviewers)?;
-        let secs = |v: Option<u64>, default: u64, what: &str| -> Result<i64, ConfigError> {
-            let v = v.unwrap_or(default);
-            if !(1..=30 * 24 * 3600).contains(&v) {
-                return Err(ConfigError::Invalid(format!(
-                    "{what} {v} s is not within 1 s..30 days"
-                )));
-            }
-            Ok(v as i64 * 1000)
+        let defaults = Settings::default();
+        let ms = |secs: Option<u64>, default_ms: i64| {
+            secs.map_or(default_ms, |s| {
+                s.saturating_mul(1000).min(i64::MAX as u64) as i64
+            })
         };
         let settings = Settings {
-            routing: desk.routing_strategy.unwrap_or_default(),
-            escalation_timeout_ms: secs(
-                desk.escalation_timeout_secs,
-                15 * 60,
-                "desk.escalation_timeout_secs",
-            )?,
-            max_review_reassignments: desk.max_review_reassignments.unwrap_or(1).min(10),
-            queue_timeout_ms: secs(desk.queue_timeout_secs, 5 * 60, "desk.queue_timeout_secs")?,
-            assignment_timeout_ms: secs(
-                desk.assignment_timeout_secs,
-                60,
-                "desk.assignment_timeout_secs",
-            )?,
+            routing: desk.routing_strategy.unwrap_or(defaults.routing),
+            escalation_timeout_ms: ms(desk.escalation_timeout_secs, defaults.escalation_timeout_ms),
+            max_review_reassignments: desk
+                .max_review_reassignments
+                .unwrap_or(defaults.max_review_reassignments),
+            queue_timeout_ms: ms(desk.queue_timeout_secs, defaults.queue_timeout_ms),
+            assignment_timeout_ms: ms(desk.assignment_timeout_secs, defaults.assignment_timeout_ms),
         };
+        if let Some((name, reason)) = settings.violations().into_iter().next() {
+            let key = match name {
+                "max_review_reassignments" => name.to_string(),
+                _ => format!("{name}_secs"),
+            };
+            return Err(invalid(format!("desk.{key} {reason}")));
+        }
         let event_retention = match desk.event_retention_secs.unwrap_or(30 * 24 * 3600) {
             0 => None,
             secs if secs <= 10 * 365 * 24 * 3600 => Some(std::time::Duration::from_secs(secs)),
@@ -543,11 +559,25 @@ impl Config {
             ));
         }
         file.limits.validate(server.max_message_bytes)?;
+        let mut warnings = Vec::new();
+        if file.synchronous.is_some() {
+            warnings.push(
+                "the top-level `synchronous` key is deprecated: move it into the [store] section"
+                    .to_string(),
+            );
+        }
+        let durability = file
+            .store
+            .synchronous
+            .or(file.synchronous)
+            .unwrap_or_default();
         Ok(Config {
             listen,
-            data_dir,
             dev,
-            synchronous: file.synchronous.unwrap_or(Synchronous::Full),
+            store: StoreSettings {
+                data_dir,
+                durability,
+            },
             shutdown_grace: std::time::Duration::from_secs(file.shutdown_grace_secs.unwrap_or(10)),
             desk_name: desk.name.unwrap_or_else(|| "servicedesk".into()),
             tiers,
@@ -561,6 +591,7 @@ impl Config {
             server,
             tls: file.tls,
             event_retention,
+            warnings,
         })
     }
 }
@@ -671,6 +702,31 @@ mod tests {
         assert!(resolve("[[desk.reviewers]]\nid = \"r 1\"\nname = \"A\"").is_err());
         let same_tier = "[[desk.tiers]]\nname = \"A\"\n[[desk.tiers]]\nname = \"a\"";
         assert!(resolve(same_tier).is_err());
+    }
+
+    #[test]
+    fn the_store_section_sets_durability_and_the_old_key_still_works_with_a_warning() {
+        let c = resolve("[store]\nsynchronous = \"normal\"").unwrap();
+        assert_eq!(c.store.durability, Durability::Normal);
+        assert!(c.warnings.is_empty());
+        let old = resolve("synchronous = \"normal\"").unwrap();
+        assert_eq!(old.store.durability, Durability::Normal);
+        assert_eq!(old.warnings.len(), 1);
+        assert!(old.warnings[0].contains("[store]"));
+        assert_eq!(resolve("").unwrap().store.durability, Durability::Full);
+        assert!(resolve("[store]\nsynchronous = \"sometimes\"").is_err());
+    }
+
+    #[test]
+    fn settings_out_of_bounds_name_their_key() {
+        let err = resolve("[desk]\nmax_review_reassignments = 11")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("desk.max_review_reassignments"), "{err}");
+        let err = resolve("[desk]\nqueue_timeout_secs = 99999999999")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("desk.queue_timeout_secs"), "{err}");
     }
 
     #[test]

@@ -5,10 +5,10 @@
 //! (assembly and lifecycle). See ARCHITECTURE.md for the map.
 
 pub mod api;
-pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod keys;
 pub mod runtime;
 pub mod server;
 pub mod store;

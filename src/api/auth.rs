@@ -8,8 +8,8 @@ use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
 use super::status;
-use crate::auth::{AuthError, Client, KeyRing};
 use crate::clock::now_ms;
+use crate::keys::{AuthError, Client, KeyRing};
 
 #[derive(Clone)]
 pub struct ApiKeyCheck {

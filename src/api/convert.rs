@@ -1,13 +1,19 @@
-//! Domain values to protobuf messages and back. Only `api` knows the generated types.
+//! Domain values to protobuf messages and back: every conversion between the two lives here.
+//! Only `api` knows the generated types. Enum conversions from the wire return `None` for a
+//! value the domain has no meaning for (`*_UNSPECIFIED`, or a number from a newer client), so
+//! the request parser can name the field.
 
 use prost_types::{Duration, Timestamp};
 
+use crate::clock::now_ms;
+use crate::domain::desk::{RemoteMessage, ReviewReport, Settings, StatusReport};
 use crate::domain::event::{EscalationEventKind, Event, EventBody, EventKind, TicketEventKind};
 use crate::domain::mesh::{Agent, AgentKind, Availability, RoutingStrategy};
 use crate::domain::policy::ReviewPriority;
 use crate::domain::review::{Escalation, EscalationState, Reviewer};
 use crate::domain::ticket::{PathOutcome, Ticket, TicketStatus};
 use crate::proto::v1 as pb;
+use crate::runtime::{Answer, DeskStatus};
 use crate::store::KeyRecord;
 
 pub fn timestamp(ms: i64) -> Timestamp {
@@ -114,6 +120,17 @@ pub fn escalation_state(s: EscalationState) -> pb::EscalationState {
     }
 }
 
+/// A priority from the wire; `None` for unspecified or unknown values.
+pub fn review_priority_from(p: i32) -> Option<ReviewPriority> {
+    match pb::EscalationPriority::try_from(p).ok()? {
+        pb::EscalationPriority::Unspecified => None,
+        pb::EscalationPriority::Low => Some(ReviewPriority::Low),
+        pb::EscalationPriority::Medium => Some(ReviewPriority::Medium),
+        pb::EscalationPriority::High => Some(ReviewPriority::High),
+        pb::EscalationPriority::Urgent => Some(ReviewPriority::Urgent),
+    }
+}
+
 pub fn escalation_state_from(s: pb::EscalationState) -> EscalationState {
     match s {
         pb::EscalationState::Unspecified | pb::EscalationState::Pending => EscalationState::Pending,
@@ -154,6 +171,31 @@ pub fn availability(a: Availability) -> pb::AgentAvailability {
     }
 }
 
+/// An availability from the wire; `None` for unspecified or unknown values.
+pub fn availability_from(a: i32) -> Option<Availability> {
+    match pb::AgentAvailability::try_from(a).ok()? {
+        pb::AgentAvailability::Unspecified => None,
+        pb::AgentAvailability::Available => Some(Availability::Available),
+        pb::AgentAvailability::Paused => Some(Availability::Paused),
+        pb::AgentAvailability::Offline => Some(Availability::Offline),
+    }
+}
+
+fn agent_kind(k: AgentKind) -> pb::AgentKind {
+    match k {
+        AgentKind::Builtin => pb::AgentKind::Builtin,
+        AgentKind::Remote => pb::AgentKind::Remote,
+    }
+}
+
+/// An agent kind from the wire: unspecified means built-in; `None` for unknown values.
+pub fn agent_kind_from(k: i32) -> Option<AgentKind> {
+    match pb::AgentKind::try_from(k).ok()? {
+        pb::AgentKind::Unspecified | pb::AgentKind::Builtin => Some(AgentKind::Builtin),
+        pb::AgentKind::Remote => Some(AgentKind::Remote),
+    }
+}
+
 pub fn agent(a: &Agent) -> pb::Agent {
     pb::Agent {
         agent_id: a.id.clone(),
@@ -163,10 +205,7 @@ pub fn agent(a: &Agent) -> pb::Agent {
         capacity: a.capacity,
         load: a.load,
         availability: availability(a.availability) as i32,
-        kind: match a.kind {
-            AgentKind::Builtin => pb::AgentKind::Builtin,
-            AgentKind::Remote => pb::AgentKind::Remote,
-        } as i32,
+        kind: agent_kind(a.kind) as i32,
         handled_count: a.handled,
     }
 }
@@ -198,6 +237,142 @@ pub fn routing(r: RoutingStrategy) -> pb::RoutingStrategy {
     match r {
         RoutingStrategy::LeastLoaded => pb::RoutingStrategy::LeastLoaded,
         RoutingStrategy::RoundRobin => pb::RoutingStrategy::RoundRobin,
+    }
+}
+
+/// A routing strategy from the wire; `None` for unspecified or unknown values.
+pub fn routing_from(r: i32) -> Option<RoutingStrategy> {
+    match pb::RoutingStrategy::try_from(r).ok()? {
+        pb::RoutingStrategy::Unspecified => None,
+        pb::RoutingStrategy::LeastLoaded => Some(RoutingStrategy::LeastLoaded),
+        pb::RoutingStrategy::RoundRobin => Some(RoutingStrategy::RoundRobin),
+    }
+}
+
+pub fn desk_config(s: &Settings) -> pb::DeskConfig {
+    pb::DeskConfig {
+        routing_strategy: routing(s.routing) as i32,
+        escalation_timeout: Some(duration_ms(s.escalation_timeout_ms)),
+        max_review_reassignments: s.max_review_reassignments,
+        queue_timeout: Some(duration_ms(s.queue_timeout_ms)),
+        assignment_timeout: Some(duration_ms(s.assignment_timeout_ms)),
+    }
+}
+
+pub fn escalation_stats(r: &ReviewReport) -> pb::EscalationStats {
+    pb::EscalationStats {
+        total: r.total,
+        active: r.active,
+        approved: r.approved,
+        rejected: r.rejected,
+        expired: r.expired,
+        approval_rate: r.approval_rate,
+        avg_time_to_decision: Some(duration_ms(r.mean_decision_ms)),
+        reviewers: r.reviewers.iter().map(reviewer).collect(),
+        unassigned: r.unassigned,
+    }
+}
+
+pub fn desk_status(desk_name: &str, status: &DeskStatus) -> pb::DeskStatus {
+    let r: &StatusReport = &status.report;
+    pb::DeskStatus {
+        desk_name: desk_name.to_string(),
+        total_handled: r.stats.handled,
+        escalation_rate: r.escalation_rate,
+        avg_resolution_time: Some(duration_ms(r.mean_resolution_ms)),
+        utilization: r.utilization,
+        open_tickets: r.open_tickets,
+        tiers: r
+            .tiers
+            .iter()
+            .map(|t| pb::TierStatus {
+                name: t.tier.name.clone(),
+                agents: t.agents.iter().map(agent).collect(),
+                confidence_threshold: t.tier.threshold,
+            })
+            .collect(),
+        escalation_stats: Some(escalation_stats(&r.reviews)),
+        auth_enabled: true,
+        registered_clients: status.registered_clients as u32,
+        queued_tickets: r.queued_tickets,
+        sequence: r.sequence,
+    }
+}
+
+/// What HandleInquiry answers: the settled ticket and what to tell the customer now.
+pub fn inquiry_answer(answer: &Answer) -> pb::HandleInquiryResponse {
+    let t = &answer.ticket;
+    let end = t.resolved_ms.unwrap_or_else(now_ms);
+    pb::HandleInquiryResponse {
+        response: t.resolution.clone(),
+        agent: t.agent_name.clone(),
+        escalated: t.escalated(),
+        resolution_time: Some(duration_ms((end - t.created_ms).max(0))),
+        escalation_id: if t.status == TicketStatus::AwaitingReview {
+            t.escalation_id.clone()
+        } else {
+            String::new()
+        },
+        tier: t.agent_tier.clone(),
+        replayed: answer.replayed,
+        ticket: Some(ticket(t)),
+    }
+}
+
+pub fn history_entry(t: &Ticket) -> pb::CustomerHistoryEntry {
+    pb::CustomerHistoryEntry {
+        ticket_id: t.id.clone(),
+        inquiry: t.inquiry.clone(),
+        response: t.resolution.clone(),
+        agent: t.agent_name.clone(),
+        status: ticket_status(t.status) as i32,
+        topic: t.topic.clone(),
+        create_time: Some(timestamp(t.created_ms)),
+        resolve_time: t.resolved_ms.map(timestamp),
+    }
+}
+
+/// The first message of an Attach stream.
+pub fn attached(a: &Agent, assignment_timeout_ms: i64) -> pb::AttachResponse {
+    pb::AttachResponse {
+        message: Some(pb::attach_response::Message::Attached(pb::Attached {
+            agent_id: a.id.clone(),
+            agent: Some(agent(a)),
+            assignment_timeout: Some(duration_ms(assignment_timeout_ms)),
+        })),
+    }
+}
+
+/// A message of an Attach stream after the first: an assignment or a revocation.
+pub fn attach_message(message: RemoteMessage) -> pb::AttachResponse {
+    use pb::attach_response::Message;
+    let message = match message {
+        RemoteMessage::Assignment {
+            agent_id,
+            assignment_id,
+            ticket: t,
+            deadline_ms,
+            draft,
+            instructions,
+        } => Message::Assignment(pb::Assignment {
+            assignment_id,
+            agent_id,
+            ticket: Some(ticket(&t)),
+            deadline: Some(timestamp(deadline_ms)),
+            draft,
+            instructions,
+        }),
+        RemoteMessage::Revoked {
+            assignment_id,
+            reason,
+            ..
+        } => Message::Revoked(pb::Revoked {
+            assignment_id,
+            reason,
+        }),
+    };
+    pb::AttachResponse {
+        message: Some(message),
     }
 }
 

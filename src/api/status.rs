@@ -1,5 +1,25 @@
-//! The one mapping from the desk's errors to gRPC statuses. Invalid input carries a
-//! `google.rpc.BadRequest` naming every bad field, and every error an `ErrorInfo` reason.
+//! The one mapping from the desk's errors to gRPC statuses. Every status the handlers, the
+//! interceptor, the watch and Attach streams and the edge layer return is built here and
+//! carries a `google.rpc.ErrorInfo` (UPPER_SNAKE reason, domain `servicedesk.v1`); invalid
+//! input also a `google.rpc.BadRequest` naming every bad field. Only statuses tonic and HTTP/2
+//! make themselves (an unknown method, an undecodable request, a refused stream, a deadline)
+//! and those of health and reflection carry none.
+//!
+//! | source | code (reason) |
+//! | --- | --- |
+//! | `DomainError::Invalid`, a request's `Violations` | `INVALID_ARGUMENT`, every field in `BadRequest` |
+//! | `DomainError::NotFound` (also another client's ticket); `NotPending` / `AssignmentNotOpen` that the store does not know | `NOT_FOUND` |
+//! | `DomainError::AlreadyExists` | `ALREADY_EXISTS` |
+//! | `DomainError::FailedPrecondition`, also a review already decided or an assignment already answered (the runtime asks the store) | `FAILED_PRECONDITION` |
+//! | `DomainError::PermissionDenied`; a key without the service's permission | `PERMISSION_DENIED` |
+//! | a missing, malformed, unknown or revoked key | `UNAUTHENTICATED` |
+//! | an Attach stream taken over or its agent deleted ([`aborted`]) | `ABORTED` |
+//! | `DeskError::Overloaded`; past the calls-in-flight or open-streams limit | `RESOURCE_EXHAUSTED` (`OVERLOADED`) |
+//! | a request over `max_message_bytes` ([`too_large`]) | `RESOURCE_EXHAUSTED` (`MESSAGE_TOO_LARGE`) |
+//! | a watch unread for `stalled_stream_secs` ([`stalled`]) | `RESOURCE_EXHAUSTED` (`STREAM_STALLED`, `resume_after_sequence`) |
+//! | a watch from before what retention kept | `OUT_OF_RANGE` |
+//! | `DeskError::Unavailable` / `Kept`, shutting down | `UNAVAILABLE` (a waiting HandleInquiry names its ticket) |
+//! | `StoreError` on a read | `INTERNAL` (`STORE_ERROR`), logged |
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -54,7 +74,12 @@ fn with_reason(code: Code, reason: &str, message: String) -> Status {
 
 pub fn domain(err: DomainError) -> Status {
     match err {
-        DomainError::Invalid { field, reason } => invalid(vec![FieldViolation::new(field, reason)]),
+        DomainError::Invalid(violations) => invalid(
+            violations
+                .into_iter()
+                .map(|v| FieldViolation::new(v.field, v.reason))
+                .collect(),
+        ),
         DomainError::NotFound(m) => with_reason(Code::NotFound, "NOT_FOUND", m),
         DomainError::AlreadyExists(m) => with_reason(Code::AlreadyExists, "ALREADY_EXISTS", m),
         DomainError::FailedPrecondition(m) => {
@@ -94,6 +119,7 @@ pub fn desk(err: DeskError) -> Status {
             "UNAVAILABLE",
             "the desk is shutting down; retry against a running server".into(),
         ),
+        DeskError::Kept { .. } => unavailable(&err.to_string()),
         DeskError::Store(e) => store(e),
     }
 }

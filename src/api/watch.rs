@@ -57,6 +57,21 @@ pub struct WatchSpec<T> {
     pub stall: Duration,
 }
 
+impl<T> WatchSpec<T> {
+    /// A watch of the whole log from `after`, for as long as the client reads: each event
+    /// that `select` keeps, turned into the stream's message.
+    pub fn whole_log(after: u64, stall: Duration, select: Select<T>) -> Self {
+        WatchSpec {
+            after,
+            source: Source::All,
+            select,
+            ends: Box::new(|_| false),
+            done_after_replay: None,
+            stall,
+        }
+    }
+}
+
 pub fn watch<T: Send + 'static>(
     handle: DeskHandle,
     spec: WatchSpec<T>,
@@ -145,7 +160,7 @@ async fn deliver<T>(
     if let Some(message) = (spec.select)(event) {
         tokio::select! {
             sent = tx.send(Ok(message)) => if sent.is_err() { return Ok(Flow::Done) },
-            _ = handle.closing.cancelled() => return Err(status::unavailable("the server is shutting down; resume from the last sequence you received")),
+            _ = handle.closing().cancelled() => return Err(status::unavailable("the server is shutting down; resume from the last sequence you received")),
             // The buffer stayed full: the client stopped reading. It is dropped rather than
             // held for ever; what it has not read is in the store.
             _ = tokio::time::sleep(spec.stall) => return Err(status::stalled(event.seq - 1, spec.stall)),
@@ -169,19 +184,20 @@ async fn replay<T>(
             // The client went away: stop reading the store for it.
             return Ok(Flow::Done);
         }
-        let store = handle.store.clone();
         let source = spec.source.clone();
         let from = *last;
-        let (page, retained) = tokio::task::spawn_blocking(move || {
-            let page = match &source {
-                Source::All => store.events_after(from, REPLAY_PAGE)?,
-                Source::Ticket { id, .. } => store.ticket_events_after(id, from, REPLAY_PAGE)?,
-            };
-            Ok::<_, StoreError>((page, store.retained()?))
-        })
-        .await
-        .map_err(|_| status::unavailable("the server is shutting down"))?
-        .map_err(status::store)?;
+        let (page, retained) = handle
+            .read(move |store| {
+                let page = match &source {
+                    Source::All => store.events_after(from, REPLAY_PAGE)?,
+                    Source::Ticket { id, .. } => {
+                        store.ticket_events_after(id, from, REPLAY_PAGE)?
+                    }
+                };
+                Ok((page, store.retained()?))
+            })
+            .await
+            .map_err(status::desk)?;
         if compacted_away(&spec.source, from, &page, &retained) {
             return Err(status::out_of_range(format!(
                 "events after sequence {from} are no longer kept: the log was compacted, and \
@@ -214,11 +230,8 @@ async fn pump<T>(
         return Ok(());
     }
     if let Some(check) = spec.done_after_replay.take() {
-        let store = handle.store.clone();
-        let done = tokio::task::spawn_blocking(move || check(store.as_ref()))
-            .await
-            .map_err(|_| status::unavailable("the server is shutting down"))?
-            .map_err(status::store)?;
+        let done = handle.read(move |store| check(store)).await;
+        let done = done.map_err(status::desk)?;
         if done {
             // Whatever ended it was committed before this read, so the replay has it, unless
             // the watch started past it; either way a last pass delivers what is left.
@@ -229,7 +242,7 @@ async fn pump<T>(
     loop {
         let received = tokio::select! {
             r = live.recv() => r,
-            _ = handle.closing.cancelled() => {
+            _ = handle.closing().cancelled() => {
                 return Err(status::unavailable("the server is shutting down; resume from the last sequence you received"));
             }
             _ = tx.closed() => return Ok(()),

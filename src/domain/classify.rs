@@ -9,6 +9,8 @@
 
 use std::collections::HashMap;
 
+use super::text::words;
+
 /// Most rules a classifier accepts; a config with more is almost certainly a mistake.
 pub const MAX_RULES: usize = 256;
 /// Most keywords in one rule.
@@ -52,6 +54,15 @@ pub enum ClassifierError {
     EmptyKeyword { topic: String, keyword: String },
     #[error("topic {topic} has a keyword longer than {max} bytes")]
     KeywordTooLong { topic: String, max: usize },
+}
+
+/// A new ticket's topic, settled once before the ticket enters the desk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Topic {
+    /// Named by the caller.
+    Given(String),
+    /// Chosen by the classifier from the inquiry.
+    Classified(String),
 }
 
 /// A validated, indexed set of topic rules.
@@ -202,6 +213,15 @@ impl Classifier {
         }
     }
 
+    /// The topic of a new ticket: the caller's when given (trimmed, lowercase), else the
+    /// classifier's. Called once per inquiry, before the ticket enters the desk.
+    pub fn topic(&self, inquiry: &str, given: Option<&str>) -> Topic {
+        match given.map(str::trim).filter(|t| !t.is_empty()) {
+            Some(t) => Topic::Given(t.to_lowercase()),
+            None => Topic::Classified(self.classify(inquiry)),
+        }
+    }
+
     /// Every topic `classify` can return: the rule topics in order, then the fallback unless a
     /// rule already has it.
     pub fn topics(&self) -> impl Iterator<Item = &str> + '_ {
@@ -241,14 +261,6 @@ fn check_topic(topic: &str) -> Result<(), ClassifierError> {
         });
     }
     Ok(())
-}
-
-/// Lowercase runs of letters and digits; everything else separates words.
-fn words(text: &str) -> Vec<String> {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .collect()
 }
 
 #[cfg(test)]

@@ -4,9 +4,9 @@
 /// Why a command was refused. A refused command changes nothing.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DomainError {
-    /// Bad input: names the field and why.
-    #[error("{field}: {reason}")]
-    Invalid { field: String, reason: String },
+    /// Bad input: names each bad field and why.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<Violation>),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -26,11 +26,20 @@ pub enum DomainError {
     AssignmentNotOpen(String),
 }
 
+/// One bad field of a command, and why.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct Violation {
+    pub field: String,
+    pub reason: String,
+}
+
 impl DomainError {
+    /// One bad field.
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        DomainError::Invalid {
+        DomainError::Invalid(vec![Violation {
             field: field.into(),
             reason: reason.into(),
-        }
+        }])
     }
 }

@@ -76,6 +76,31 @@ pub struct Agent {
     pub attached_by: Option<String>,
 }
 
+impl Agent {
+    /// A new agent before it joins a mesh: no id yet (the mesh mints it), no load, nothing
+    /// handled, available, not attached.
+    pub fn new(
+        name: &str,
+        tier: &str,
+        specialties: BTreeSet<String>,
+        capacity: u32,
+        kind: AgentKind,
+    ) -> Agent {
+        Agent {
+            id: String::new(),
+            name: name.to_string(),
+            tier: tier.to_string(),
+            specialties,
+            capacity,
+            load: 0,
+            availability: Availability::Available,
+            kind,
+            handled: 0,
+            attached_by: None,
+        }
+    }
+}
+
 /// Ordering of agents for least-loaded picks: ratio load/capacity (compared exactly by
 /// cross-multiplying), then fewer handled, then id.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -468,17 +493,10 @@ mod tests {
     }
 
     fn agent(mesh: &Mesh, name: &str, tier: &str, specialties: &[&str], capacity: u32) -> Agent {
+        let topics = specialties.iter().map(|s| s.to_string()).collect();
         Agent {
             id: mesh.next_agent_id(),
-            name: name.into(),
-            tier: tier.into(),
-            specialties: specialties.iter().map(|s| s.to_string()).collect(),
-            capacity,
-            load: 0,
-            availability: Availability::Available,
-            kind: AgentKind::Builtin,
-            handled: 0,
-            attached_by: None,
+            ..Agent::new(name, tier, topics, capacity, AgentKind::Builtin)
         }
     }
 
@@ -615,7 +633,7 @@ mod tests {
             Err(DomainError::AlreadyExists(_))
         ));
         let bad = agent(&mesh, "z", "Nope", &[], 1);
-        assert!(matches!(mesh.insert(bad), Err(DomainError::Invalid { .. })));
+        assert!(matches!(mesh.insert(bad), Err(DomainError::Invalid(_))));
     }
 
     #[test]

@@ -8,9 +8,12 @@ pub mod desk;
 pub mod error;
 pub mod event;
 pub mod knowledge;
+pub mod limits;
 pub mod mesh;
 pub mod policy;
 #[cfg(test)]
 mod properties;
 pub mod review;
+pub mod text;
 pub mod ticket;
+pub mod triage;

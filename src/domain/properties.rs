@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use proptest::prelude::*;
 
-use super::classify::Classifier;
+use super::classify::{Classifier, Topic};
 use super::desk::{Actor, AgentChange, AgentReply, Desk, Dispatch, NewTicket, Settings};
 use super::event::{EscalationEventKind, EventBody, TicketEventKind};
 use super::knowledge::KbAnswer;
@@ -30,18 +30,8 @@ fn tiers() -> Vec<Tier> {
 }
 
 fn agent(name: &str, tier: &str, topics: &[&str], capacity: u32) -> Agent {
-    Agent {
-        id: String::new(),
-        name: name.into(),
-        tier: tier.into(),
-        specialties: topics.iter().map(|t| t.to_string()).collect(),
-        capacity,
-        load: 0,
-        availability: Availability::Available,
-        kind: AgentKind::Builtin,
-        handled: 0,
-        attached_by: None,
-    }
+    let topics = topics.iter().map(|t| t.to_string()).collect();
+    Agent::new(name, tier, topics, capacity, AgentKind::Builtin)
 }
 
 fn reviewer(id: &str, topics: &[&str], max: u32) -> Reviewer {
@@ -67,7 +57,6 @@ fn desk(routing: RoutingStrategy) -> Desk {
     let mut desk = Desk::new(
         settings,
         Mesh::new(tiers()).unwrap(),
-        Classifier::default_rules(),
         Policy::default_rules(),
     );
     desk.create_agent(agent("a1", "L1", &["billing"], 2), 0)
@@ -143,7 +132,7 @@ fn drive(routing: RoutingStrategy, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     inquiry: "help me please".into(),
                     context: Default::default(),
                     priority,
-                    topic: Some(TOPICS[topic].into()),
+                    topic: Topic::Given(TOPICS[topic].into()),
                     client_id: "client".into(),
                     idempotency_key: String::new(),
                     prepared: None,
@@ -313,12 +302,12 @@ proptest! {
     fn queue_order_is_priority_then_age(priorities in proptest::collection::vec(1u8..=10, 1..30)) {
         let settings = Settings { queue_timeout_ms: i64::MAX / 4, ..Settings::default() };
         let tiers = vec![Tier { name: "Only".into(), threshold: 0.5, default_capacity: 1, instructions: String::new() }];
-        let mut desk = Desk::new(settings, Mesh::new(tiers).unwrap(), Classifier::default_rules(), Policy::default_rules());
+        let mut desk = Desk::new(settings, Mesh::new(tiers).unwrap(), Policy::default_rules());
         desk.create_agent(agent("solo", "Only", &[], 1), 0).unwrap();
         let mut opened = Vec::new();
         for (i, p) in std::iter::once(5).chain(priorities.iter().copied()).enumerate() {
             let id = format!("tkt_{i:04}");
-            desk.open_ticket(NewTicket { id: id.clone(), customer_id: "c".into(), inquiry: "x".into(), context: Default::default(), priority: p, topic: Some("general".into()), client_id: "c".into(), idempotency_key: String::new(), prepared: None, }, i as i64 + 1).unwrap();
+            desk.open_ticket(NewTicket { id: id.clone(), customer_id: "c".into(), inquiry: "x".into(), context: Default::default(), priority: p, topic: Topic::Given("general".into()), client_id: "c".into(), idempotency_key: String::new(), prepared: None, }, i as i64 + 1).unwrap();
             opened.push((p, i, id));
         }
         let mut expected: Vec<_> = opened[1..].to_vec();
@@ -349,7 +338,7 @@ proptest! {
         for (i, p) in priorities.iter().enumerate() {
             now += 1;
             let id = format!("tkt_{i:04}");
-            desk.open_ticket(NewTicket { id: id.clone(), customer_id: "c".into(), inquiry: "I want a refund".into(), context: Default::default(), priority: *p, topic: Some("billing".into()), client_id: "c".into(), idempotency_key: String::new(), prepared: None, }, now).unwrap();
+            desk.open_ticket(NewTicket { id: id.clone(), customer_id: "c".into(), inquiry: "I want a refund".into(), context: Default::default(), priority: *p, topic: Topic::Given("billing".into()), client_id: "c".into(), idempotency_key: String::new(), prepared: None, }, now).unwrap();
             for d in desk.take_output().dispatches {
                 desk.builtin_answered(&d.assignment_id, None, now).unwrap();
             }
@@ -385,7 +374,7 @@ fn load_never_goes_negative_when_the_top_tier_escalates() {
             inquiry: "x".into(),
             context: Default::default(),
             priority: 5,
-            topic: Some("legal".into()),
+            topic: Topic::Given("legal".into()),
             client_id: "c".into(),
             idempotency_key: String::new(),
             prepared: None,
@@ -429,7 +418,6 @@ fn six_concurrent_tickets_never_overfill_a_capacity_two_agent() {
     let mut desk = Desk::new(
         Settings::default(),
         Mesh::new(tiers).unwrap(),
-        Classifier::default_rules(),
         Policy::default_rules(),
     );
     desk.create_agent(agent("solo", "Only", &[], 2), 0).unwrap();
@@ -441,7 +429,7 @@ fn six_concurrent_tickets_never_overfill_a_capacity_two_agent() {
                 inquiry: "x".into(),
                 context: Default::default(),
                 priority: 5,
-                topic: None,
+                topic: classified("x"),
                 client_id: "c".into(),
                 idempotency_key: String::new(),
                 prepared: None,
@@ -465,7 +453,7 @@ fn rejection_frees_the_reviewer_slot() {
             inquiry: "I need a refund".into(),
             context: Default::default(),
             priority: 8,
-            topic: None,
+            topic: classified("I need a refund"),
             client_id: "c".into(),
             idempotency_key: String::new(),
             prepared: None,
@@ -510,7 +498,7 @@ fn a_changed_queue_timeout_moves_the_deadlines_of_waiting_tickets() {
         inquiry: "x".into(),
         context: Default::default(),
         priority: 5,
-        topic: Some("billing".into()),
+        topic: Topic::Given("billing".into()),
         client_id: "c".into(),
         idempotency_key: String::new(),
         prepared: None,
@@ -549,7 +537,7 @@ fn the_decision_counts_for_the_reviewer_who_made_it() {
             inquiry: "I need a refund".into(),
             context: Default::default(),
             priority: 8,
-            topic: None,
+            topic: classified("I need a refund"),
             client_id: "c".into(),
             idempotency_key: String::new(),
             prepared: None,
@@ -578,4 +566,9 @@ fn the_decision_counts_for_the_reviewer_who_made_it() {
     assert_eq!(desk.reviews().reviewer("r2").unwrap().decided, 1);
     assert_eq!(desk.reviews().reviewer("r1").unwrap().load, 0);
     desk.check_invariants().unwrap();
+}
+
+/// The topic the default classifier gives an inquiry, as the runtime settles it.
+fn classified(inquiry: &str) -> Topic {
+    Classifier::default_rules().topic(inquiry, None)
 }

@@ -11,18 +11,20 @@ use std::time::Duration;
 use proptest::prelude::*;
 use tokio::sync::mpsc;
 
-use super::{AgentFeed, Core, DeskHandle, Runtime, RuntimeOptions};
-use crate::auth::KeyRing;
+use super::core::Core;
+use super::{AgentFeed, DeskHandle, Runtime, RuntimeOptions};
 use crate::domain::classify::Classifier;
 use crate::domain::desk::{
     Actor, AgentChange, AgentReply, AttachSpec, Desk, NewTicket, RemoteMessage, Settings,
 };
-use crate::domain::knowledge::{KnowledgeBase, PreparedAnswer};
+use crate::domain::knowledge::KnowledgeBase;
 use crate::domain::mesh::{Agent, AgentKind, Availability, Mesh, Tier};
 use crate::domain::policy::Policy;
 use crate::domain::review::Reviewer;
 use crate::domain::ticket::TicketStatus;
-use crate::store::{SqliteStore, Store, Synchronous};
+use crate::domain::triage::Triage;
+use crate::keys::KeyRing;
+use crate::store::{Durability, SqliteStore, Store};
 
 const INQUIRIES: [&str; 4] = [
     "How do I reset my password?",
@@ -92,24 +94,13 @@ fn new_desk() -> Desk {
     Desk::new(
         Settings::default(),
         Mesh::new(tiers()).unwrap(),
-        Classifier::default_rules(),
         Policy::default_rules(),
     )
 }
 
 fn builtin(name: &str, tier: &str, topics: &[&str]) -> Agent {
-    Agent {
-        id: String::new(),
-        name: name.into(),
-        tier: tier.into(),
-        specialties: topics.iter().map(|t| t.to_string()).collect(),
-        capacity: 2,
-        load: 0,
-        availability: Availability::Available,
-        kind: AgentKind::Builtin,
-        handled: 0,
-        attached_by: None,
-    }
+    let topics = topics.iter().map(|t| t.to_string()).collect();
+    Agent::new(name, tier, topics, 2, AgentKind::Builtin)
 }
 
 /// A remote agent process played by the test: its stream id and its feed.
@@ -136,13 +127,16 @@ struct Snapshot {
 }
 
 async fn apply(ops: Vec<Op>, dir: &std::path::Path) -> Result<(), TestCaseError> {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir, Synchronous::Normal).unwrap());
-    let kb = Arc::new(KnowledgeBase::default_kb());
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir, Durability::Normal).unwrap());
+    let triage = Arc::new(Triage::new(
+        Classifier::default_rules(),
+        KnowledgeBase::default_kb(),
+    ));
     let runtime = Runtime::start(
         new_desk(),
         KeyRing::new(Vec::new(), false),
         store.clone(),
-        kb.clone(),
+        triage.clone(),
         RuntimeOptions::default(),
     );
     let handle = runtime.handle.clone();
@@ -198,20 +192,15 @@ async fn apply(ops: Vec<Op>, dir: &std::path::Path) -> Result<(), TestCaseError>
             } => {
                 next_ticket += 1;
                 let text = INQUIRIES[inquiry].to_string();
-                let prepared = prepared.then(|| {
-                    let topic = Classifier::default_rules().classify(&text);
-                    PreparedAnswer {
-                        answer: kb.best_answer(&text, &topic),
-                        topic,
-                    }
-                });
+                let (topic, answer) = triage.inquiry(&text, None);
+                let prepared = prepared.then_some(answer);
                 let new = NewTicket {
                     id: format!("tkt_{next_ticket:08}"),
                     customer_id: "c".into(),
                     inquiry: text,
                     context: Default::default(),
                     priority,
-                    topic: None,
+                    topic,
                     client_id: "client".into(),
                     idempotency_key: String::new(),
                     prepared,

@@ -403,7 +403,7 @@ fn compaction(store: &dyn Store) {
 #[test]
 fn sqlite_meets_the_store_contract() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path(), Synchronous::Full).unwrap();
+    let store = SqliteStore::open(dir.path(), Durability::Full).unwrap();
     contract(&store);
 }
 
@@ -411,7 +411,7 @@ fn sqlite_meets_the_store_contract() {
 fn sqlite_keeps_everything_across_reopen() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let store = SqliteStore::open(dir.path(), Synchronous::Normal).unwrap();
+        let store = SqliteStore::open(dir.path(), Durability::Normal).unwrap();
         let t = ticket("tkt_x", "c", 1, TicketStatus::Queued);
         store
             .commit(&CommitBatch {
@@ -420,7 +420,7 @@ fn sqlite_keeps_everything_across_reopen() {
             })
             .unwrap();
     }
-    let store = SqliteStore::open(dir.path(), Synchronous::Full).unwrap();
+    let store = SqliteStore::open(dir.path(), Durability::Full).unwrap();
     let loaded = store.load().unwrap();
     assert_eq!(loaded.last_seq, 1);
     assert_eq!(loaded.open_tickets.len(), 1);

@@ -1,20 +1,46 @@
 //! Durable storage behind the [`Store`] trait: the event log, tickets, escalations, agents,
 //! reviewers, API keys (hashed) and configuration changes.
 //!
-//! Only this module knows SQL. The runtime's single writer calls [`Store::commit`] with a
-//! whole batch of commands' effects in one transaction (group commit); readers (lists, gets,
-//! stream replays) run on their own connections and only ever see committed data.
+//! The trait names no backend: [`open`] picks the one the configuration asks for (today the
+//! embedded SQLite file, [`SqliteStore`]), and the rest of the crate sees `dyn Store` and
+//! [`StoreError`] only. Only this module knows SQL. The runtime's single writer calls
+//! [`Store::commit`] with a whole batch of commands' effects in one transaction (group
+//! commit); readers (lists, gets, stream replays) only ever see committed data.
+//!
+//! A second backend is written from the trait's documentation and proven by the contract
+//! suite (`contract.rs`), which every backend must pass unchanged.
 
 mod sqlite;
 
-/// How hard a commit waits for the disk.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// How hard a commit waits for the disk before [`Store::commit`] returns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Synchronous {
-    /// Survives power loss (default).
+pub enum Durability {
+    /// An acknowledged commit survives a power loss (default).
+    #[default]
     Full,
-    /// Survives a crash of the process; may lose the last commits on power loss.
+    /// An acknowledged commit survives a crash of the process; the last commits may be lost
+    /// on power loss.
     Normal,
+}
+
+/// Where the store lives and how it commits: the `[store]` section of the configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoreSettings {
+    /// The directory of the embedded store (created if missing).
+    pub data_dir: PathBuf,
+    pub durability: Durability,
+}
+
+/// Opens (creating if needed) the store the settings describe.
+pub fn open(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(Arc::new(SqliteStore::open(
+        &settings.data_dir,
+        settings.durability,
+    )?))
 }
 
 pub use sqlite::SqliteStore;
@@ -25,12 +51,17 @@ use crate::domain::mesh::Agent;
 use crate::domain::review::{Escalation, EscalationState, Reviewer};
 use crate::domain::ticket::{Ticket, TicketStatus};
 
+/// Why the store could not do what was asked. Names no backend: each backend turns its own
+/// errors into these.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The backend failed (a query, a lock it could not take, a constraint it enforces).
     #[error("store: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Backend(Box<dyn std::error::Error + Send + Sync>),
+    /// A record could not be read back into the desk's types.
     #[error("store: corrupt record: {0}")]
     Corrupt(String),
+    /// The files of the store could not be read or written.
     #[error("store: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -154,13 +185,36 @@ pub struct Page<T> {
     pub seq: u64,
 }
 
+/// The desk's durable state. Every method may be called from any thread; `commit` is only ever
+/// called by one thread at a time (the runtime's writer), the reads concurrently with it.
+///
+/// What every backend guarantees:
+/// - **Atomic, durable commits.** A batch is written whole or not at all, and is durable to
+///   the [`Durability`] asked for when `commit` returns `Ok`. After an error nothing of the
+///   batch is visible, and the caller stops writing.
+/// - **Readers see commits, whole.** A read never sees part of a batch, and never sees a
+///   batch before its `commit` returned.
+/// - **One snapshot per answer.** A [`Page`] and its `seq` are read in one snapshot: every
+///   event up to `seq` is reflected in the page and none after it, so a watch from `seq`
+///   misses nothing and repeats nothing.
+/// - **A gapless log.** Events are stored by their sequence, which the batch assigns; the log
+///   is contiguous from [`Retained::oldest_seq`] to [`Store::head_seq`].
 pub trait Store: Send + Sync + 'static {
-    /// Reads everything a start needs.
+    /// Reads everything a start needs: every agent, reviewer and key, the open tickets, the
+    /// pending escalations, the settings last committed, the running totals and the head of
+    /// the log. `seeded` is false only for a store no commit ever marked seeded.
     fn load(&self) -> Result<Loaded, StoreError>;
-    /// Writes a batch atomically; durable when it returns.
+    /// Writes a batch atomically (see the trait's guarantees). Ticket and escalation rows
+    /// take the snapshot of their last event in the batch; agents and reviewers are upserted
+    /// or deleted; key changes apply in order; `compact_before_ms` removes at most a bounded
+    /// number of the oldest events per call and reports a backlog in [`CommitReport`].
     fn commit(&self, batch: &CommitBatch) -> Result<CommitReport, StoreError>;
 
+    /// A ticket as of the last commit, open or closed.
     fn get_ticket(&self, ticket_id: &str) -> Result<Option<Ticket>, StoreError>;
+    /// Tickets matching every set filter, newest first (creation time, then id, both
+    /// descending), at most `limit`, strictly after `after`; `next` is set when more may
+    /// follow. Page and `seq` in one snapshot.
     fn list_tickets(
         &self,
         filter: &TicketFilter,
@@ -173,9 +227,15 @@ pub trait Store: Send + Sync + 'static {
         customer_id: &str,
         client_id: Option<&str>,
     ) -> Result<u64, StoreError>;
+    /// The ticket a client created with an idempotency key, if any (keys are unique per
+    /// client).
     fn find_idempotent(&self, client_id: &str, key: &str) -> Result<Option<String>, StoreError>;
 
+    /// An escalation as of the last commit, in any state.
     fn get_escalation(&self, escalation_id: &str) -> Result<Option<Escalation>, StoreError>;
+    /// Escalations in `filter.state` (and of `filter.reviewer_id` when set), most urgent
+    /// first, then oldest, then id, at most `limit`, strictly after `after`. Page and `seq`
+    /// in one snapshot.
     fn list_escalations(
         &self,
         filter: &EscalationFilter,
@@ -185,14 +245,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Events with `seq > after`, oldest first, at most `limit`.
     fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
-    /// One ticket's events (and its escalation's) with `seq > after`, oldest first.
+    /// One ticket's events (and its escalation's) with `seq > after`, oldest first, at most
+    /// `limit`.
     fn ticket_events_after(
         &self,
         ticket_id: &str,
         after: u64,
         limit: usize,
     ) -> Result<Vec<Event>, StoreError>;
-    /// Sequence of the last committed event.
+    /// Sequence of the last committed event (0 for an empty log).
     fn head_seq(&self) -> Result<u64, StoreError>;
     /// What retention left of the log.
     fn retained(&self) -> Result<Retained, StoreError>;

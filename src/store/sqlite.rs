@@ -8,8 +8,8 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::de::DeserializeOwned;
 
 use super::{
-    CommitBatch, CommitReport, Cursor, EscalationFilter, KeyChange, KeyRecord, Loaded, Page,
-    Retained, Store, StoreError, Synchronous, TicketFilter,
+    CommitBatch, CommitReport, Cursor, Durability, EscalationFilter, KeyChange, KeyRecord, Loaded,
+    Page, Retained, Store, StoreError, TicketFilter,
 };
 use crate::domain::desk::{Settings, Stats};
 use crate::domain::event::{Event, EventBody};
@@ -89,6 +89,12 @@ pub struct SqliteStore {
     readers: Mutex<Vec<Connection>>,
 }
 
+impl From<rusqlite::Error> for StoreError {
+    fn from(err: rusqlite::Error) -> Self {
+        StoreError::Backend(Box::new(err))
+    }
+}
+
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
@@ -107,15 +113,15 @@ fn priority_rank(e: &Escalation) -> u8 {
 
 impl SqliteStore {
     /// Opens (creating if needed) `desk.db` in `dir`.
-    pub fn open(dir: &Path, synchronous: Synchronous) -> Result<Self, StoreError> {
+    pub fn open(dir: &Path, durability: Durability) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join("desk.db");
         let writer = Connection::open(&path)?;
         writer.busy_timeout(std::time::Duration::from_secs(5))?;
         writer.pragma_update(None, "journal_mode", "WAL")?;
-        let sync = match synchronous {
-            Synchronous::Full => "FULL",
-            Synchronous::Normal => "NORMAL",
+        let sync = match durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
         };
         writer.pragma_update(None, "synchronous", sync)?;
         writer.pragma_update(None, "foreign_keys", "ON")?;

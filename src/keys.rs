@@ -10,6 +10,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::domain::desk::Actor;
 use crate::store::KeyRecord;
 
 pub const CUSTOMER_SERVICE: &str = "customer_service";
@@ -40,6 +41,14 @@ impl Client {
     pub fn is_admin(&self) -> bool {
         self.has(ADMIN)
     }
+
+    /// The caller as the desk's rules see it.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            client_id: self.client_id.clone(),
+            admin: self.is_admin(),
+        }
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -62,6 +71,16 @@ pub struct KeyRing {
     used: Mutex<Vec<(String, i64)>>,
 }
 
+/// Random bytes of a key id; the id is their hex, twice as many characters.
+const KEY_ID_BYTES: usize = 6;
+/// Random bytes of a key's secret.
+const SECRET_BYTES: usize = 24;
+
+/// Whether `key_id` has the shape of the ids [`generate_key`] mints.
+pub fn is_key_id(key_id: &str) -> bool {
+    key_id.len() == 2 * KEY_ID_BYTES && key_id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
@@ -73,8 +92,8 @@ pub fn generate_key(
     permissions: Vec<String>,
     now_ms: i64,
 ) -> (String, KeyRecord) {
-    let mut id = [0u8; 6];
-    let mut secret = [0u8; 24];
+    let mut id = [0u8; KEY_ID_BYTES];
+    let mut secret = [0u8; SECRET_BYTES];
     rand::thread_rng().fill_bytes(&mut id);
     rand::thread_rng().fill_bytes(&mut secret);
     let key_id = hex::encode(id);

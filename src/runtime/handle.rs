@@ -1,0 +1,139 @@
+//! The handle every caller holds: it submits jobs to the runtime task and waits for their
+//! replies, reads committed state from the store off the async workers, and gives streams
+//! what they need (the live events, the closing signal). Its fields are private: the desk's
+//! state is reached only through the commands in [`super::commands`] and [`super::inquiry`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::core::Core;
+use super::DeskError;
+use crate::domain::error::DomainError;
+use crate::domain::event::Event;
+use crate::domain::triage::Triage;
+use crate::keys::KeyRing;
+use crate::store::{Store, StoreError};
+
+/// What a job sends back, run by the writer after the commit of the job's batch.
+pub(super) type Reply = Box<dyn FnOnce() + Send>;
+/// A change to the desk, applied by the runtime task with the batch's time.
+pub(super) type Job = Box<dyn FnOnce(&mut Core, i64) -> Option<Reply> + Send>;
+
+/// A cheap, cloneable handle to the running desk.
+#[derive(Clone)]
+pub struct DeskHandle {
+    jobs: mpsc::Sender<Job>,
+    store: Arc<dyn Store>,
+    events: broadcast::Sender<Arc<Event>>,
+    keys: Arc<RwLock<KeyRing>>,
+    closing: CancellationToken,
+    stream_ids: Arc<AtomicU64>,
+    pub(super) triage: Arc<Triage>,
+    /// How long a new ticket's answer is still awaited once shutdown starts.
+    pub(super) answer_grace: Duration,
+}
+
+/// What [`DeskHandle::new`] is made of.
+pub(super) struct Parts {
+    pub jobs: mpsc::Sender<Job>,
+    pub store: Arc<dyn Store>,
+    pub events: broadcast::Sender<Arc<Event>>,
+    pub keys: Arc<RwLock<KeyRing>>,
+    pub closing: CancellationToken,
+    pub triage: Arc<Triage>,
+    pub answer_grace: Duration,
+}
+
+impl DeskHandle {
+    pub(super) fn new(parts: Parts) -> Self {
+        DeskHandle {
+            jobs: parts.jobs,
+            store: parts.store,
+            events: parts.events,
+            keys: parts.keys,
+            closing: parts.closing,
+            stream_ids: Arc::default(),
+            triage: parts.triage,
+            answer_grace: parts.answer_grace,
+        }
+    }
+
+    /// Runs `f` on the desk; the result comes back after the batch it was in is committed.
+    pub(super) async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Core, i64) -> Result<T, DomainError> + Send + 'static,
+    ) -> Result<T, DeskError> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |core, now| {
+            let result = f(core, now);
+            Some(Box::new(move || {
+                let _ = tx.send(result);
+            }))
+        });
+        self.submit(job)?;
+        match rx.await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(DeskError::Unavailable),
+        }
+    }
+
+    fn submit(&self, job: Job) -> Result<(), DeskError> {
+        self.jobs.try_send(job).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => DeskError::Overloaded,
+            mpsc::error::TrySendError::Closed(_) => DeskError::Unavailable,
+        })
+    }
+
+    /// Reads committed state from the store on the blocking pool.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, DeskError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(store.as_ref()))
+            .await
+            .map_err(|_| DeskError::Unavailable)?
+            .map_err(DeskError::Store)
+    }
+
+    /// A fresh id for an agent stream, taken before the attach so that a call cancelled at
+    /// any point still detaches what it attached.
+    pub(super) fn new_stream_id(&self) -> u64 {
+        self.stream_ids.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Tells the desk that an agent's stream closed. Called from a drop, so it never fails
+    /// and never waits: the job is queued by a task, behind any load (it cannot be shed), and
+    /// after the attach job of the same stream, since jobs run in order.
+    pub(super) fn detach(&self, stream_id: u64) {
+        let jobs = self.jobs.clone();
+        let job: Job = Box::new(move |core, now| {
+            core.detach(stream_id, now);
+            None
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = jobs.send(job).await;
+            });
+        }
+    }
+
+    /// Committed events as they are published, for live watchers.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.events.subscribe()
+    }
+
+    /// Cancelled when the server starts shutting down: streams and waiting calls end.
+    pub fn closing(&self) -> &CancellationToken {
+        &self.closing
+    }
+
+    /// The key ring every call is authenticated against; changed only by the runtime.
+    pub fn keys(&self) -> Arc<RwLock<KeyRing>> {
+        self.keys.clone()
+    }
+}
