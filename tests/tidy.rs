@@ -105,3 +105,150 @@ fn only_the_store_knows_sql_and_only_the_api_knows_protos() {
         "layer boundaries crossed: {offending:#?}"
     );
 }
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The `code spans` of a Markdown text, outside fenced blocks.
+fn code_spans(markdown: &str) -> Vec<String> {
+    let mut spans = Vec::new();
+    let mut fenced = false;
+    for line in markdown.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if fenced {
+            continue;
+        }
+        let mut parts = line.split('`');
+        parts.next();
+        while let (Some(span), Some(_)) = (parts.next(), parts.next()) {
+            spans.push(span.to_string());
+        }
+    }
+    spans
+}
+
+/// Whether `name` is defined in `text`: a line that, past its visibility and item keyword
+/// (`fn`, `struct`, `enum`, `trait`, `type`, `const`, `static`, `mod`; a proto `service`,
+/// `rpc`, `message`), starts with the name: an item, a field or an enum variant.
+fn defines(text: &str, name: &str) -> bool {
+    const PREFIXES: [&str; 16] = [
+        "pub(crate) ",
+        "pub(super) ",
+        "pub ",
+        "async ",
+        "unsafe ",
+        "fn ",
+        "struct ",
+        "enum ",
+        "trait ",
+        "type ",
+        "const ",
+        "static ",
+        "mod ",
+        "service ",
+        "rpc ",
+        "message ",
+    ];
+    text.lines().any(|line| {
+        let mut rest = line.trim_start();
+        for prefix in PREFIXES {
+            rest = rest.strip_prefix(prefix).unwrap_or(rest);
+        }
+        rest.strip_prefix(name).is_some_and(|after| {
+            after
+                .chars()
+                .next()
+                .is_none_or(|c| !(c.is_alphanumeric() || c == '_'))
+        })
+    })
+}
+
+#[test]
+fn architecture_md_is_a_map_of_things_that_exist() {
+    let text = fs::read_to_string(root().join("ARCHITECTURE.md")).expect("read ARCHITECTURE.md");
+    assert!(
+        text.len() <= 20 * 1024,
+        "ARCHITECTURE.md is {} bytes; keep it a map of at most 20 KB",
+        text.len()
+    );
+    let tops: Vec<String> = fs::read_dir(root())
+        .expect("read the repository root")
+        .map(|e| {
+            e.expect("an entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    let mut sources = String::new();
+    for dir in ["src", "tests", "examples", "proto"] {
+        let mut stack = vec![root().join(dir)];
+        while let Some(dir) = stack.pop() {
+            for entry in fs::read_dir(&dir).expect("read a source directory") {
+                let path = entry.expect("an entry").path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs" || e == "proto") {
+                    sources.push_str(&fs::read_to_string(&path).expect("read a source file"));
+                }
+            }
+        }
+    }
+    let mut missing = Vec::new();
+    for span in code_spans(&text) {
+        let first = span.split('/').next().unwrap_or_default();
+        if span.contains('/') && tops.iter().any(|t| t == first) || tops.contains(&span) {
+            if !root().join(span.trim_end_matches('/')).exists() {
+                missing.push(format!("path {span}"));
+            }
+            continue;
+        }
+        let item = span.trim_end_matches("()");
+        let is_path = item.contains("::")
+            && item
+                .split("::")
+                .all(|s| !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || c == '_'));
+        let is_type = item.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+            && item.chars().all(|c| c.is_ascii_alphanumeric())
+            && item.chars().any(|c| c.is_ascii_lowercase());
+        if !(is_path || is_type) {
+            continue;
+        }
+        for segment in item.split("::") {
+            let crate_or_module = matches!(segment, "crate" | "self" | "super" | "std" | "tokio")
+                || fs::metadata(root().join("src").join(segment)).is_ok()
+                || fs::metadata(root().join("src").join(format!("{segment}.rs"))).is_ok();
+            if !crate_or_module && !defines(&sources, segment) {
+                missing.push(format!("item {span} ({segment})"));
+                break;
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "ARCHITECTURE.md names what the code does not have: {missing:#?}"
+    );
+}
+
+#[test]
+fn every_source_file_reads_in_one_sitting() {
+    const MAX_LINES: usize = 800;
+    let long: Vec<String> = rust_files(&src())
+        .iter()
+        .filter_map(|file| {
+            let lines = fs::read_to_string(file)
+                .expect("read a source file")
+                .lines()
+                .count();
+            (lines > MAX_LINES).then(|| format!("{} ({lines} lines)", file.display()))
+        })
+        .collect();
+    assert!(
+        long.is_empty(),
+        "split these along their seams, at most {MAX_LINES} lines each: {long:?}"
+    );
+}
