@@ -1,6 +1,6 @@
 # Multi-stage build: compile in the Rust image, run from a small non-root Debian image.
 # The protos are compiled by build.rs with protox, so no protoc is needed.
-FROM rust:1.88-bookworm AS build
+FROM rust:1.89-bookworm AS build
 WORKDIR /src
 # Cache dependencies: build a stub first so source edits do not refetch and rebuild them.
 COPY Cargo.toml Cargo.lock build.rs ./

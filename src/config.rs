@@ -58,6 +58,8 @@ pub struct StoreSection {
     /// `full` (default): an acknowledged change survives power loss; `normal`: it survives a
     /// crash of the process.
     pub synchronous: Option<Durability>,
+    /// Check the whole store at start (reads all of it) instead of the quick check.
+    pub full_check: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -247,6 +249,29 @@ pub struct ServerLimits {
     /// A server stream whose client reads nothing for this long is ended with
     /// RESOURCE_EXHAUSTED naming the sequence to resume from, so it holds no memory for ever.
     pub stalled_stream_secs: u64,
+    /// A stream ended that way whose client still takes nothing this much later: its
+    /// connection is closed, the only way to free what HTTP/2 holds for a reader that never
+    /// opens its window.
+    pub stalled_connection_secs: u64,
+    /// Calls one client (one key) may have in flight, of `max_concurrent_requests`; by
+    /// default a quarter of them, so one caller cannot take the server from the others.
+    pub max_requests_per_client: Option<usize>,
+    /// Connections open at once; never more than the open-files limit allows.
+    pub max_connections: usize,
+    /// A connection that sends no request this long after it opened is closed.
+    pub first_request_secs: u64,
+    /// A connection with no call or stream open for this long is closed.
+    pub idle_connection_secs: u64,
+    /// A request's message must arrive within this long of the request's start.
+    pub request_body_secs: u64,
+}
+
+impl ServerLimits {
+    /// Calls one client may have in flight.
+    pub fn per_client(&self) -> usize {
+        self.max_requests_per_client
+            .unwrap_or((self.max_concurrent_requests / 4).max(1))
+    }
 }
 
 impl Default for ServerLimits {
@@ -260,6 +285,12 @@ impl Default for ServerLimits {
             live_event_buffer: 8192,
             max_open_streams: 10_000,
             stalled_stream_secs: 30,
+            stalled_connection_secs: 60,
+            max_requests_per_client: None,
+            max_connections: 10_000,
+            first_request_secs: 5,
+            idle_connection_secs: 300,
+            request_body_secs: 10,
         }
     }
 }
@@ -271,6 +302,7 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub config: Option<PathBuf>,
     pub dev: bool,
+    pub full_check: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -287,6 +319,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub dev: bool,
     pub store: StoreSettings,
+    /// Run the thorough consistency check of the store at start, not the quick one.
+    pub full_check: bool,
     pub shutdown_grace: std::time::Duration,
     pub desk_name: String,
     pub tiers: Vec<Tier>,
@@ -550,11 +584,21 @@ impl Config {
             || server.max_open_streams > 1_000_000
             || !(1..=1_000_000).contains(&server.live_event_buffer)
             || !(1..=24 * 3600).contains(&server.stalled_stream_secs)
+            || !(1..=24 * 3600).contains(&server.stalled_connection_secs)
+            || server
+                .max_requests_per_client
+                .is_some_and(|n| !(1..=server.max_concurrent_requests).contains(&n))
+            || !(1..=1_000_000).contains(&server.max_connections)
+            || !(1..=3600).contains(&server.first_request_secs)
+            || !(1..=7 * 24 * 3600).contains(&server.idle_connection_secs)
+            || !(1..=3600).contains(&server.request_body_secs)
         {
             return Err(invalid(
-                "server limits must be positive (max_concurrent_requests, max_open_streams and \
-                 live_event_buffer at most 1000000, stalled_stream_secs at most a day) and \
-                 max_message_bytes at least 64 KiB"
+                "server limits must be positive (max_concurrent_requests, max_open_streams, \
+                 max_connections and live_event_buffer at most 1000000, \
+                 max_requests_per_client at most max_concurrent_requests, stalled_stream_secs \
+                 and stalled_connection_secs at most a day, first_request_secs and request_body_secs at most an hour, \
+                 idle_connection_secs at most a week) and max_message_bytes at least 64 KiB"
                     .into(),
             ));
         }
@@ -578,6 +622,7 @@ impl Config {
                 data_dir,
                 durability,
             },
+            full_check: overrides.full_check || file.store.full_check.unwrap_or(false),
             shutdown_grace: std::time::Duration::from_secs(file.shutdown_grace_secs.unwrap_or(10)),
             desk_name: desk.name.unwrap_or_else(|| "servicedesk".into()),
             tiers,

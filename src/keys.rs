@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use tokio_util::sync::CancellationToken;
 
 use crate::domain::desk::Actor;
 use crate::store::KeyRecord;
@@ -61,6 +62,8 @@ pub enum AuthError {
 struct Entry {
     record: KeyRecord,
     last_used_ms: AtomicI64,
+    /// Cancelled when the key is revoked: streams opened with it end.
+    revoked: CancellationToken,
 }
 
 /// Every key the desk accepts, by key id.
@@ -116,8 +119,7 @@ pub fn generate_key(
 fn parse_key(presented: &str) -> Option<(&str, &str)> {
     let rest = presented.strip_prefix("sd_")?;
     let (key_id, secret) = rest.split_once('_')?;
-    (key_id.len() == 12 && key_id.bytes().all(|b| b.is_ascii_hexdigit()) && !secret.is_empty())
-        .then_some((key_id, secret))
+    (is_key_id(key_id) && !secret.is_empty()).then_some((key_id, secret))
 }
 
 impl KeyRing {
@@ -161,20 +163,36 @@ impl KeyRing {
 
     pub fn insert(&mut self, record: KeyRecord) {
         let last_used = record.last_used_ms.unwrap_or(0);
+        let revoked = CancellationToken::new();
+        if record.revoked {
+            revoked.cancel();
+        }
         self.keys.insert(
             record.key_id.clone(),
             Entry {
                 record,
                 last_used_ms: AtomicI64::new(last_used),
+                revoked,
             },
         );
     }
 
-    /// Marks a key revoked; returns its record as it is now.
+    /// Marks a key revoked, which ends the streams opened with it; returns its record as it
+    /// is now.
     pub fn revoke(&mut self, key_id: &str) -> Option<KeyRecord> {
         let entry = self.keys.get_mut(key_id)?;
         entry.record.revoked = true;
+        entry.revoked.cancel();
         Some(self.record(key_id).expect("exists"))
+    }
+
+    /// Cancelled when the key is revoked; never, for a key the ring does not hold (the
+    /// development keys cannot be revoked).
+    pub fn revocation(&self, key_id: Option<&str>) -> CancellationToken {
+        key_id
+            .and_then(|id| self.keys.get(id))
+            .map(|e| e.revoked.clone())
+            .unwrap_or_default()
     }
 
     pub fn record(&self, key_id: &str) -> Option<KeyRecord> {

@@ -9,6 +9,8 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod keys;
+#[cfg(unix)]
+pub mod process;
 pub mod runtime;
 pub mod server;
 pub mod store;

@@ -35,6 +35,18 @@ enum Command {
         /// Development mode: also accept the well-known keys test-key-123 and admin-key-456.
         #[arg(long, env = "SERVICEDESK_DEV")]
         dev: bool,
+        /// Check the whole store at start (reads all of it) instead of the quick check.
+        #[arg(long, env = "SERVICEDESK_FULL_CHECK")]
+        full_check: bool,
+    },
+    /// Check a stopped server's store for damage; exit 1 if it is damaged.
+    Check {
+        /// Directory of the embedded store.
+        #[arg(long, env = "SERVICEDESK_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+        /// Read every page and index entry, not only the structure.
+        #[arg(long)]
+        full: bool,
     },
 }
 
@@ -50,17 +62,22 @@ fn main() -> ExitCode {
         // Colour only for a person at a terminal; files and log shippers get plain text.
         .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .init();
-    let Command::Serve {
-        listen,
-        data_dir,
-        config,
-        dev,
-    } = cli.command;
+    let (listen, data_dir, config, dev, full_check) = match cli.command {
+        Command::Serve {
+            listen,
+            data_dir,
+            config,
+            dev,
+            full_check,
+        } => (listen, data_dir, config, dev, full_check),
+        Command::Check { data_dir, full } => return check(data_dir, full),
+    };
     let config = match Config::load(Overrides {
         listen,
         data_dir,
         config,
         dev,
+        full_check,
     }) {
         Ok(c) => c,
         Err(err) => {
@@ -68,6 +85,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    #[cfg(unix)]
+    {
+        use servicedesk::process;
+        process::survive_file_size_limit();
+        process::log_bus_errors();
+        match process::raise_open_files_limit() {
+            Ok(limit) => tracing::debug!(open_files = limit, "open files limit"),
+            Err(err) => tracing::warn!(error = %err, "cannot read the open files limit"),
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -82,6 +109,25 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!("{err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `servicedesk check`: the store's consistency, offline.
+fn check(data_dir: PathBuf, full: bool) -> ExitCode {
+    let kind = if full { "full" } else { "quick" };
+    match servicedesk::server::check_store(&data_dir, full) {
+        Ok(took) => {
+            println!(
+                "{}: no damage found ({kind} check, {} ms)",
+                data_dir.display(),
+                took.as_millis()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("servicedesk: {err:#}");
             ExitCode::FAILURE
         }
     }

@@ -13,14 +13,15 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::server::{Router, TcpIncoming};
+use tonic::transport::server::Router;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
-use crate::api::{Api, ApiKeyCheck, EdgeLayer};
+use crate::api::connections::{self, ConnectionLimits};
+use crate::api::{Api, ApiKeyCheck, EdgeLayer, EdgeLimits};
 use crate::clock::now_ms;
-use crate::config::{Config, TlsSection};
+use crate::config::{Config, ServerLimits, TlsSection};
 use crate::domain::desk::Desk;
 use crate::domain::knowledge::KnowledgeBase;
 use crate::domain::mesh::{Agent, AgentKind, Mesh};
@@ -36,6 +37,13 @@ use crate::store;
 
 /// Name of the file holding the first admin key of a store started without `--dev`.
 pub const ADMIN_KEY_FILE: &str = "admin.key";
+
+/// How long the last responses get to leave once every call finished at shutdown.
+const SHUTDOWN_FLUSH: Duration = Duration::from_millis(250);
+
+/// The health entry of the store itself: NOT_SERVING while it refuses writes or cannot keep
+/// itself in shape, even when the services still answer.
+pub const STORE_HEALTH: &str = "servicedesk.store";
 
 const SERVICES: [&str; 4] = [
     "servicedesk.v1.DeskService",
@@ -54,13 +62,20 @@ pub async fn run(
     }
     let runtime = open_desk(&config).await?;
     let (health, health_service) = tonic_health::server::health_reporter();
-    for service in SERVICES {
+    for service in SERVICES.into_iter().chain([STORE_HEALTH]) {
         health
             .set_service_status(service, ServingStatus::Serving)
             .await;
     }
-    let router = services(&config, &runtime, health_service)?;
-    serve(&config, &runtime, router, health, shutdown).await?;
+    tokio::spawn(report_store_health(runtime.handle.clone(), health.clone()));
+    let limits = &config.server;
+    let edge = EdgeLayer::new(EdgeLimits {
+        calls: limits.max_concurrent_requests,
+        per_client: limits.per_client(),
+        body_deadline: Duration::from_secs(limits.request_body_secs),
+    });
+    let router = services(&config, &runtime, health_service, edge.clone())?;
+    serve(&config, &runtime, router, (health, edge), shutdown).await?;
     runtime
         .shutdown()
         .await
@@ -74,6 +89,15 @@ pub async fn open_desk(config: &Config) -> anyhow::Result<Runtime> {
     let data_dir = config.store.data_dir.display().to_string();
     let store = store::open(&config.store)
         .with_context(|| format!("cannot open the store in {data_dir}"))?;
+    let started = std::time::Instant::now();
+    store
+        .check(config.full_check)
+        .context("the store failed its check at start; the server did not start")?;
+    tracing::info!(
+        full = config.full_check,
+        ms = started.elapsed().as_millis() as u64,
+        "store checked"
+    );
     let mut loaded = store.load().context("cannot read the store")?;
     let stored_keys = std::mem::take(&mut loaded.keys);
     let last_seq = loaded.last_seq;
@@ -129,14 +153,14 @@ pub fn services(
     health: tonic_health::pb::health_server::HealthServer<
         impl tonic_health::pb::health_server::Health,
     >,
+    edge: EdgeLayer,
 ) -> anyhow::Result<Router<tower::layer::util::Stack<EdgeLayer, tower::layer::util::Identity>>> {
     let handle = &runtime.handle;
     let api = Api::new(
         handle.clone(),
         config.limits.clone(),
         config.desk_name.clone(),
-        Duration::from_secs(config.server.stalled_stream_secs),
-        config.server.max_open_streams,
+        &config.server,
     );
     let limits = &config.server;
     let max_message = limits.max_message_bytes;
@@ -179,7 +203,7 @@ pub fn services(
         .http2_keepalive_interval(Some(Duration::from_secs(limits.keepalive_interval_secs)))
         .http2_keepalive_timeout(Some(Duration::from_secs(limits.keepalive_timeout_secs)))
         .http2_max_pending_accept_reset_streams(Some(100))
-        .layer(EdgeLayer::new(limits.max_concurrent_requests))
+        .layer(edge)
         .add_service(health)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
@@ -196,14 +220,14 @@ pub async fn serve(
     config: &Config,
     runtime: &Runtime,
     router: Router<tower::layer::util::Stack<EdgeLayer, tower::layer::util::Identity>>,
-    health: HealthReporter,
+    (health, edge): (HealthReporter, EdgeLayer),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = connections::incoming(listener, connection_limits(&config.server));
     let closing = runtime.handle.closing().clone();
     let draining = closing.clone();
     let signal = async move {
@@ -227,13 +251,91 @@ pub async fn serve(
     };
     tracing::info!("listening on {addr} ({scheme})");
     let grace = config.shutdown_grace;
+    let drained = async {
+        closing.cancelled().await;
+        edge.drained().await;
+        // The last responses' bytes leave before the connections are dropped.
+        tokio::time::sleep(SHUTDOWN_FLUSH).await;
+    };
     tokio::select! {
         result = server => result.context("the server failed")?,
+        // Every call has its answer; what is left are streams nobody ends for us (a health
+        // watch): they need not hold the shutdown for the whole grace period.
+        _ = drained => tracing::debug!("every call finished; closing the connections left"),
         _ = async { closing.cancelled().await; tokio::time::sleep(grace).await } => {
             tracing::warn!(grace_secs = grace.as_secs(), "calls still in flight after the grace period; closing them");
         }
     }
     Ok(())
+}
+
+/// Keeps health in step with the store: while it refuses writes the services are NOT_SERVING
+/// (they refuse changes); while it only cannot keep itself in shape, just the store's entry is.
+/// Once draining starts, nothing turns back to SERVING.
+async fn report_store_health(desk: crate::runtime::DeskHandle, health: HealthReporter) {
+    use crate::runtime::StoreHealth;
+    let mut changes = desk.store_health();
+    while changes.changed().await.is_ok() {
+        if desk.closing().is_cancelled() {
+            return;
+        }
+        let now = changes.borrow_and_update().clone();
+        let (services, store) = match now {
+            StoreHealth::Healthy => (ServingStatus::Serving, ServingStatus::Serving),
+            StoreHealth::Degraded(_) => (ServingStatus::Serving, ServingStatus::NotServing),
+            StoreHealth::Failing(_) => (ServingStatus::NotServing, ServingStatus::NotServing),
+        };
+        // Draining may have begun meanwhile: it has the last word.
+        let services = if desk.closing().is_cancelled() {
+            ServingStatus::NotServing
+        } else {
+            services
+        };
+        for service in SERVICES.into_iter().chain([""]) {
+            health.set_service_status(service, services).await;
+        }
+        health.set_service_status(STORE_HEALTH, store).await;
+    }
+}
+
+/// Opens the store in `data_dir` (taking its lock, so never under a running server) and checks
+/// it; returns how long the check took.
+pub fn check_store(data_dir: &Path, thorough: bool) -> anyhow::Result<Duration> {
+    let settings = store::StoreSettings {
+        data_dir: data_dir.to_path_buf(),
+        durability: store::Durability::Full,
+    };
+    let store = store::open_existing(&settings)
+        .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
+    let started = std::time::Instant::now();
+    store.check(thorough)?;
+    Ok(started.elapsed())
+}
+
+/// File descriptors kept for the store, the log and the runtime, out of the open-files limit.
+const RESERVED_FILES: u64 = 128;
+
+/// The connection limits of `[server]`, with `max_connections` kept below what the open-files
+/// limit allows, so the store and health probes always find a descriptor.
+fn connection_limits(server: &ServerLimits) -> ConnectionLimits {
+    #[cfg(unix)]
+    let allowed = crate::process::open_files_limit()
+        .map(|files| files.saturating_sub(RESERVED_FILES).max(1) as usize)
+        .unwrap_or(usize::MAX);
+    #[cfg(not(unix))]
+    let allowed = usize::MAX;
+    if allowed < server.max_connections {
+        tracing::warn!(
+            configured = server.max_connections,
+            allowed,
+            "the open-files limit allows fewer connections than configured; raise it (ulimit -n) to serve more"
+        );
+    }
+    ConnectionLimits {
+        max_connections: server.max_connections.min(allowed),
+        first_request: Duration::from_secs(server.first_request_secs),
+        idle: Duration::from_secs(server.idle_connection_secs),
+    }
 }
 
 /// Reads the PEM files of the `[tls]` section.

@@ -728,3 +728,57 @@ async fn a_retry_after_the_client_deadline_returns_the_same_ticket() {
         retried.ticket.unwrap().ticket_id
     );
 }
+
+#[tokio::test]
+async fn reusing_an_idempotency_key_for_another_request_is_refused_naming_the_key() {
+    let server = Server::start().await;
+    let mut desk = server.desk();
+    let first = HandleInquiryRequest {
+        idempotency_key: "order-9".into(),
+        ..inquiry("cust_reuse", PASSWORD_RESET)
+    };
+    let answered = ask(&mut desk, first.clone()).await;
+    // The same request again is the same ticket.
+    let again = ask(&mut desk, first.clone()).await;
+    assert!(again.replayed);
+    assert_eq!(
+        again.ticket.as_ref().unwrap().ticket_id,
+        answered.ticket.as_ref().unwrap().ticket_id
+    );
+    // Anything else under that key is a caller's mistake, not a replay.
+    let variants = [
+        HandleInquiryRequest {
+            inquiry: "Where is my invoice?".into(),
+            ..first.clone()
+        },
+        HandleInquiryRequest {
+            customer_id: "cust_other".into(),
+            ..first.clone()
+        },
+        HandleInquiryRequest {
+            priority: 9,
+            ..first.clone()
+        },
+        HandleInquiryRequest {
+            topic: "billing".into(),
+            ..first.clone()
+        },
+        HandleInquiryRequest {
+            context: [("vip".to_string(), "true".to_string())].into(),
+            ..first.clone()
+        },
+    ];
+    for variant in variants {
+        expect_bad_field(
+            desk.handle_inquiry(variant.clone()).await,
+            "idempotency_key",
+            &format!("{variant:?}"),
+        );
+    }
+    // The topic it was classified under, named explicitly, is the same request.
+    let named = HandleInquiryRequest {
+        topic: answered.ticket.as_ref().unwrap().topic.clone(),
+        ..first.clone()
+    };
+    assert!(ask(&mut desk, named).await.replayed);
+}

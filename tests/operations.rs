@@ -401,3 +401,28 @@ async fn health_turns_not_serving_as_soon_as_draining_starts() {
     );
     server.terminate().await;
 }
+
+#[tokio::test]
+async fn an_open_health_watch_does_not_hold_the_shutdown_for_the_grace_period() {
+    // A grace period far longer than a drain with nothing in flight takes.
+    let grace = Duration::from_secs(60);
+    let server =
+        Server::start_with_config(&format!("shutdown_grace_secs = {}\n", grace.as_secs())).await;
+    let mut health = server.health();
+    let mut watch = health
+        .watch(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("Health/Watch")
+        .into_inner();
+    watch.message().await.unwrap().expect("the current status");
+    let started = std::time::Instant::now();
+    server.terminate().await;
+    let took = started.elapsed();
+    eprintln!("shutdown with an open health watch took {took:?}");
+    assert!(
+        took < grace / 2,
+        "nothing was in flight, yet the shutdown took {took:?} of a {grace:?} grace period"
+    );
+}

@@ -854,3 +854,82 @@ async fn the_assignment_timeout_can_be_changed_at_run_time() {
         "handed on after the new timeout, not the old one"
     );
 }
+
+/// An Attach of an existing agent with `key` that must be refused with PERMISSION_DENIED.
+async fn attach_refused(server: &Server, key: &str, agent_id: &str) {
+    let mut client = server.agents_on_own_connection(key).await;
+    let agent_id = agent_id.to_string();
+    let mut refused = Watch::open("Attach by another client", async move {
+        client
+            .attach(AttachRequest {
+                agent_id,
+                ..Default::default()
+            })
+            .await
+    });
+    match refused.next_result_within(STREAM_TIMEOUT).await {
+        Some(Err(status)) => assert_eq!(status.code(), Code::PermissionDenied, "{status:?}"),
+        other => panic!("another client's Attach: expected PERMISSION_DENIED, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_detached_agent_still_belongs_to_its_client_across_a_restart() {
+    let server = Server::start_with_config(REMOTE_FIRST_TIER).await;
+    let owner = server.create_key("agent_host", &["agent"]).await;
+    let stranger = server.create_key("someone_else", &["agent"]).await;
+    let first = TestAgent::attach(
+        &server,
+        &owner,
+        AttachRequest {
+            name: "Phoenix".into(),
+            tier: "L1".into(),
+            capacity: 2,
+            ..Default::default()
+        },
+    )
+    .await;
+    let agent_id = first.agent_id.clone();
+    // The owner's process goes away; the agent waits, offline, for it to come back.
+    drop(first);
+    let server_ref = &server;
+    poll_until(
+        Duration::from_secs(20),
+        "Phoenix goes offline",
+        || async move {
+            let agent = agent_named(server_ref, "Phoenix").await;
+            (agent.availability() == AgentAvailability::Offline).then_some(())
+        },
+    )
+    .await;
+    attach_refused(&server, &stranger, &agent_id).await;
+
+    let root = server.terminate().await;
+    let server = Server::start_with(root, &[], Some(REMOTE_FIRST_TIER)).await;
+    attach_refused(&server, &stranger, &agent_id).await;
+
+    // The owner takes it back; an admin may too (for the operator's sake).
+    let mut back = TestAgent::attach(
+        &server,
+        &owner,
+        AttachRequest {
+            agent_id: agent_id.clone(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let waiting = ask_later(&server, inquiry("cust_phoenix", PASSWORD_RESET));
+    let assignment = back.next_assignment().await;
+    assert_eq!(assignment.agent_id, agent_id);
+    drop(waiting);
+    let admin = TestAgent::attach(
+        &server,
+        ADMIN_KEY,
+        AttachRequest {
+            agent_id: agent_id.clone(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(admin.agent_id, agent_id);
+}

@@ -251,3 +251,27 @@ async fn retention_compacts_old_events_and_says_what_is_left() {
         "GetTicket of a compacted ticket",
     );
 }
+
+#[tokio::test]
+async fn a_watch_resumed_past_the_end_of_the_log_is_told_so_at_once() {
+    let server = Server::start().await;
+    ask(&mut server.desk(), inquiry("cust_head", PASSWORD_RESET)).await;
+    let head = head(&server).await;
+    // As a console resuming against a store that was replaced would ask.
+    let mut past = watch_from(&server, head + 1000);
+    match past.next_result_within(STREAM_TIMEOUT).await {
+        Some(Err(status)) => {
+            assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+            assert!(
+                status.message().contains(&head.to_string()),
+                "it names the head of the log: {status:?}"
+            );
+        }
+        other => panic!("expected OUT_OF_RANGE at once, got {other:?}"),
+    }
+    // At the head exactly it is a live watch: the next event arrives.
+    let mut live = watch_from(&server, head);
+    ask(&mut server.desk(), inquiry("cust_head", PASSWORD_RESET)).await;
+    let next = live.expect_next().await;
+    assert_eq!(next.sequence, head + 1);
+}

@@ -3,6 +3,7 @@
 use tonic::{Request, Response, Status};
 
 use super::auth::client;
+use super::connections::Connection;
 use super::watch::{WatchSpec, WatchStream};
 use super::{convert, requests, status, Api};
 use crate::clock::now_ms;
@@ -203,11 +204,16 @@ impl AdminService for Api {
         &self,
         request: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        let caller = client(&request)?;
+        let connection = request.extensions().get::<Connection>().cloned();
         let w = requests::watch_events(request.into_inner())?;
         let kinds = w.select;
         let select = Box::new(move |e: &Event| {
             (kinds.is_empty() || kinds.contains(&e.kind())).then(|| convert::desk_event(e))
         });
-        self.watch(WatchSpec::whole_log(w.after, self.stalled_stream, select))
+        self.watch(
+            (&caller, connection),
+            WatchSpec::whole_log(w.after, self.stalled_stream, select),
+        )
     }
 }

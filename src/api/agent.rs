@@ -8,6 +8,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio_stream::Stream;
+use tokio_util::sync::WaitForCancellationFutureOwned;
 use tonic::{Request, Response, Status};
 
 use super::auth::client;
@@ -22,7 +23,9 @@ use crate::runtime::{AgentFeed, AgentSession};
 pub struct AttachStream {
     first: Option<pb::AttachResponse>,
     session: AgentSession,
-    closing: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+    closing: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// The revocation of the key the agent attached with (the runtime detaches it then).
+    revoked: Pin<Box<WaitForCancellationFutureOwned>>,
     done: bool,
     _slot: tokio::sync::OwnedSemaphorePermit,
 }
@@ -36,6 +39,12 @@ impl Stream for AttachStream {
         }
         if let Some(first) = self.first.take() {
             return Poll::Ready(Some(Ok(first)));
+        }
+        if self.revoked.as_mut().poll(cx).is_ready() {
+            self.done = true;
+            return Poll::Ready(Some(Err(status::unauthenticated(
+                "the API key this agent attached with was revoked; the agent is offline",
+            ))));
         }
         if self.closing.as_mut().poll(cx).is_ready() {
             self.done = true;
@@ -55,6 +64,7 @@ impl Stream for AttachStream {
                 self.done = true;
                 Poll::Ready(Some(Err(status::aborted(reason))))
             }
+
             Poll::Ready(Some(AgentFeed::Message(message))) => {
                 Poll::Ready(Some(Ok(convert::attach_message(message))))
             }
@@ -74,7 +84,8 @@ impl AgentService for Api {
         let caller = client(&request)?;
         let spec = requests::attach_spec(request.into_inner())?;
         let slot = self.stream_slot()?;
-        let session = self.desk.attach(spec, caller.actor()).await;
+        let key_id = caller.key_id.clone();
+        let session = self.desk.attach(spec, caller.actor(), key_id).await;
         let session = session.map_err(status::desk)?;
         tracing::info!(agent = %session.agent.name, by = %caller.client_id, "remote agent attached");
         Ok(Response::new(AttachStream {
@@ -84,6 +95,7 @@ impl AgentService for Api {
             )),
             session,
             closing: Box::pin(self.desk.closing().clone().cancelled_owned()),
+            revoked: Box::pin(self.revocation(&caller).cancelled_owned()),
             done: false,
             _slot: slot,
         }))

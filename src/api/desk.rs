@@ -3,6 +3,7 @@
 use tonic::{Request, Response, Status};
 
 use super::auth::client;
+use super::connections::Connection;
 use super::validate::encode_token;
 use super::watch::{Source, WatchSpec, WatchStream};
 use super::{convert, requests, status, Api};
@@ -70,7 +71,9 @@ impl DeskService for Api {
         &self,
         request: Request<pb::WatchTicketRequest>,
     ) -> Result<Response<Self::WatchTicketStream>, Status> {
-        let actor = client(&request)?.actor();
+        let caller = client(&request)?;
+        let connection = request.extensions().get::<Connection>().cloned();
+        let actor = caller.actor();
         let r = request.into_inner();
         requests::watch_ticket(&r)?;
         let ticket = self.desk.ticket_for(&actor, &r.ticket_id).await;
@@ -95,7 +98,7 @@ impl DeskService for Api {
             })),
             stall: self.stalled_stream,
         };
-        self.watch(spec)
+        self.watch((&caller, connection), spec)
     }
 
     #[tracing::instrument(skip_all, name = "GetCustomerHistory")]

@@ -1,39 +1,72 @@
 //! The edge of every call, in front of every service:
 //!
 //! - load shedding across every connection: at most `limit` calls in flight at once, the next
-//!   one answered RESOURCE_EXHAUSTED at once instead of queueing without bound. Health checks
-//!   are never shed, so probes keep telling the truth under load. A streaming call counts
-//!   until its response starts, like a unary call until it returns;
+//!   one answered RESOURCE_EXHAUSTED at once instead of queueing without bound; and at most
+//!   `per_client` of them from one client (one presented key), so one caller cannot take them
+//!   all. Health checks are never shed, so probes keep telling the truth under load. A
+//!   streaming call counts until its response starts, like a unary call until it returns;
+//! - a request's body must arrive within `body_deadline` (one message, sent at once by any
+//!   client): a caller that announces a large message and trickles it cannot hold a place;
+//! - every call and stream counts on its [`Connection`] until its response body is gone, so an
+//!   idle connection can be told from a busy one;
 //! - an oversized request gets the code the gRPC ecosystem uses for it, RESOURCE_EXHAUSTED
 //!   (tonic's decoder says OUT_OF_RANGE, which this API keeps for a watch resumed before what
 //!   retention kept);
 //! - one log line per call at debug level: method, code, time, never metadata.
 
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
 use std::future::Future;
+use std::hash::BuildHasher;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
+use http_body::{Body, Frame, SizeHint};
 use tokio::sync::Semaphore;
 use tonic::codegen::http;
 use tower::{Layer, Service};
 
+use super::connections::{CallGuard, Connection};
 use super::status;
 
 /// Paths never shed.
 const HEALTH: &str = "/grpc.health.v1.Health/";
 
+/// The edge's limits, from `[server]`.
+#[derive(Clone, Copy, Debug)]
+pub struct EdgeLimits {
+    /// Calls in flight across every connection.
+    pub calls: usize,
+    /// Calls in flight from one client.
+    pub per_client: usize,
+    /// How long a request's body may take to arrive.
+    pub body_deadline: Duration,
+}
+
 #[derive(Clone)]
 pub struct EdgeLayer {
     permits: Arc<Semaphore>,
-    limit: usize,
+    clients: Arc<ClientCalls>,
+    limits: EdgeLimits,
 }
 
 impl EdgeLayer {
-    pub fn new(limit: usize) -> Self {
+    pub fn new(limits: EdgeLimits) -> Self {
         EdgeLayer {
-            permits: Arc::new(Semaphore::new(limit)),
-            limit,
+            permits: Arc::new(Semaphore::new(limits.calls)),
+            clients: Arc::new(ClientCalls::default()),
+            limits,
+        }
+    }
+
+    /// Resolves once no call holds a permit: every unary call has its response, every stream
+    /// has started. Long-lived streams (watches, health watches) do not keep it waiting.
+    pub async fn drained(&self) {
+        const POLL: Duration = Duration::from_millis(20);
+        while self.permits.available_permits() < self.limits.calls {
+            tokio::time::sleep(POLL).await;
         }
     }
 }
@@ -44,8 +77,7 @@ impl<S> Layer<S> for EdgeLayer {
     fn layer(&self, inner: S) -> Edge<S> {
         Edge {
             inner,
-            permits: self.permits.clone(),
-            limit: self.limit,
+            layer: self.clone(),
         }
     }
 }
@@ -53,19 +85,72 @@ impl<S> Layer<S> for EdgeLayer {
 #[derive(Clone)]
 pub struct Edge<S> {
     inner: S,
-    permits: Arc<Semaphore>,
-    limit: usize,
+    layer: EdgeLayer,
+}
+
+/// Calls in flight per client, by a keyed hash of the presented key (never the key itself).
+#[derive(Default)]
+struct ClientCalls {
+    counts: Mutex<HashMap<u64, usize>>,
+    hasher: RandomState,
+}
+
+impl ClientCalls {
+    /// A place for one more call of this client, unless it has `limit` in flight.
+    fn enter(self: &Arc<Self>, key: Option<&[u8]>, limit: usize) -> Option<ClientCall> {
+        let client = self.hasher.hash_one(key.unwrap_or_default());
+        let mut counts = self.counts.lock().expect("client calls poisoned");
+        let count = counts.entry(client).or_default();
+        if *count >= limit {
+            return None;
+        }
+        *count += 1;
+        Some(ClientCall {
+            calls: self.clone(),
+            client,
+        })
+    }
+}
+
+/// One call counted against its client until dropped.
+struct ClientCall {
+    calls: Arc<ClientCalls>,
+    client: u64,
+}
+
+impl Drop for ClientCall {
+    fn drop(&mut self) {
+        let mut counts = self.calls.counts.lock().expect("client calls poisoned");
+        if let Some(count) = counts.get_mut(&self.client) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.client);
+            }
+        }
+    }
+}
+
+/// The key a request presents, as the interceptor reads it, to tell clients apart.
+fn presented_key<B>(request: &http::Request<B>) -> Option<&[u8]> {
+    let headers = request.headers();
+    headers
+        .get("x-api-key")
+        .or_else(|| headers.get(http::header::AUTHORIZATION))
+        .map(|v| v.as_bytes())
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for Edge<S>
 where
-    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S: Service<http::Request<tonic::body::Body>, Response = http::Response<ResBody>>,
     S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+    ReqBody::Error: Into<tonic::codegen::StdError>,
     ResBody: Default + Send + 'static,
 {
-    type Response = http::Response<ResBody>;
+    type Response = http::Response<Tracked<ResBody>>;
     type Error = S::Error;
     type Future = BoxFuture<Result<Self::Response, Self::Error>>;
 
@@ -77,37 +162,166 @@ where
         // The method, for the debug line: copied only when that line is written.
         let path =
             tracing::enabled!(tracing::Level::DEBUG).then(|| request.uri().path().to_owned());
+        let guard = request
+            .extensions()
+            .get::<Connection>()
+            .map(Connection::call_started);
+        let deadline = self.layer.limits.body_deadline;
         if request.uri().path().starts_with(HEALTH) {
-            let call = self.inner.call(request);
+            let call = self.inner.call(with_body_deadline(request, deadline));
             return Box::pin(async move {
                 let response = call.await;
                 if let Some(path) = path {
                     tracing::debug!(method = %path, "call");
                 }
-                response
+                response.map(|r| {
+                    r.map(|body| Tracked {
+                        body,
+                        _guard: guard,
+                    })
+                })
             });
         }
-        match self.permits.clone().try_acquire_owned() {
+        let limits = &self.layer.limits;
+        let client = self
+            .layer
+            .clients
+            .enter(presented_key(&request), limits.per_client);
+        let Some(client) = client else {
+            return refuse(
+                path,
+                guard,
+                format!(
+                    "this client has {} calls in flight, its share of the server; retry with \
+                     backoff",
+                    limits.per_client
+                ),
+            );
+        };
+        match self.layer.permits.clone().try_acquire_owned() {
             Ok(permit) => {
                 let started = std::time::Instant::now();
-                let call = self.inner.call(request);
+                let call = self.inner.call(with_body_deadline(request, deadline));
                 Box::pin(async move {
                     let response = call.await;
                     drop(permit);
-                    response.map(|response| finish(response, path, started))
+                    drop(client);
+                    response.map(|response| {
+                        finish(response, path, started).map(|body| Tracked {
+                            body,
+                            _guard: guard,
+                        })
+                    })
                 })
             }
-            Err(_) => {
-                if let Some(path) = path {
-                    tracing::debug!(method = %path, "call shed");
-                }
-                let refused = status::overloaded(&format!(
+            Err(_) => refuse(
+                path,
+                guard,
+                format!(
                     "the server is at its limit of {} calls in flight; retry with backoff",
-                    self.limit
-                ));
-                Box::pin(async move { Ok(refused.into_http()) })
-            }
+                    limits.calls
+                ),
+            ),
         }
+    }
+}
+
+/// RESOURCE_EXHAUSTED at once: load was shed.
+fn refuse<B: Default + Send + 'static, E: Send + 'static>(
+    path: Option<String>,
+    guard: Option<CallGuard>,
+    message: String,
+) -> BoxFuture<Result<http::Response<Tracked<B>>, E>> {
+    if let Some(path) = path {
+        tracing::debug!(method = %path, "call shed");
+    }
+    let refused = status::overloaded(&message).into_http::<B>();
+    Box::pin(async move {
+        Ok(refused.map(|body| Tracked {
+            body,
+            _guard: guard,
+        }))
+    })
+}
+
+fn with_body_deadline<B>(
+    request: http::Request<B>,
+    limit: Duration,
+) -> http::Request<tonic::body::Body>
+where
+    B: Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+    B::Error: Into<tonic::codegen::StdError>,
+{
+    request.map(|body| {
+        tonic::body::Body::new(Deadline {
+            body,
+            sleep: Box::pin(tokio::time::sleep(limit)),
+            limit,
+        })
+    })
+}
+
+/// A request body that must end within `limit` of the request's start.
+struct Deadline<B> {
+    body: B,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    limit: Duration,
+}
+
+impl<B> Body for Deadline<B>
+where
+    B: Body<Data = bytes::Bytes> + Unpin,
+    B::Error: Into<tonic::codegen::StdError>,
+{
+    type Data = bytes::Bytes;
+    type Error = tonic::codegen::StdError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.body).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        if self.sleep.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Err(Box::new(status::body_too_slow(self.limit)))));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A response body that keeps its call counted on its connection until it is gone.
+pub struct Tracked<B> {
+    body: B,
+    /// Dropping it ends the call on its connection.
+    _guard: Option<CallGuard>,
+}
+
+impl<B: Body + Unpin> Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 

@@ -3,6 +3,7 @@
 use tonic::{Request, Response, Status};
 
 use super::auth::client;
+use super::connections::Connection;
 use super::requests::DecisionRequest;
 use super::validate::encode_token;
 use super::watch::{WatchSpec, WatchStream};
@@ -104,13 +105,18 @@ impl EscalationService for Api {
         &self,
         request: Request<pb::WatchEscalationsRequest>,
     ) -> Result<Response<Self::WatchEscalationsStream>, Status> {
+        let caller = client(&request)?;
+        let connection = request.extensions().get::<Connection>().cloned();
         let w = requests::watch_escalations(request.into_inner())?;
         let reviewer = w.select;
         let select = Box::new(move |e: &Event| match &reviewer {
             Some(id) if !e.concerns_reviewer(id) => None,
             _ => convert::escalation_event(e),
         });
-        self.watch(WatchSpec::whole_log(w.after, self.stalled_stream, select))
+        self.watch(
+            (&caller, connection),
+            WatchSpec::whole_log(w.after, self.stalled_stream, select),
+        )
     }
 
     #[tracing::instrument(skip_all, name = "GetEscalationStats")]

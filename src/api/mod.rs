@@ -9,6 +9,7 @@
 mod admin;
 mod agent;
 mod auth;
+pub mod connections;
 mod convert;
 mod desk;
 mod edge;
@@ -22,14 +23,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 use tonic::{Response, Status};
 
 use crate::config::Limits;
+use crate::keys::Client;
 use crate::runtime::DeskHandle;
+use connections::Connection;
 use watch::{WatchSpec, WatchStream};
 
 pub use auth::ApiKeyCheck;
-pub use edge::EdgeLayer;
+pub use edge::{EdgeLayer, EdgeLimits};
 
 /// The state every service handler shares.
 #[derive(Clone)]
@@ -39,6 +43,8 @@ pub struct Api {
     desk_name: String,
     /// How long a server stream may go unread before it is closed with a resumable error.
     stalled_stream: Duration,
+    /// How long after that a client that still reads nothing keeps its connection.
+    stalled_connection: Duration,
     /// One permit per server stream open (watches and agent streams), across connections.
     open_streams: Arc<Semaphore>,
 }
@@ -48,25 +54,37 @@ impl Api {
         desk: DeskHandle,
         limits: Limits,
         desk_name: String,
-        stalled_stream: Duration,
-        max_open_streams: usize,
+        streams: &crate::config::ServerLimits,
     ) -> Self {
         Api {
             desk,
             limits: Arc::new(limits),
             desk_name,
-            stalled_stream,
-            open_streams: Arc::new(Semaphore::new(max_open_streams)),
+            stalled_stream: Duration::from_secs(streams.stalled_stream_secs),
+            stalled_connection: Duration::from_secs(streams.stalled_connection_secs),
+            open_streams: Arc::new(Semaphore::new(streams.max_open_streams)),
         }
     }
 
-    /// Opens a watch, counted among the server's open streams until its task ends.
+    /// Opens a watch for a request's `caller` on its `connection`, counted among the server's
+    /// open streams while it lives, and ended when the caller's key is revoked.
     fn watch<T: Send + 'static>(
         &self,
+        (caller, connection): (&Client, Option<Connection>),
         spec: WatchSpec<T>,
     ) -> Result<Response<WatchStream<T>>, Status> {
         let slot = self.stream_slot()?;
-        Ok(Response::new(watch::watch(self.desk.clone(), spec, slot)))
+        let revoked = self.revocation(caller);
+        let on = (connection, self.stalled_connection);
+        let stream = watch::watch(self.desk.clone(), spec, slot, revoked, on);
+        Ok(Response::new(stream))
+    }
+
+    /// Cancelled when the key `caller` authenticated with is revoked.
+    fn revocation(&self, caller: &Client) -> CancellationToken {
+        let keys = self.desk.keys();
+        let ring = keys.read().expect("key ring poisoned");
+        ring.revocation(caller.key_id.as_deref())
     }
 
     /// A slot for one more server stream, or RESOURCE_EXHAUSTED when all are taken: open

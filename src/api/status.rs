@@ -14,11 +14,13 @@
 //! | `DomainError::PermissionDenied`; a key without the service's permission | `PERMISSION_DENIED` |
 //! | a missing, malformed, unknown or revoked key | `UNAUTHENTICATED` |
 //! | an Attach stream taken over or its agent deleted ([`aborted`]) | `ABORTED` |
-//! | `DeskError::Overloaded`; past the calls-in-flight or open-streams limit | `RESOURCE_EXHAUSTED` (`OVERLOADED`) |
+//! | `DeskError::Overloaded`; past the calls-in-flight limit (overall or one client's) or the open-streams limit | `RESOURCE_EXHAUSTED` (`OVERLOADED`) |
 //! | a request over `max_message_bytes` ([`too_large`]) | `RESOURCE_EXHAUSTED` (`MESSAGE_TOO_LARGE`) |
+//! | a request whose message did not arrive in time ([`body_too_slow`]) | `DEADLINE_EXCEEDED` (`REQUEST_BODY_TIMEOUT`) |
 //! | a watch unread for `stalled_stream_secs` ([`stalled`]) | `RESOURCE_EXHAUSTED` (`STREAM_STALLED`, `resume_after_sequence`) |
 //! | a watch from before what retention kept | `OUT_OF_RANGE` |
 //! | `DeskError::Unavailable` / `Kept`, shutting down | `UNAVAILABLE` (a waiting HandleInquiry names its ticket) |
+//! | `DeskError::StoreFailing`: the store refuses writes (a full disk) | `UNAVAILABLE`, until it takes them again |
 //! | `StoreError` on a read | `INTERNAL` (`STORE_ERROR`), logged |
 
 use tonic::{Code, Status};
@@ -119,7 +121,7 @@ pub fn desk(err: DeskError) -> Status {
             "UNAVAILABLE",
             "the desk is shutting down; retry against a running server".into(),
         ),
-        DeskError::Kept { .. } => unavailable(&err.to_string()),
+        DeskError::Kept { .. } | DeskError::StoreFailing(_) => unavailable(&err.to_string()),
         DeskError::Store(e) => store(e),
     }
 }
@@ -147,6 +149,18 @@ pub fn stalled(resume_after: u64, stall: std::time::Duration) -> Status {
             stall.as_secs()
         ),
         details,
+    )
+}
+
+/// DEADLINE_EXCEEDED for a request whose body did not arrive within the server's deadline.
+pub fn body_too_slow(limit: std::time::Duration) -> Status {
+    with_reason(
+        Code::DeadlineExceeded,
+        "REQUEST_BODY_TIMEOUT",
+        format!(
+            "the request's message did not arrive within {} s of its start; send it at once",
+            limit.as_secs()
+        ),
     )
 }
 

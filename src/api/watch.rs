@@ -12,8 +12,10 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot, OwnedSemaphorePermit};
 use tokio_stream::Stream;
+use tokio_util::sync::{CancellationToken, DropGuard, WaitForCancellationFutureOwned};
 use tonic::Status;
 
+use super::connections::Connection;
 use super::status;
 use crate::domain::event::Event;
 use crate::runtime::DeskHandle;
@@ -72,41 +74,94 @@ impl<T> WatchSpec<T> {
     }
 }
 
+/// Starts a watch: its task replays, then follows, until the client goes, the watched thing
+/// ends, the server drains, or `revoked` (the caller's key) is cancelled. The stream holds
+/// `slot`, one of the server's open streams, until hyper lets go of it.
+///
+/// A client that still takes nothing `reset_after` the task ended (ended for its stalling or
+/// not) is not reading at all; HTTP/2 flow control would keep the stream's buffers for as
+/// long as its connection lives, so `connection` (when known) is closed, with every other
+/// stream on it.
 pub fn watch<T: Send + 'static>(
     handle: DeskHandle,
     spec: WatchSpec<T>,
     slot: OwnedSemaphorePermit,
+    revoked: CancellationToken,
+    (connection, reset_after): (Option<Connection>, Duration),
 ) -> WatchStream<T> {
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
     let (end_tx, end_rx) = oneshot::channel();
     let live = handle.subscribe();
+    let revoked_stream = revoked.clone();
+    // Cancelled when hyper drops the stream: its buffers are gone.
+    let gone = CancellationToken::new();
+    let gone_guard = gone.clone().drop_guard();
     tokio::spawn(async move {
-        if let Err(status) = pump(&handle, spec, live, &tx).await {
-            // Never waits: the task ends now, whether or not the client ever reads again.
-            let _ = end_tx.send(status);
+        let ended = tokio::select! {
+            ended = pump(&handle, spec, live, &tx) => ended,
+            _ = revoked.cancelled() => Err(status::unauthenticated(
+                "the API key this stream was opened with was revoked",
+            )),
+        };
+        drop(handle);
+        let end_tx = match ended {
+            // Never waits: the client reads it after what is buffered, or never.
+            Err(status) => {
+                let _ = end_tx.send(status);
+                None
+            }
+            Ok(()) => Some(end_tx),
+        };
+        // The client's side ends once it has what was buffered: nothing more will come.
+        drop(tx);
+        drop(end_tx);
+        let Some(connection) = connection else {
+            return;
+        };
+        tokio::select! {
+            _ = gone.cancelled() => {}
+            _ = tokio::time::sleep(reset_after) => {
+                tracing::info!(after_secs = reset_after.as_secs(), "a watch's client takes nothing; closing its connection to free its buffers");
+                connection.kill();
+            }
         }
-        // The stream's slot among the server's open streams goes with the task: a stream
-        // that ended, stalled or not, no longer counts.
-        drop(slot);
     });
     WatchStream {
         data: rx,
         end: Some(end_rx),
+        revoked: Box::pin(revoked_stream.cancelled_owned()),
+        done: false,
+        _slot: slot,
+        _gone: gone_guard,
     }
 }
 
 /// A watch as the client sees it: the buffered events, then the error that ended it (if
-/// one did). The task that fed it is gone by then, so a stream nobody reads holds at most
-/// its buffer, and no longer counts among the server's open streams.
+/// one did). It counts among the server's open streams until hyper drops it, which is when
+/// its buffers are gone.
 pub struct WatchStream<T> {
     data: mpsc::Receiver<Result<T, Status>>,
     end: Option<oneshot::Receiver<Status>>,
+    /// The caller's key was revoked: nothing more goes out, not even what is buffered.
+    revoked: Pin<Box<WaitForCancellationFutureOwned>>,
+    done: bool,
+    _slot: OwnedSemaphorePermit,
+    _gone: DropGuard,
 }
 
 impl<T> Stream for WatchStream<T> {
     type Item = Result<T, Status>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        if self.revoked.as_mut().poll(cx).is_ready() {
+            self.done = true;
+            return Poll::Ready(Some(Err(status::unauthenticated(
+                "the API key this stream was opened with was revoked",
+            ))));
+        }
         match self.data.poll_recv(cx) {
             Poll::Ready(None) => {}
             other => return other,
@@ -117,7 +172,7 @@ impl<T> Stream for WatchStream<T> {
         match Pin::new(end).poll(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(result) => {
-                self.end = None;
+                self.done = true;
                 Poll::Ready(result.ok().map(Err))
             }
         }
@@ -226,6 +281,15 @@ async fn pump<T>(
     tx: &mpsc::Sender<Result<T, Status>>,
 ) -> Result<(), Status> {
     let mut last = spec.after;
+    // A resume point past the log's end was never handed out by this desk: its store was
+    // replaced or wiped. Waiting would look like a quiet desk; say so instead.
+    let head = handle.read(|s| s.head_seq()).await.map_err(status::desk)?;
+    if last > head {
+        return Err(status::out_of_range(format!(
+            "after_sequence {last} is beyond the last event of this desk ({head}); its store \
+             may have been replaced: list again and watch from the list's sequence"
+        )));
+    }
     if let Flow::Done = replay(handle, &spec, &mut last, tx).await? {
         return Ok(());
     }

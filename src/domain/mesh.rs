@@ -74,6 +74,10 @@ pub struct Agent {
     /// Only that client (or an admin) may reply to its assignments.
     #[serde(default)]
     pub attached_by: Option<String>,
+    /// For a remote agent: the client it belongs to, the one that registered it or first
+    /// attached it. Only that client (or an admin) may attach it again; kept across restarts.
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 impl Agent {
@@ -97,6 +101,7 @@ impl Agent {
             kind,
             handled: 0,
             attached_by: None,
+            owner: None,
         }
     }
 }

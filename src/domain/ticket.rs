@@ -130,7 +130,31 @@ pub struct Ticket {
     pub prepared: Option<Arc<PreparedAnswer>>,
 }
 
+/// What a customer asked, as a retry with the same idempotency key must ask it again.
+#[derive(Clone, Copy, Debug)]
+pub struct Asked<'a> {
+    pub customer_id: &'a str,
+    pub inquiry: &'a str,
+    pub context: &'a BTreeMap<String, String>,
+    pub priority: u8,
+    /// The topic the caller named, if any.
+    pub topic: Option<&'a str>,
+}
+
 impl Ticket {
+    /// Whether `asked` is what this ticket was created for: the same customer, inquiry, context
+    /// and priority, and the same topic when the retry names one. A retry that asks something
+    /// else with the same idempotency key is a mistake the caller must hear of.
+    pub fn was_asked(&self, asked: &Asked<'_>) -> bool {
+        self.customer_id == asked.customer_id
+            && self.inquiry == asked.inquiry
+            && &self.context == asked.context
+            && self.priority == asked.priority
+            && asked
+                .topic
+                .is_none_or(|t| t.trim().eq_ignore_ascii_case(&self.topic))
+    }
+
     /// True once it moved up a tier or went to a human.
     pub fn escalated(&self) -> bool {
         self.escalation_count > 0 || !self.escalation_id.is_empty()

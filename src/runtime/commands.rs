@@ -195,9 +195,9 @@ impl DeskHandle {
 
     /// Revokes a key: no call is authenticated with it once this returns.
     pub async fn revoke_key(&self, key_id: String) -> Result<KeyRecord, DeskError> {
-        self.run(move |core, _| {
+        self.run(move |core, now| {
             let unknown = DomainError::NotFound(format!("api key {key_id} not found"));
-            core.revoke_key(key_id).ok_or(unknown)
+            core.revoke_key(key_id, now).ok_or(unknown)
         })
         .await
     }
@@ -225,8 +225,14 @@ impl DeskHandle {
         .await
     }
 
-    /// Attaches a remote agent's process (see [`AgentSession`]).
-    pub async fn attach(&self, spec: AttachSpec, actor: Actor) -> Result<AgentSession, DeskError> {
+    /// Attaches a remote agent's process (see [`AgentSession`]) for `actor`, whose key is
+    /// `key_id` (`None`: a development key): revoking that key detaches the agent.
+    pub async fn attach(
+        &self,
+        spec: AttachSpec,
+        actor: Actor,
+        key_id: Option<String>,
+    ) -> Result<AgentSession, DeskError> {
         let stream_id = self.new_stream_id();
         let lease = AttachLease {
             desk: self.clone(),
@@ -234,7 +240,7 @@ impl DeskHandle {
         };
         let (agent, feed, assignment_timeout_ms) = self
             .run(move |core, now| {
-                let (agent, feed) = core.attach(spec, &actor, stream_id, now)?;
+                let (agent, feed) = core.attach(spec, (&actor, key_id), stream_id, now)?;
                 Ok((agent, feed, core.desk.settings().assignment_timeout_ms))
             })
             .await?;

@@ -27,6 +27,8 @@ const AGENT_FEED_SLACK: usize = 64;
 pub(super) struct AgentStream {
     pub(super) stream_id: u64,
     pub(super) feed: mpsc::Sender<AgentFeed>,
+    /// The key the stream was opened with (`None`: a development key).
+    key_id: Option<String>,
 }
 
 pub(super) struct Core {
@@ -68,16 +70,19 @@ impl Core {
     pub(super) fn attach(
         &mut self,
         spec: AttachSpec,
-        actor: &Actor,
+        (actor, key_id): (&Actor, Option<String>),
         stream_id: u64,
         now: i64,
     ) -> Result<(Agent, mpsc::Receiver<AgentFeed>), DomainError> {
         let agent = self.desk.attach_remote(spec, actor, now)?;
         let (feed, receiver) = mpsc::channel(agent.capacity as usize + AGENT_FEED_SLACK);
         self.stream_agents.insert(stream_id, agent.id.clone());
-        let previous = self
-            .agent_streams
-            .insert(agent.id.clone(), AgentStream { stream_id, feed });
+        let stream = AgentStream {
+            stream_id,
+            feed,
+            key_id,
+        };
+        let previous = self.agent_streams.insert(agent.id.clone(), stream);
         if let Some(previous) = previous {
             self.stream_agents.remove(&previous.stream_id);
             let _ = previous.feed.try_send(AgentFeed::Ended(format!(
@@ -157,14 +162,26 @@ impl Core {
         self.key_changes.push(KeyChange::Created(record));
     }
 
-    /// Revokes a key in the ring (every call authenticated after this job refuses it) and in
-    /// the batch's commit; `None` for an unknown key.
-    pub(super) fn revoke_key(&mut self, key_id: String) -> Option<KeyRecord> {
+    /// Revokes a key in the ring (every call authenticated after this job refuses it, and the
+    /// watches opened with it end) and in the batch's commit; `None` for an unknown key. The
+    /// agents attached with it go offline in this same job, their work handed on: no
+    /// assignment reaches a process whose key was revoked.
+    pub(super) fn revoke_key(&mut self, key_id: String, now: i64) -> Option<KeyRecord> {
         let record = self
             .keys
             .write()
             .expect("key ring poisoned")
             .revoke(&key_id)?;
+        let attached: Vec<u64> = self
+            .agent_streams
+            .values()
+            .filter(|s| s.key_id.as_deref() == Some(key_id.as_str()))
+            .map(|s| s.stream_id)
+            .collect();
+        for stream_id in attached {
+            // Its feed closes with it; the stream sees the key's revocation and says so.
+            self.detach(stream_id, now);
+        }
         self.key_changes.push(KeyChange::Revoked { key_id });
         Some(record)
     }

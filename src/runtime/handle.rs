@@ -7,10 +7,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::core::Core;
+use super::writer::StoreHealth;
 use super::DeskError;
 use crate::domain::error::DomainError;
 use crate::domain::event::Event;
@@ -35,6 +36,7 @@ pub struct DeskHandle {
     pub(super) triage: Arc<Triage>,
     /// How long a new ticket's answer is still awaited once shutdown starts.
     pub(super) answer_grace: Duration,
+    store_health: watch::Receiver<StoreHealth>,
 }
 
 /// What [`DeskHandle::new`] is made of.
@@ -46,6 +48,7 @@ pub(super) struct Parts {
     pub closing: CancellationToken,
     pub triage: Arc<Triage>,
     pub answer_grace: Duration,
+    pub store_health: watch::Receiver<StoreHealth>,
 }
 
 impl DeskHandle {
@@ -59,6 +62,7 @@ impl DeskHandle {
             stream_ids: Arc::default(),
             triage: parts.triage,
             answer_grace: parts.answer_grace,
+            store_health: parts.store_health,
         }
     }
 
@@ -82,6 +86,9 @@ impl DeskHandle {
     }
 
     fn submit(&self, job: Job) -> Result<(), DeskError> {
+        if let StoreHealth::Failing(why) = &*self.store_health.borrow() {
+            return Err(DeskError::StoreFailing(why.clone()));
+        }
         self.jobs.try_send(job).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => DeskError::Overloaded,
             mpsc::error::TrySendError::Closed(_) => DeskError::Unavailable,
@@ -130,6 +137,11 @@ impl DeskHandle {
     /// Cancelled when the server starts shutting down: streams and waiting calls end.
     pub fn closing(&self) -> &CancellationToken {
         &self.closing
+    }
+
+    /// Whether the store takes the desk's writes, as it changes.
+    pub fn store_health(&self) -> watch::Receiver<StoreHealth> {
+        self.store_health.clone()
     }
 
     /// The key ring every call is authenticated against; changed only by the runtime.

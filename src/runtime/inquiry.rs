@@ -10,9 +10,10 @@ use tokio::sync::oneshot;
 
 use super::core::Core;
 use super::{DeskError, DeskHandle};
+use crate::domain::classify::Topic;
 use crate::domain::desk::NewTicket;
 use crate::domain::error::DomainError;
-use crate::domain::ticket::Ticket;
+use crate::domain::ticket::{Asked, Ticket};
 
 /// A customer's inquiry as the caller sent it, validated.
 #[derive(Clone, Debug)]
@@ -27,6 +28,46 @@ pub struct Inquiry {
     pub topic: Option<String>,
     /// Empty: none. The same key from the same client returns the same ticket.
     pub idempotency_key: String,
+}
+
+impl Inquiry {
+    fn asked(&self) -> Asked<'_> {
+        Asked {
+            customer_id: &self.customer_id,
+            inquiry: &self.inquiry,
+            context: &self.context,
+            priority: self.priority,
+            topic: self.topic.as_deref(),
+        }
+    }
+}
+
+fn asked(new: &NewTicket) -> Asked<'_> {
+    Asked {
+        customer_id: &new.customer_id,
+        inquiry: &new.inquiry,
+        context: &new.context,
+        priority: new.priority,
+        topic: match &new.topic {
+            Topic::Given(t) => Some(t),
+            Topic::Classified(_) => None,
+        },
+    }
+}
+
+/// The earlier ticket of an idempotency key, unless the retry asks something else.
+fn same_request(ticket: &Ticket, asked: &Asked<'_>, key: &str) -> Result<(), DomainError> {
+    if ticket.was_asked(asked) {
+        return Ok(());
+    }
+    Err(DomainError::invalid(
+        "idempotency_key",
+        format!(
+            "{key:?} was already used by this client for a different request (ticket {}); \
+             send a new key with a new request",
+            ticket.id
+        ),
+    ))
 }
 
 /// What the caller hears: the ticket as it settled, and whether an earlier call made it.
@@ -72,6 +113,9 @@ impl Core {
         let client_id = new.client_id.clone();
         if !key.is_empty() {
             if let Some(existing) = self.idempotent_ticket(&client_id, &key).cloned().or(stored) {
+                if let Some(t) = self.desk.ticket(&existing) {
+                    same_request(t, &asked(&new), &key)?;
+                }
                 return Ok(match self.desk.ticket(&existing) {
                     Some(t) if t.status.is_settled() => Admission::Settled(Box::new(t.clone())),
                     Some(_) => {
@@ -114,6 +158,7 @@ impl DeskHandle {
             let (c, k) = (client_id.to_string(), key.clone());
             if let Some(existing) = self.read(move |s| s.find_idempotent(&c, &k)).await? {
                 let ticket = self.stored_ticket(&existing).await?;
+                same_request(&ticket, &inquiry.asked(), &key)?;
                 if ticket.status.is_settled() {
                     return Ok(Answer {
                         ticket,
@@ -129,6 +174,8 @@ impl DeskHandle {
             tokio::task::spawn_blocking(move || triage.inquiry(&text, given.as_deref()))
                 .await
                 .map_err(|_| DeskError::Unavailable)?;
+        // With a key: kept to compare with an earlier ticket that closed before it was read.
+        let asked_again = (!key.is_empty()).then(|| inquiry.clone());
         let new = NewTicket {
             id: new_ticket_id(crate::clock::now_ms()),
             customer_id: inquiry.customer_id,
@@ -152,10 +199,14 @@ impl DeskHandle {
                 })
             }
             Admission::Closed(id) => {
+                let ticket = self.stored_ticket(&id).await?;
+                if let Some(again) = &asked_again {
+                    same_request(&ticket, &again.asked(), &again.idempotency_key)?;
+                }
                 return Ok(Answer {
-                    ticket: self.stored_ticket(&id).await?,
+                    ticket,
                     replayed: true,
-                })
+                });
             }
             Admission::Waiting {
                 ticket_id,

@@ -27,7 +27,7 @@ mod writer;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::desk::{Desk, RemoteMessage};
@@ -39,6 +39,7 @@ use crate::store::{Store, StoreError};
 pub use commands::{AgentSession, DeskStatus, Seed};
 pub use handle::DeskHandle;
 pub use inquiry::{Answer, Inquiry};
+pub use writer::StoreHealth;
 
 /// Why the runtime could not answer.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +50,9 @@ pub enum DeskError {
     Overloaded,
     #[error("the desk is shutting down or could not persist the change")]
     Unavailable,
+    /// The store refuses writes; the desk refuses changes until it takes them again.
+    #[error("the desk cannot write to its store ({0}); it refuses changes until the store takes writes again, and retries by itself; reads go on")]
+    StoreFailing(String),
     /// The desk stopped before a new ticket settled; the ticket is kept and can be fetched.
     #[error(
         "{why}; ticket {ticket_id} is kept: fetch it with GetTicket or follow it with WatchTicket"
@@ -111,11 +115,21 @@ impl Runtime {
         let closing = CancellationToken::new();
         let stop = CancellationToken::new();
         let compaction_backlog = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (health, store_health) = watch::channel(StoreHealth::Healthy);
+        let health = Arc::new(health);
+        tokio::spawn(writer::keep_in_shape(
+            store.clone(),
+            health.clone(),
+            closing.clone(),
+        ));
         let (writer_tx, writer) = writer::spawn(
             store.clone(),
-            events_tx.clone(),
-            closing.clone(),
-            compaction_backlog.clone(),
+            writer::Shared {
+                events: events_tx.clone(),
+                closing: closing.clone(),
+                compaction_backlog: compaction_backlog.clone(),
+                health,
+            },
         );
         let handle = DeskHandle::new(handle::Parts {
             jobs: jobs_tx.clone(),
@@ -125,6 +139,7 @@ impl Runtime {
             closing: closing.clone(),
             triage: triage.clone(),
             answer_grace: options.shutdown_grace / 2,
+            store_health,
         });
         let run = tokio::spawn(batches::run_loop(
             core::Core::new(desk, keys),

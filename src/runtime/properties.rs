@@ -238,7 +238,7 @@ async fn apply(ops: Vec<Op>, dir: &std::path::Path) -> Result<(), TestCaseError>
                 let stream_id = handle.new_stream_id();
                 let host = host.clone();
                 let (agent, feed) = run(&handle, move |core, now| {
-                    core.attach(spec, &host, stream_id, now).unwrap()
+                    core.attach(spec, (&host, None), stream_id, now).unwrap()
                 })
                 .await;
                 remotes[remote].agent_id = Some(agent.id);

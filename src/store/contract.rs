@@ -238,6 +238,7 @@ fn contract(store: &dyn Store) {
         kind: AgentKind::Builtin,
         handled: 7,
         attached_by: None,
+        owner: Some("agent-host".into()),
     };
     let reviewer = Reviewer {
         id: "r1".into(),

@@ -10,6 +10,7 @@
 //! A second backend is written from the trait's documentation and proven by the contract
 //! suite (`contract.rs`), which every backend must pass unchanged.
 
+mod files;
 mod sqlite;
 
 use std::path::PathBuf;
@@ -43,6 +44,18 @@ pub fn open(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
     )?))
 }
 
+/// Opens the store the settings describe, which must already exist: for offline tools, which
+/// must never create an empty store where an operator expected one.
+pub fn open_existing(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
+    if !SqliteStore::exists_in(&settings.data_dir) {
+        return Err(StoreError::Io(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("no store in {}", settings.data_dir.display()),
+        )));
+    }
+    open(settings)
+}
+
 pub use sqlite::SqliteStore;
 
 use crate::domain::desk::{Settings, Stats};
@@ -64,6 +77,12 @@ pub enum StoreError {
     /// The files of the store could not be read or written.
     #[error("store: {0}")]
     Io(#[from] std::io::Error),
+    /// Another process has the store open.
+    #[error("{0}")]
+    InUse(String),
+    /// The store's own consistency check failed: it must not be written to.
+    #[error("{0}")]
+    Damaged(String),
 }
 
 /// An API key as persisted: never the secret, only its SHA-256.
@@ -257,6 +276,18 @@ pub trait Store: Send + Sync + 'static {
     fn head_seq(&self) -> Result<u64, StoreError>;
     /// What retention left of the log.
     fn retained(&self) -> Result<Retained, StoreError>;
+
+    /// Checks the store's own consistency before it is trusted: `Err(Damaged)` saying what is
+    /// wrong and what to do. `thorough` reads everything (every page and index entry) and
+    /// takes time in proportion to the store's size; otherwise a quicker check of the
+    /// structure that a start can afford.
+    fn check(&self, thorough: bool) -> Result<(), StoreError>;
+
+    /// Keeps the store in shape between commits (for SQLite: moves the write-ahead log into
+    /// the database). Called by the writer now and then. An error means commits still
+    /// succeed but the store will not stay healthy (it grows, or cannot write some files):
+    /// the desk reports it.
+    fn maintain(&self) -> Result<(), StoreError>;
 }
 
 /// What a commit tells the runtime beyond success.

@@ -8,8 +8,8 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::de::DeserializeOwned;
 
 use super::{
-    CommitBatch, CommitReport, Cursor, Durability, EscalationFilter, KeyChange, KeyRecord, Loaded,
-    Page, Retained, Store, StoreError, TicketFilter,
+    files, CommitBatch, CommitReport, Cursor, Durability, EscalationFilter, KeyChange, KeyRecord,
+    Loaded, Page, Retained, Store, StoreError, TicketFilter,
 };
 use crate::domain::desk::{Settings, Stats};
 use crate::domain::event::{Event, EventBody};
@@ -83,15 +83,29 @@ CREATE TABLE IF NOT EXISTS config_changes (
 /// Most events one commit compacts away; a backlog goes over the following commits.
 const COMPACT_ROWS: i64 = 5_000;
 
+/// The database file in the data directory.
+const DB_FILE: &str = "desk.db";
+
 pub struct SqliteStore {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// Checkpoints the WAL beside the writer, so commits never wait for one.
+    maintenance: Mutex<Connection>,
+    /// The data directory's lock, held for as long as the store is open.
+    _lock: std::fs::File,
 }
 
 impl From<rusqlite::Error> for StoreError {
     fn from(err: rusqlite::Error) -> Self {
-        StoreError::Backend(Box::new(err))
+        use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
+        match err.sqlite_error_code() {
+            Some(DatabaseCorrupt | NotADatabase) => StoreError::Damaged(format!(
+                "the store reports damage ({err}); stop the server and run `servicedesk check \
+                 --full` on its data directory"
+            )),
+            _ => StoreError::Backend(Box::new(err)),
+        }
     }
 }
 
@@ -112,10 +126,12 @@ fn priority_rank(e: &Escalation) -> u8 {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) `desk.db` in `dir`.
+    /// Opens (creating if needed) `desk.db` in `dir`, after taking the directory's lock: one
+    /// process per store, or two writers would corrupt each other's log.
     pub fn open(dir: &Path, durability: Durability) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir)?;
-        let path = dir.join("desk.db");
+        let lock = files::lock_dir(dir)?;
+        let path = dir.join(DB_FILE);
+        files::owner_only(&path)?;
         let writer = Connection::open(&path)?;
         writer.busy_timeout(std::time::Duration::from_secs(5))?;
         writer.pragma_update(None, "journal_mode", "WAL")?;
@@ -126,11 +142,25 @@ impl SqliteStore {
         writer.pragma_update(None, "synchronous", sync)?;
         writer.pragma_update(None, "foreign_keys", "ON")?;
         writer.execute_batch(SCHEMA)?;
+        // SQLite creates the WAL and its index with the database's mode; older stores may
+        // have been created before that mode was owner-only.
+        for companion in ["-wal", "-shm"] {
+            files::tighten(&dir.join(format!("{DB_FILE}{companion}")))?;
+        }
+        let maintenance = Connection::open(&path)?;
+        maintenance.busy_timeout(std::time::Duration::from_secs(5))?;
         Ok(SqliteStore {
             path,
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
+            maintenance: Mutex::new(maintenance),
+            _lock: lock,
         })
+    }
+
+    /// Whether `dir` holds a store.
+    pub fn exists_in(dir: &Path) -> bool {
+        dir.join(DB_FILE).is_file()
     }
 
     pub fn path(&self) -> &Path {
@@ -668,6 +698,40 @@ impl Store for SqliteStore {
                 compacted_before_ms: before.and_then(|v| v.parse().ok()),
             })
         })
+    }
+
+    fn maintain(&self) -> Result<(), StoreError> {
+        let conn = self.maintenance.lock().expect("maintenance poisoned");
+        // PASSIVE copies what no reader still needs and never waits; an error is a file the
+        // database cannot write (its disk, its permissions, its attributes).
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+
+    fn check(&self, thorough: bool) -> Result<(), StoreError> {
+        let pragma = if thorough {
+            "PRAGMA integrity_check(20)"
+        } else {
+            "PRAGMA quick_check(20)"
+        };
+        let damaged = |found: String| {
+            StoreError::Damaged(format!(
+                "the store {} is damaged ({found}); nothing was written to it. Restore it from a \
+                 backup, or move it away and start on an empty data directory; `servicedesk \
+                 check --full --data-dir {}` lists what is wrong",
+                self.path.display(),
+                self.path.parent().unwrap_or(&self.path).display()
+            ))
+        };
+        let conn = self.writer.lock().expect("writer poisoned");
+        let found: Result<Vec<String>, rusqlite::Error> = conn
+            .prepare(pragma)
+            .and_then(|mut stmt| stmt.query_map([], |r| r.get(0))?.collect());
+        match found {
+            Ok(rows) if rows.len() == 1 && rows[0] == "ok" => Ok(()),
+            Ok(rows) => Err(damaged(rows.join("; "))),
+            Err(err) => Err(damaged(err.to_string())),
+        }
     }
 }
 

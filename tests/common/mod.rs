@@ -113,6 +113,8 @@ pub struct Launch {
     /// The server serves TLS with a certificate for `localhost` signed by this CA (PEM):
     /// clients connect over TLS trusting it.
     pub tls_ca_pem: Option<String>,
+    /// A command the binary runs under, e.g. `["prlimit", "--nofile=256:256"]`.
+    pub wrapper: Vec<String>,
 }
 
 impl Default for Launch {
@@ -124,6 +126,7 @@ impl Default for Launch {
             extra_args: Vec::new(),
             env: Vec::new(),
             tls_ca_pem: None,
+            wrapper: Vec::new(),
         }
     }
 }
@@ -169,7 +172,15 @@ impl Server {
     /// Starts the binary on `root` as `launch` says.
     pub async fn launch(root: TempDir, launch: Launch) -> Server {
         let data_dir = root.path().join("data");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_servicedesk"));
+        let binary = env!("CARGO_BIN_EXE_servicedesk");
+        let mut command = match launch.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
         command.arg("serve");
         // Nothing from the test's own environment may change what the server does.
         for (name, _) in std::env::vars_os() {
@@ -286,6 +297,22 @@ impl Server {
                 ),
             }
         }
+    }
+
+    /// The server's process id (a wrapper like prlimit execs it, keeping the id).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running child").id()
+    }
+
+    /// The server's resident memory, in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read the server's /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc status")
     }
 
     /// The address it listens on.
@@ -458,6 +485,11 @@ impl Server {
     pub async fn kill(mut self) -> TempDir {
         self.reap_after_kill();
         self.root.take().expect("server root")
+    }
+
+    /// Waits (at most `limit`) for the process to exit on its own; `None` while it runs.
+    pub async fn exit_within(&mut self, limit: Duration) -> Option<ExitStatus> {
+        self.wait_for_exit(limit).await
     }
 
     async fn wait_for_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
@@ -882,4 +914,43 @@ mod harness_tests {
         assert!(names_field("context.k", "context"));
         assert!(!names_field("contexts", "context"));
     }
+}
+
+/// What a run of the binary that is expected to end printed, and how it ended.
+#[derive(Debug)]
+pub struct Exited {
+    pub status: ExitStatus,
+    /// stdout and stderr together.
+    pub output: String,
+}
+
+/// Runs the binary with `args` and waits (at most `limit`) for it to exit on its own; `None`
+/// when it was still running at the limit (it is killed then).
+pub async fn run_to_exit<S: AsRef<std::ffi::OsStr>>(args: &[S], limit: Duration) -> Option<Exited> {
+    let dir = tempfile::tempdir().expect("a directory for the output");
+    let out_path = dir.path().join("out");
+    let out = std::fs::File::create(&out_path).expect("create the output file");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_servicedesk"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().expect("clone the output file"))
+        .stderr(out)
+        .spawn()
+        .expect("spawn the servicedesk binary");
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    let output = std::fs::read_to_string(&out_path).unwrap_or_default();
+    status.map(|status| Exited { status, output })
 }

@@ -115,9 +115,11 @@ impl Desk {
         Ok(agent)
     }
 
-    /// A remote agent's process attached (by `client_id`'s key): it is online, takes work
-    /// unless paused, and is sent again every assignment it still holds (a process that
-    /// reconnects carries on). Returns the agent.
+    /// A remote agent's process attached (by `actor`'s key): it is online, takes work unless
+    /// paused, and is sent again every assignment it still holds (a process that reconnects
+    /// carries on). An agent belongs to the client that registered it or first attached it:
+    /// another client's key is refused, attached or not, unless it is an admin's. Returns the
+    /// agent.
     pub fn attach_remote(
         &mut self,
         spec: AttachSpec,
@@ -137,11 +139,12 @@ impl Desk {
                         agent.name
                     )));
                 }
-                if let Some(owner) = agent.attached_by.as_deref() {
+                let holder = agent.owner.as_deref().or(agent.attached_by.as_deref());
+                if let Some(owner) = holder {
                     if owner != client_id && !actor.admin {
                         return Err(DomainError::PermissionDenied(format!(
-                            "agent {} is attached by another client; only that client (or an \
-                             admin key) may take it over",
+                            "agent {} belongs to another client; only that client (or an admin \
+                             key) may attach it",
                             agent.name
                         )));
                     }
@@ -158,6 +161,9 @@ impl Desk {
         };
         self.mesh.update(&agent_id, |a| {
             a.attached_by = Some(client_id.to_string());
+            // The first client to attach an agent nobody owns yet (one an operator created)
+            // makes it theirs.
+            a.owner.get_or_insert_with(|| client_id.to_string());
             if a.availability == Availability::Offline {
                 a.availability = Availability::Available;
             }

@@ -1,0 +1,261 @@
+//! Hostile and broken clients at the transport, over raw HTTP/2 and TCP against the real
+//! binary: bodies that never finish, readers that never open their window, connections that
+//! never speak, at a low open-files limit.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use servicedesk::proto::v1::ListTicketsRequest;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tonic::codegen::http;
+
+/// A raw HTTP/2 connection to the server; `window` is the stream window it announces.
+async fn raw_connection(server: &Server, window: u32) -> h2::client::SendRequest<Bytes> {
+    let tcp = TcpStream::connect(server.addr()).await.expect("connect");
+    let (send, connection) = h2::client::Builder::new()
+        .initial_window_size(window)
+        .max_concurrent_streams(1000)
+        .handshake(tcp)
+        .await
+        .expect("HTTP/2 handshake");
+    tokio::spawn(connection);
+    send
+}
+
+/// A gRPC request's headers for `method` with `key`.
+fn grpc_request(server: &Server, method: &str, key: &str) -> http::Request<()> {
+    http::Request::builder()
+        .method("POST")
+        .uri(format!("http://{}/{method}", server.addr()))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("x-api-key", key)
+        .body(())
+        .unwrap()
+}
+
+/// The grpc-status of a response: in its headers (trailers-only) or its trailers.
+async fn grpc_status(response: h2::client::ResponseFuture) -> Option<i32> {
+    let response = response.await.ok()?;
+    let in_headers = response.headers().get("grpc-status").cloned();
+    let code = match in_headers {
+        Some(code) => code,
+        None => {
+            let mut body = response.into_body();
+            while let Some(chunk) = body.data().await {
+                let chunk = chunk.ok()?;
+                let _ = body.flow_control().release_capacity(chunk.len());
+            }
+            body.trailers().await.ok()??.get("grpc-status")?.clone()
+        }
+    };
+    code.to_str().ok()?.parse().ok()
+}
+
+#[tokio::test]
+async fn a_client_trickling_its_requests_cannot_take_the_server_from_the_others() {
+    let config = "[server]\nmax_concurrent_requests = 64\nmax_requests_per_client = 16\n\
+                  request_body_secs = 2\n";
+    let server = Server::start_with_config(config).await;
+    let slow_key = server.create_key("slowpoke", &["customer_service"]).await;
+    let mut send = raw_connection(&server, 65_535).await;
+    // As many calls as the whole server allows, each announcing a 1 MB message and sending
+    // 20 bytes of it, never the rest.
+    let mut held = Vec::new();
+    let mut responses = Vec::new();
+    for _ in 0..64 {
+        send = send.ready().await.expect("a stream");
+        let (response, mut body) = send
+            .send_request(
+                grpc_request(
+                    &server,
+                    "servicedesk.v1.DeskService/HandleInquiry",
+                    &slow_key,
+                ),
+                false,
+            )
+            .expect("send the headers");
+        let mut start = vec![0u8];
+        start.extend_from_slice(&(1024u32 * 1024).to_be_bytes());
+        start.extend_from_slice(&[0x0a; 20]);
+        body.send_data(Bytes::from(start), false)
+            .expect("send the start of the message");
+        held.push(body);
+        responses.push(tokio::spawn(grpc_status(response)));
+    }
+    // Another client is served meanwhile.
+    ok(
+        server
+            .desk()
+            .list_tickets(ListTicketsRequest::default())
+            .await,
+        "another client's call while one client trickles",
+    );
+    ask(&mut server.desk(), inquiry("cust_fair", PASSWORD_RESET)).await;
+    // The trickling client got its share: the rest of its calls were refused at once, and
+    // those it held end at the body deadline.
+    let started = Instant::now();
+    let mut codes = Vec::new();
+    for response in responses {
+        let code = tokio::time::timeout(Duration::from_secs(30), response)
+            .await
+            .expect("every trickled call ends")
+            .unwrap();
+        codes.push(code);
+    }
+    let shed = codes.iter().filter(|c| **c == Some(8)).count();
+    let timed_out = codes.iter().filter(|c| **c == Some(4)).count();
+    assert_eq!(shed, 64 - 16, "refused past its share: {codes:?}");
+    assert_eq!(timed_out, 16, "ended at the body deadline: {codes:?}");
+    eprintln!(
+        "64 trickled calls: {shed} refused at once, {timed_out} ended by the body deadline \
+         within {:?}",
+        started.elapsed()
+    );
+    drop(held);
+}
+
+#[tokio::test]
+async fn watches_whose_reader_never_opens_its_window_are_closed_and_their_memory_freed() {
+    let config = "[server]\nstalled_stream_secs = 1\nstalled_connection_secs = 2\n\
+                  max_open_streams = 300\n";
+    // One malloc arena: what the process frees is reused by the next round, whichever thread
+    // allocates it, so RSS tells freed memory from kept memory.
+    let launch = Launch {
+        config_toml: Some(config.into()),
+        env: vec![("MALLOC_ARENA_MAX".into(), "1".into())],
+        ..Launch::default()
+    };
+    let server = Server::launch(new_root(), launch).await;
+    let mut desk = server.desk();
+    for n in 0..60 {
+        ask(&mut desk, inquiry(&format!("cust_log_{n}"), PASSWORD_RESET)).await;
+    }
+    let idle_rss = server.rss_kib();
+    let mut after_round = Vec::new();
+    for round in 0..4 {
+        // A reader that announces a window of 0 and never opens it: not one byte of DATA
+        // can reach it.
+        let mut send = raw_connection(&server, 0).await;
+        let mut pending = Vec::new();
+        for _ in 0..250 {
+            send = send.ready().await.expect("a stream");
+            let (response, mut body) = send
+                .send_request(
+                    grpc_request(
+                        &server,
+                        "servicedesk.v1.AdminService/WatchEvents",
+                        ADMIN_KEY,
+                    ),
+                    false,
+                )
+                .expect("send the headers");
+            body.send_data(Bytes::from_static(&[0, 0, 0, 0, 0]), true)
+                .expect("send the request");
+            pending.push(response);
+        }
+        let peak = server.rss_kib();
+        // The server gives up on the stalled streams and closes the connection: the client
+        // learns of it (its streams fail), and the memory is the server's again.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            send = match send.ready().await {
+                Ok(send) => send,
+                Err(_) => break,
+            };
+            assert!(
+                Instant::now() < deadline,
+                "the server still holds the stalled connection after 60 s (round {round})"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        drop(pending);
+        // Every stream's place is free again: as many watches as allowed open and read.
+        let mut watches = Vec::new();
+        for _ in 0..250 {
+            let mut admin = server.admin();
+            let mut watch = Watch::open("WatchEvents", async move {
+                admin
+                    .watch_events(servicedesk::proto::v1::WatchEventsRequest::default())
+                    .await
+            });
+            watch.expect_next().await;
+            watches.push(watch);
+        }
+        drop(watches);
+        let after = server.rss_kib();
+        eprintln!(
+            "round {round}: RSS {idle_rss} KiB idle, {peak} KiB as the 250 stalled watches opened, \
+             {after} KiB after the server closed them"
+        );
+        after_round.push(after);
+    }
+    // Freed, not kept: each attack reuses what the ones before held, so the growth levels
+    // off. Kept buffers would add hundreds of KiB per stalled stream, every round.
+    let last_growth = after_round[3].saturating_sub(after_round[2]);
+    assert!(
+        last_growth < 20 * 1024,
+        "memory grows with each attack: {after_round:?} KiB"
+    );
+}
+
+#[tokio::test]
+async fn silent_connections_are_closed_and_health_answers_at_the_open_files_limit() {
+    let launch = Launch {
+        config_toml: Some("[server]\nfirst_request_secs = 1\n".into()),
+        wrapper: vec!["prlimit".into(), "--nofile=256:256".into()],
+        ..Launch::default()
+    };
+    let server = Server::launch(new_root(), launch).await;
+    // More silent connections than the server has descriptors for.
+    let mut silent = Vec::new();
+    for _ in 0..400 {
+        match TcpStream::connect(server.addr()).await {
+            Ok(stream) => silent.push(stream),
+            Err(_) => break,
+        }
+    }
+    assert!(silent.len() >= 300, "opened {} connections", silent.len());
+    // Health answers, on a new connection, within moments.
+    let server_ref = &server;
+    poll_until(Duration::from_secs(30), "health answers", || async move {
+        let channel =
+            tonic::transport::Endpoint::from_shared(format!("http://{}", server_ref.addr()))
+                .unwrap()
+                .connect_timeout(Duration::from_secs(2))
+                .timeout(Duration::from_secs(2))
+                .connect()
+                .await
+                .ok()?;
+        tonic_health::pb::health_client::HealthClient::new(channel)
+            .check(tonic_health::pb::HealthCheckRequest::default())
+            .await
+            .ok()
+    })
+    .await;
+    // Every silent connection was closed by the server (after its HTTP/2 settings, if it
+    // was accepted).
+    for (n, stream) in silent.iter_mut().enumerate() {
+        let closed = tokio::time::timeout(Duration::from_secs(30), async {
+            let mut buffer = [0u8; 1024];
+            loop {
+                match stream.read(&mut buffer).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => continue,
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "silent connection {n} is still open");
+    }
+    let log = server.log_text();
+    assert!(log.contains("connection limit reached"), "{log}");
+    assert!(
+        log.contains("open-files limit allows fewer connections"),
+        "{log}"
+    );
+}
