@@ -136,6 +136,7 @@ pub async fn open_desk(config: &Config) -> anyhow::Result<Runtime> {
         live_event_buffer: config.server.live_event_buffer,
         event_retention: config.event_retention,
         shutdown_grace: config.shutdown_grace,
+        ..RuntimeOptions::default()
     };
     let triage = Arc::new(Triage::new(config.classifier.clone(), kb));
     let runtime = Runtime::start(desk, keys, store, triage, options);

@@ -48,7 +48,7 @@ pub struct Reviewer {
 }
 
 impl Reviewer {
-    fn matches(&self, topic: &str) -> bool {
+    pub fn matches(&self, topic: &str) -> bool {
         self.specialties.is_empty() || self.specialties.contains(topic)
     }
 

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::core::Core;
 use super::handle::{Job, Reply};
 use super::{writer, AgentFeed};
-use crate::clock::now_ms;
+use crate::clock::Clock;
 use crate::domain::desk::{Desk, Dispatch, Output};
 use crate::domain::event::{Event, EventBody};
 use crate::domain::ticket::Ticket;
@@ -47,6 +47,7 @@ pub(super) async fn run_loop(
     mut core: Core,
     channels: Channels,
     triage: Arc<Triage>,
+    clock: Arc<dyn Clock>,
     retention: Retention,
     stop: CancellationToken,
 ) {
@@ -77,10 +78,7 @@ pub(super) async fn run_loop(
             let deadline = core.desk.next_deadline();
             let sleep = async {
                 match deadline {
-                    Some(due) => {
-                        let wait = (due - now_ms()).max(0) as u64;
-                        tokio::time::sleep(Duration::from_millis(wait)).await
-                    }
+                    Some(due) => clock.sleep_until(due).await,
                     None => std::future::pending().await,
                 }
             };
@@ -105,7 +103,7 @@ pub(super) async fn run_loop(
             let behind = compaction_backlog.load(Ordering::Relaxed);
             if behind || last_compaction.elapsed() >= every {
                 last_compaction = Instant::now();
-                core.compact_before_ms = Some(now_ms() - retention.as_millis() as i64);
+                core.compact_before_ms = Some(clock.now_ms() - retention.as_millis() as i64);
             }
         }
         if stopping || last_key_flush.elapsed() >= KEY_USE_FLUSH {
@@ -119,7 +117,7 @@ pub(super) async fn run_loop(
                 Err(_) => break,
             }
         }
-        let now = now_ms();
+        let now = clock.now_ms();
         let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
         for job in batch.drain(..) {
             if let Some(reply) = job(&mut core, now) {

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::core::Core;
 use super::writer::StoreHealth;
 use super::DeskError;
+use crate::clock::Clock;
 use crate::domain::error::DomainError;
 use crate::domain::event::Event;
 use crate::domain::triage::Triage;
@@ -34,6 +35,7 @@ pub struct DeskHandle {
     closing: CancellationToken,
     stream_ids: Arc<AtomicU64>,
     pub(super) triage: Arc<Triage>,
+    pub(super) clock: Arc<dyn Clock>,
     /// How long a new ticket's answer is still awaited once shutdown starts.
     pub(super) answer_grace: Duration,
     store_health: watch::Receiver<StoreHealth>,
@@ -47,6 +49,7 @@ pub(super) struct Parts {
     pub keys: Arc<RwLock<KeyRing>>,
     pub closing: CancellationToken,
     pub triage: Arc<Triage>,
+    pub clock: Arc<dyn Clock>,
     pub answer_grace: Duration,
     pub store_health: watch::Receiver<StoreHealth>,
 }
@@ -61,6 +64,7 @@ impl DeskHandle {
             closing: parts.closing,
             stream_ids: Arc::default(),
             triage: parts.triage,
+            clock: parts.clock,
             answer_grace: parts.answer_grace,
             store_health: parts.store_health,
         }
@@ -85,7 +89,7 @@ impl DeskHandle {
         }
     }
 
-    fn submit(&self, job: Job) -> Result<(), DeskError> {
+    pub(super) fn submit(&self, job: Job) -> Result<(), DeskError> {
         if let StoreHealth::Failing(why) = &*self.store_health.borrow() {
             return Err(DeskError::StoreFailing(why.clone()));
         }

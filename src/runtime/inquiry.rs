@@ -177,7 +177,7 @@ impl DeskHandle {
         // With a key: kept to compare with an earlier ticket that closed before it was read.
         let asked_again = (!key.is_empty()).then(|| inquiry.clone());
         let new = NewTicket {
-            id: new_ticket_id(crate::clock::now_ms()),
+            id: new_ticket_id(self.clock.now_ms()),
             customer_id: inquiry.customer_id,
             inquiry: inquiry.inquiry,
             context: inquiry.context,

@@ -30,6 +30,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::{Clock, SystemClock};
 use crate::domain::desk::{Desk, RemoteMessage};
 use crate::domain::error::DomainError;
 use crate::domain::triage::Triage;
@@ -75,6 +76,9 @@ pub enum AgentFeed {
 pub struct Runtime {
     pub handle: DeskHandle,
     stop: CancellationToken,
+    /// The loop's task itself, which `task` only watches.
+    #[cfg(test)]
+    run_abort: tokio::task::AbortHandle,
     task: tokio::task::JoinHandle<Result<(), tokio::task::JoinError>>,
     writer: std::thread::JoinHandle<Result<(), StoreError>>,
 }
@@ -88,6 +92,8 @@ pub struct RuntimeOptions {
     pub event_retention: Option<Duration>,
     /// How long calls in flight may take to finish once shutdown starts.
     pub shutdown_grace: Duration,
+    /// Where the desk's time comes from.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for RuntimeOptions {
@@ -96,6 +102,7 @@ impl Default for RuntimeOptions {
             live_event_buffer: 8192,
             event_retention: None,
             shutdown_grace: Duration::from_secs(10),
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -138,6 +145,7 @@ impl Runtime {
             keys: keys.clone(),
             closing: closing.clone(),
             triage: triage.clone(),
+            clock: options.clock.clone(),
             answer_grace: options.shutdown_grace / 2,
             store_health,
         });
@@ -149,12 +157,15 @@ impl Runtime {
                 writer: writer_tx,
             },
             triage,
+            options.clock,
             batches::Retention {
                 keep: options.event_retention,
                 backlog: compaction_backlog,
             },
             stop.clone(),
         ));
+        #[cfg(test)]
+        let run_abort = run.abort_handle();
         // Whatever ends the loop (a stop, a failed writer, a panic), the server must hear of
         // it: it drains and exits instead of answering UNAVAILABLE forever while healthy.
         let ended = closing.clone();
@@ -166,9 +177,23 @@ impl Runtime {
         Runtime {
             handle,
             stop,
+            #[cfg(test)]
+            run_abort,
             task,
             writer,
         }
+    }
+
+    /// Stops the runtime as a crash of the process would: the loop dies where it is, nothing
+    /// queued is applied and nothing is flushed; what the writer already holds is committed
+    /// whole or not at all. Returns once the store is let go of.
+    #[cfg(test)]
+    pub(super) async fn crash(self) {
+        self.run_abort.abort();
+        let _ = self.task.await;
+        self.handle.closing().cancel();
+        drop(self.handle);
+        let _ = tokio::task::spawn_blocking(move || self.writer.join()).await;
     }
 
     /// Applies what is queued, commits it, and stops. Call after the server stopped taking calls.

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use super::Desk;
 use crate::domain::mesh::{AgentKind, Availability};
-use crate::domain::ticket::TicketStatus;
+use crate::domain::ticket::{PathOutcome, TicketStatus};
 
 impl Desk {
     /// Checks the invariants that must hold between any two commands; returns what is broken.
@@ -69,6 +69,83 @@ impl Desk {
                 "{queued} queued tickets but the queue holds {}",
                 self.queue.len()
             ));
+        }
+        self.check_waiting_work()
+    }
+
+    /// Work waits only when nobody may take it: no queued ticket while an eligible agent has
+    /// room (but the one it was just handed on from for not answering), no unassigned review
+    /// while a matching reviewer has room; every review's ticket waits for it, and every
+    /// ticket that waits for a review has one.
+    fn check_waiting_work(&self) -> Result<(), String> {
+        for r in self.reviews.reviewers() {
+            if r.load > r.max_concurrent {
+                return Err(format!(
+                    "reviewer {} load {} above max_concurrent {}",
+                    r.id, r.load, r.max_concurrent
+                ));
+            }
+        }
+        for t in self.tickets.values() {
+            match t.status {
+                TicketStatus::Queued => {
+                    let passed_over = t
+                        .path
+                        .last()
+                        .filter(|s| s.outcome == PathOutcome::HandedOn)
+                        .map(|s| s.agent_id.as_str());
+                    let taker = self.mesh.agents().find(|a| {
+                        a.availability == Availability::Available
+                            && a.load < a.capacity
+                            && self
+                                .mesh
+                                .tier_index(&a.tier)
+                                .is_some_and(|i| i >= t.min_tier)
+                            && self.mesh.eligible(a, &t.topic)
+                            && Some(a.id.as_str()) != passed_over
+                    });
+                    if let Some(a) = taker {
+                        return Err(format!(
+                            "ticket {} is queued while agent {} could take it",
+                            t.id, a.name
+                        ));
+                    }
+                }
+                TicketStatus::AwaitingReview => {
+                    let review = self.reviews.pending(&t.escalation_id);
+                    if review.is_none_or(|e| e.ticket_id != t.id) {
+                        return Err(format!(
+                            "ticket {} awaits a review that is not pending",
+                            t.id
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+        for e in self.reviews.pending_all() {
+            let waits = self
+                .tickets
+                .get(&e.ticket_id)
+                .is_some_and(|t| t.status == TicketStatus::AwaitingReview);
+            if !waits {
+                return Err(format!(
+                    "review {} is pending for a ticket not awaiting it",
+                    e.id
+                ));
+            }
+            if e.reviewer_id.is_none() {
+                if let Some(r) = self
+                    .reviews
+                    .reviewers()
+                    .find(|r| r.has_room() && r.matches(&e.topic))
+                {
+                    return Err(format!(
+                        "review {} is unassigned while reviewer {} has room for it",
+                        e.id, r.id
+                    ));
+                }
+            }
         }
         Ok(())
     }

@@ -297,6 +297,19 @@ impl Desk {
         change: ReviewerChange,
         now_ms: i64,
     ) -> Result<Reviewer, DomainError> {
+        let current = self
+            .reviews
+            .reviewer(reviewer_id)
+            .ok_or_else(|| DomainError::NotFound(format!("reviewer {reviewer_id} not found")))?;
+        if let Some(max) = change.max_concurrent {
+            if max < current.load {
+                return Err(DomainError::FailedPrecondition(format!(
+                    "reviewer {reviewer_id} holds {} reviews; max_concurrent cannot go below that \
+                     (hand some over first)",
+                    current.load
+                )));
+            }
+        }
         let reviewer = self
             .reviews
             .update_reviewer(reviewer_id, |r| {

@@ -451,7 +451,25 @@ impl Desk {
         ticket.updated_ms = now_ms;
         let detail = format!("handed on from {}: {why}", ticket.agent_name);
         let exclude = skip_holder.then_some(agent_id.as_str());
-        self.route_excluding(ticket, now_ms, &detail, exclude);
+        let routed = self.route_excluding(ticket, now_ms, &detail, exclude);
+        if skip_holder {
+            self.refill_passing_over(&agent_id, &routed, now_ms);
+        }
+    }
+
+    /// Gives an agent that is still available, with room again, the other waiting work, but
+    /// not the ticket just taken from it for not answering.
+    fn refill_passing_over(&mut self, agent_id: &str, taken: &Ticket, now_ms: i64) {
+        let queued_since = taken
+            .queued_ms
+            .filter(|_| taken.status == TicketStatus::Queued);
+        if let Some(since) = queued_since {
+            self.queue.remove(taken, since);
+        }
+        self.refill(agent_id, now_ms);
+        if let Some(since) = queued_since {
+            self.queue.push(taken, since);
+        }
     }
 
     pub(super) fn finish(

@@ -1,18 +1,28 @@
-//! Property tests of the desk's invariants under arbitrary command sequences: agent load
-//! equals open assignments within 0..=capacity, reviewer load equals assigned pending reviews,
-//! a review is decided at most once, and queues hand out work by priority then age.
+//! Property tests of the desk under arbitrary command sequences. Every command's answer is
+//! checked against what the rules say it must be (who may decide or claim a review, what a
+//! capacity or a reviewer's limit allows, which replies are still open, which settings are in
+//! bounds), and after every step the invariants hold: agent and reviewer loads equal their
+//! open work within their limits, nothing waits while someone may take it, every review and
+//! its ticket agree, a review is decided at most once, events are numbered consecutively, and
+//! queues hand out work by priority then age.
 
 use std::collections::{BTreeSet, HashMap};
 
 use proptest::prelude::*;
 
-use super::classify::{Classifier, Topic};
-use super::desk::{Actor, AgentChange, AgentReply, Desk, Dispatch, NewTicket, Settings};
-use super::event::{EscalationEventKind, EventBody, TicketEventKind};
-use super::knowledge::KbAnswer;
-use super::mesh::{Agent, AgentKind, Availability, Mesh, RoutingStrategy, Tier};
-use super::policy::Policy;
-use super::review::Reviewer;
+use crate::domain::classify::{Classifier, Topic};
+use crate::domain::desk::{
+    Actor, AgentChange, AgentReply, Desk, Dispatch, NewTicket, ReviewerChange, Settings,
+    SettingsChange,
+};
+use crate::domain::event::{EscalationEventKind, EventBody, TicketEventKind};
+use crate::domain::knowledge::KbAnswer;
+use crate::domain::mesh::{Agent, AgentKind, Availability, Mesh, RoutingStrategy, Tier};
+use crate::domain::policy::Policy;
+use crate::domain::review::Reviewer;
+use model::{assignment_open, expected_claim, expected_decision, outcome, Expected};
+
+mod model;
 
 const TOPICS: [&str; 4] = ["billing", "technical", "account", "general"];
 
@@ -75,18 +85,68 @@ fn desk(routing: RoutingStrategy) -> Desk {
 
 #[derive(Clone, Debug)]
 enum Op {
-    Open { topic: usize, priority: u8 },
-    Answer { pick: usize, confidence: f64 },
-    Reply { pick: usize, kind: u8 },
-    Approve { pick: usize, actor: usize },
-    Reject { pick: usize, actor: usize },
-    Claim { pick: usize, actor: usize },
-    Pause { agent: usize },
-    Resume { agent: usize },
-    Delete { agent: usize },
-    Create { topic: usize, tier: usize },
-    Capacity { agent: usize, capacity: u32 },
-    Tick { ms: i64 },
+    Open {
+        topic: usize,
+        priority: u8,
+    },
+    Answer {
+        pick: usize,
+        confidence: f64,
+    },
+    Reply {
+        pick: usize,
+        kind: u8,
+    },
+    Approve {
+        pick: usize,
+        actor: usize,
+    },
+    Reject {
+        pick: usize,
+        actor: usize,
+    },
+    Claim {
+        pick: usize,
+        actor: usize,
+    },
+    Pause {
+        agent: usize,
+    },
+    Resume {
+        agent: usize,
+    },
+    Delete {
+        agent: usize,
+    },
+    Create {
+        topic: usize,
+        tier: usize,
+    },
+    Capacity {
+        agent: usize,
+        capacity: u32,
+    },
+    Tick {
+        ms: i64,
+    },
+    AddReviewer {
+        id: usize,
+        topic: Option<usize>,
+        max: u32,
+    },
+    ChangeReviewer {
+        id: usize,
+        max: u32,
+    },
+    RemoveReviewer {
+        id: usize,
+    },
+    Settings {
+        routing: bool,
+        queue_ms: i64,
+        review_ms: i64,
+        reassignments: u32,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -103,8 +163,18 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..TOPICS.len(), 0usize..3).prop_map(|(topic, tier)| Op::Create { topic, tier }),
         1 => (0usize..6, 1u32..4).prop_map(|(agent, capacity)| Op::Capacity { agent, capacity }),
         2 => (1i64..1500).prop_map(|ms| Op::Tick { ms }),
+        1 => (0usize..REVIEWERS.len(), proptest::option::of(0..TOPICS.len()), 1u32..3)
+            .prop_map(|(id, topic, max)| Op::AddReviewer { id, topic, max }),
+        1 => (0usize..REVIEWERS.len(), 1u32..3).prop_map(|(id, max)| Op::ChangeReviewer { id, max }),
+        1 => (0usize..REVIEWERS.len()).prop_map(|id| Op::RemoveReviewer { id }),
+        1 => (any::<bool>(), 0i64..4000, 0i64..4000, 0u32..12).prop_map(
+            |(routing, queue_ms, review_ms, reassignments)| Op::Settings { routing, queue_ms, review_ms, reassignments }
+        ),
     ]
 }
+
+/// Reviewer ids the reviewer ops pick from: two the desk starts with, and two it does not.
+const REVIEWERS: [&str; 4] = ["r1", "r2", "r3", "r4"];
 
 const ACTORS: [(&str, bool); 4] = [
     ("r1", false),
@@ -147,7 +217,13 @@ fn drive(routing: RoutingStrategy, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     answer: "answer".into(),
                     confidence,
                 };
-                let _ = desk.builtin_answered(&d.assignment_id, Some(answer), now);
+                let expected = if assignment_open(&desk, &d.assignment_id) {
+                    Expected::Ok
+                } else {
+                    Expected::AssignmentNotOpen
+                };
+                let result = desk.builtin_answered(&d.assignment_id, Some(answer), now);
+                prop_assert_eq!(outcome(&result), expected, "answer to {}", d.assignment_id);
             }
             Op::Reply { pick, kind } if !work.is_empty() => {
                 let d = work.remove(pick % work.len());
@@ -168,7 +244,13 @@ fn drive(routing: RoutingStrategy, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         confidence: 0.1,
                     },
                 };
-                let _ = desk.agent_replied(&d.assignment_id, reply, now);
+                let expected = if assignment_open(&desk, &d.assignment_id) {
+                    Expected::Ok
+                } else {
+                    Expected::AssignmentNotOpen
+                };
+                let result = desk.agent_replied(&d.assignment_id, reply, now);
+                prop_assert_eq!(outcome(&result), expected, "reply to {}", d.assignment_id);
             }
             Op::Approve { pick, actor }
             | Op::Reject { pick, actor }
@@ -181,15 +263,24 @@ fn drive(routing: RoutingStrategy, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     client_id: id.into(),
                     admin,
                 };
-                let _ = match op {
-                    Op::Approve { .. } => desk
-                        .approve(&esc, &who, None, String::new(), None, now)
-                        .map(|_| ()),
-                    Op::Reject { .. } => {
-                        desk.reject(&esc, &who, None, "no".into(), now).map(|_| ())
-                    }
-                    _ => desk.assign_escalation(&esc, &who, None, now).map(|_| ()),
+                let (expected, result) = match op {
+                    Op::Approve { .. } => (
+                        expected_decision(&desk, &esc, &who),
+                        desk.approve(&esc, &who, None, String::new(), None, now),
+                    ),
+                    Op::Reject { .. } => (
+                        expected_decision(&desk, &esc, &who),
+                        desk.reject(&esc, &who, None, "no".into(), now),
+                    ),
+                    _ => (
+                        expected_claim(&desk, &esc, &who),
+                        desk.assign_escalation(&esc, &who, None, now),
+                    ),
                 };
+                prop_assert_eq!(outcome(&result), expected, "{:?} of {} by {}", op, esc, id);
+                if let (Op::Claim { .. }, Ok(e)) = (&op, &result) {
+                    prop_assert_eq!(e.reviewer_id.as_deref(), Some(id), "a claim assigns");
+                }
             }
             Op::Pause { agent }
             | Op::Resume { agent }
@@ -219,16 +310,30 @@ fn drive(routing: RoutingStrategy, ops: Vec<Op>) -> Result<(), TestCaseError> {
                                 now,
                             )
                             .map(|_| ()),
-                        Op::Capacity { capacity, .. } => desk
-                            .update_agent(
+                        Op::Capacity { capacity, .. } => {
+                            let load = desk.mesh().agent(&id).map_or(0, |a| a.load);
+                            let result = desk.update_agent(
                                 &id,
                                 AgentChange {
                                     capacity: Some(capacity),
                                     ..Default::default()
                                 },
                                 now,
-                            )
-                            .map(|_| ()),
+                            );
+                            let expected = if capacity < load {
+                                Expected::FailedPrecondition
+                            } else {
+                                Expected::Ok
+                            };
+                            prop_assert_eq!(
+                                outcome(&result),
+                                expected,
+                                "capacity {} of {}",
+                                capacity,
+                                id
+                            );
+                            result.map(|_| ())
+                        }
                         _ => desk.delete_agent(&id, now).map(|_| ()),
                     };
                 }
@@ -243,6 +348,77 @@ fn drive(routing: RoutingStrategy, ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Tick { ms } => {
                 now += ms;
                 desk.fire_timers(now);
+            }
+            Op::AddReviewer { id, topic, max } => {
+                let id = REVIEWERS[id];
+                let expected = if desk.reviews().reviewer(id).is_some() {
+                    Expected::AlreadyExists
+                } else {
+                    Expected::Ok
+                };
+                let topics: Vec<&str> = topic.map(|t| TOPICS[t]).into_iter().collect();
+                let result = desk.create_reviewer(reviewer(id, &topics, max), now);
+                prop_assert_eq!(outcome(&result), expected, "create reviewer {}", id);
+            }
+            Op::ChangeReviewer { id, max } => {
+                let id = REVIEWERS[id];
+                let expected = match desk.reviews().reviewer(id) {
+                    None => Expected::NotFound,
+                    Some(r) if max < r.load => Expected::FailedPrecondition,
+                    Some(_) => Expected::Ok,
+                };
+                let change = ReviewerChange {
+                    max_concurrent: Some(max),
+                    ..Default::default()
+                };
+                let result = desk.update_reviewer(id, change, now);
+                prop_assert_eq!(
+                    outcome(&result),
+                    expected,
+                    "max_concurrent {} of {}",
+                    max,
+                    id
+                );
+            }
+            Op::RemoveReviewer { id } => {
+                let id = REVIEWERS[id];
+                let expected = if desk.reviews().reviewer(id).is_some() {
+                    Expected::Ok
+                } else {
+                    Expected::NotFound
+                };
+                let result = desk.delete_reviewer(id, now);
+                prop_assert_eq!(outcome(&result), expected, "delete reviewer {}", id);
+            }
+            Op::Settings {
+                routing,
+                queue_ms,
+                review_ms,
+                reassignments,
+            } => {
+                let change = SettingsChange {
+                    routing: Some(if routing {
+                        RoutingStrategy::RoundRobin
+                    } else {
+                        RoutingStrategy::LeastLoaded
+                    }),
+                    queue_timeout_ms: Some(queue_ms),
+                    escalation_timeout_ms: Some(review_ms),
+                    max_review_reassignments: Some(reassignments),
+                    assignment_timeout_ms: None,
+                };
+                let before = desk.settings().clone();
+                let valid = queue_ms >= 1000 && review_ms >= 1000 && reassignments <= 10;
+                let result = desk.change_settings(&change);
+                let expected = if valid {
+                    Expected::Ok
+                } else {
+                    Expected::Invalid
+                };
+                prop_assert_eq!(outcome(&result), expected, "{:?}", change);
+                if !valid {
+                    prop_assert_eq!(desk.settings(), &before, "a refused change changes nothing");
+                }
             }
             _ => {}
         }
