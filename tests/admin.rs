@@ -668,9 +668,32 @@ async fn routing_strategy_update_round_trips_and_survives_a_restart() {
         "UpdateConfig escalation_timeout 0 s",
     );
 
-    // The desk still answers with round-robin routing.
-    let response = ask(&mut server.desk(), inquiry("cust_rr", PASSWORD_RESET)).await;
-    assert!(!response.response.is_empty());
+    // Round-robin: three first-tier agents take account questions, each in turn, in id order.
+    for name in ["RR_1", "RR_2"] {
+        ok(
+            admin
+                .create_agent(CreateAgentRequest {
+                    name: name.into(),
+                    tier: "L1".into(),
+                    specialties: vec!["account".into()],
+                    ..Default::default()
+                })
+                .await,
+            "CreateAgent",
+        );
+    }
+    let mut desk = server.desk();
+    let mut answered_by = Vec::new();
+    for n in 0..6 {
+        let response = ask(&mut desk, inquiry(&format!("cust_rr_{n}"), PASSWORD_RESET)).await;
+        assert_eq!(response.ticket.unwrap().status(), TicketStatus::Resolved);
+        answered_by.push(response.agent);
+    }
+    assert_eq!(
+        answered_by,
+        ["L1_Agent_3", "RR_1", "RR_2", "L1_Agent_3", "RR_1", "RR_2"],
+        "each in turn"
+    );
 
     let root = server.terminate().await;
     let server = Server::start_with(root, &[], None).await;

@@ -221,6 +221,8 @@ async fn vip_demanding_a_manager_gets_an_urgent_review() {
     );
     assert_eq!(escalation.priority(), EscalationPriority::Urgent);
     assert_eq!(escalation.state(), EscalationState::Pending);
+    // No specialist takes the topic: Lisa Rodriguez, who takes any, reviews it.
+    assert_eq!(escalation.assigned_reviewer_id, "manager_1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -236,25 +238,34 @@ async fn five_mixed_inquiries_in_parallel_all_get_answers() {
         refund_request("cust_p4"),
         inquiry("cust_p5", "What are your opening hours on public holidays?"),
     ];
+    // What each must come to, whatever the order they arrive in: the knowledge base decides
+    // how far each climbs, policy sends the refund to a person.
+    let expected = [
+        (TicketStatus::Resolved, "L1"),
+        (TicketStatus::Resolved, "Expert"),
+        (TicketStatus::Resolved, "L2"),
+        (TicketStatus::AwaitingReview, "L1"),
+        (TicketStatus::Resolved, "Expert"),
+    ];
     let mut tasks = Vec::new();
     for request in requests {
         let mut desk = server.desk();
         tasks.push(tokio::spawn(async move { ask(&mut desk, request).await }));
     }
     let mut resolved = 0;
-    for task in tasks {
+    for (task, (status, tier)) in tasks.into_iter().zip(expected) {
         let response = task.await.unwrap();
         assert!(
             !response.response.trim().is_empty(),
             "an answer for {response:#?}"
         );
-        let status = response.ticket.as_ref().unwrap().status();
-        assert!(
-            matches!(
-                status,
-                TicketStatus::Resolved | TicketStatus::AwaitingReview
-            ),
-            "unexpected status {status:?}"
+        let ticket = response.ticket.as_ref().unwrap();
+        assert_eq!(
+            (ticket.status(), response.tier.as_str()),
+            (status, tier),
+            "{}: {:?}",
+            ticket.customer_id,
+            ticket.resolution_path
         );
         if status == TicketStatus::Resolved {
             resolved += 1;
@@ -268,10 +279,9 @@ async fn five_mixed_inquiries_in_parallel_all_get_answers() {
             .await,
         "GetDeskStatus",
     );
-    assert!(
-        status.total_handled >= resolved,
-        "total_handled {} < {resolved} resolved",
-        status.total_handled
+    assert_eq!(
+        status.total_handled, resolved,
+        "every resolved ticket, and only those, is handled"
     );
     let tiers: Vec<(&str, usize)> = status
         .tiers
@@ -309,10 +319,18 @@ async fn fifty_concurrent_inquiries_are_all_answered_and_loads_return_to_zero() 
         tasks.push(tokio::spawn(async move { ask(&mut desk, request).await }));
     }
     let mut ids = HashSet::new();
+    let mut replies = 0u64;
     for task in tasks {
         let response = task.await.unwrap();
         assert!(!response.response.trim().is_empty());
-        ids.insert(response.ticket.unwrap().ticket_id);
+        let ticket = response.ticket.unwrap();
+        // Every answer an agent gave counts once among the agents' handled tickets.
+        replies += ticket
+            .resolution_path
+            .iter()
+            .filter(|s| s.outcome() != PathOutcome::HandedOn)
+            .count() as u64;
+        ids.insert(ticket.ticket_id);
     }
     assert_eq!(ids.len(), 50, "50 distinct tickets");
 
@@ -330,9 +348,9 @@ async fn fifty_concurrent_inquiries_are_all_answered_and_loads_return_to_zero() 
         assert!(agent.load <= agent.capacity);
     }
     let handled: u64 = agents.iter().map(|a| a.handled_count).sum();
-    assert!(
-        handled >= 50,
-        "agents handled {handled} tickets, expected at least 50"
+    assert_eq!(
+        handled, replies,
+        "the agents' handled counts add up to their answers"
     );
 }
 
@@ -691,9 +709,10 @@ async fn a_retry_after_the_client_deadline_returns_the_same_ticket() {
         idempotency_key: "order-7-question".into(),
         ..inquiry("cust_retry", PASSWORD_RESET)
     };
-    // The first call gives up before the desk answers: nobody is free.
+    // The first call gives up before the desk answers: nobody is free. Its deadline is long
+    // enough to reach a loaded server, and it still passes, since nobody will answer.
     let mut first = tonic::Request::new(request.clone());
-    first.set_timeout(Duration::from_millis(300));
+    first.set_timeout(Duration::from_secs(3));
     let gave_up = server.desk().handle_inquiry(first).await;
     // tonic's client reports its own timeout as CANCELLED; servers report DEADLINE_EXCEEDED.
     let code = gave_up.expect_err("nobody could answer in time").code();

@@ -279,9 +279,11 @@ async fn shutdown_answers_a_waiting_caller_with_its_ticket_and_keeps_the_ticket(
         "the caller learns which ticket to pick up: {}",
         status.message()
     );
+    // From the server (the status names the ticket), so within the grace period, and only
+    // after half of it: an answer a moment away would still have gone out.
     assert!(
-        took >= Duration::from_millis(1500) && took < Duration::from_secs(4),
-        "answered within the grace period, after waiting half of it: {took:?}"
+        took >= Duration::from_millis(1500),
+        "answered after waiting half the grace period, not at once: {took:?}"
     );
     let root = server.terminate().await;
 
@@ -357,19 +359,21 @@ async fn tls_from_the_config_file_serves_only_tls() {
     let answer = ask(&mut server.desk(), inquiry("cust_tls", PASSWORD_RESET)).await;
     assert_eq!(answer.ticket.unwrap().status(), TicketStatus::Resolved);
 
-    // A plaintext client gets nowhere.
-    let plaintext = tonic::transport::Channel::from_shared(format!("http://{}", server.addr()))
-        .unwrap()
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(2))
-        .connect()
-        .await;
-    if let Ok(channel) = plaintext {
-        let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-        let answer = health
-            .check(tonic_health::pb::HealthCheckRequest::default())
-            .await;
-        assert!(answer.is_err(), "plaintext must not be served: {answer:?}");
+    // A plaintext client gets nowhere: to the HTTP/2 preface a TLS server answers with a TLS
+    // alert or by hanging up, never with an HTTP/2 frame.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut plaintext = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    plaintext
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let mut first = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(15), plaintext.read(&mut first))
+        .await
+        .expect("the server answers or hangs up");
+    match read {
+        Ok(0) | Err(_) => {}
+        Ok(_) => assert_eq!(first[0], 0x15, "a TLS alert record, not HTTP/2"),
     }
 }
 

@@ -103,6 +103,19 @@ fn ask_later(
     tokio::spawn(async move { ask(&mut desk, request).await })
 }
 
+/// Waits until the agent called `name` is listed OFFLINE.
+async fn goes_offline(server: &Server, name: &str) {
+    poll_until(
+        Duration::from_secs(20),
+        &format!("{name} goes offline"),
+        || async move {
+            let agent = agent_named(server, name).await;
+            (agent.availability() == AgentAvailability::Offline).then_some(())
+        },
+    )
+    .await;
+}
+
 async fn agent_named(server: &Server, name: &str) -> servicedesk::proto::v1::Agent {
     find_agent(server, name)
         .await
@@ -214,15 +227,7 @@ async fn the_example_agent_answers_what_routing_sends_it() {
     // Killed, it goes offline.
     example.0.kill().unwrap();
     example.0.wait().unwrap();
-    poll_until(
-        Duration::from_secs(20),
-        "the example goes offline",
-        || async move {
-            let agent = agent_named(server_ref, "Example_L1").await;
-            (agent.availability() == AgentAvailability::Offline).then_some(())
-        },
-    )
-    .await;
+    goes_offline(server_ref, "Example_L1").await;
 }
 
 #[tokio::test]
@@ -892,16 +897,7 @@ async fn a_detached_agent_still_belongs_to_its_client_across_a_restart() {
     let agent_id = first.agent_id.clone();
     // The owner's process goes away; the agent waits, offline, for it to come back.
     drop(first);
-    let server_ref = &server;
-    poll_until(
-        Duration::from_secs(20),
-        "Phoenix goes offline",
-        || async move {
-            let agent = agent_named(server_ref, "Phoenix").await;
-            (agent.availability() == AgentAvailability::Offline).then_some(())
-        },
-    )
-    .await;
+    goes_offline(&server, "Phoenix").await;
     attach_refused(&server, &stranger, &agent_id).await;
 
     let root = server.terminate().await;

@@ -13,23 +13,24 @@ use tonic_health::pb::HealthCheckRequest;
 
 const EXIT_LIMIT: Duration = Duration::from_secs(30);
 
+/// `servicedesk serve --dev` on a free port with its store in `data_dir`.
+fn serve_args(data_dir: &std::path::Path) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> =
+        ["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"]
+            .iter()
+            .map(Into::into)
+            .collect();
+    args.push(data_dir.into());
+    args
+}
+
 #[tokio::test]
 async fn a_second_server_on_the_same_data_directory_is_refused() {
     let server = Server::start().await;
     let data_dir = server.data_dir();
-    let second = run_to_exit(
-        &[
-            "serve".as_ref(),
-            "--dev".as_ref(),
-            "--listen".as_ref(),
-            "127.0.0.1:0".as_ref(),
-            "--data-dir".as_ref(),
-            data_dir.as_os_str(),
-        ],
-        EXIT_LIMIT,
-    )
-    .await
-    .expect("a second server on a data directory in use must stop on its own");
+    let second = run_to_exit(&serve_args(&data_dir), EXIT_LIMIT)
+        .await
+        .expect("a second server on a data directory in use must stop on its own");
     assert!(!second.status.success(), "{second:?}");
     assert!(
         second
@@ -140,19 +141,9 @@ async fn a_damaged_store_is_refused_at_start_and_found_by_check() {
         );
     }
 
-    let started = run_to_exit(
-        &[
-            "serve".as_ref(),
-            "--dev".as_ref(),
-            "--listen".as_ref(),
-            "127.0.0.1:0".as_ref(),
-            "--data-dir".as_ref(),
-            data_dir.as_os_str(),
-        ],
-        EXIT_LIMIT,
-    )
-    .await
-    .expect("a server on a damaged store must refuse to start, not serve");
+    let started = run_to_exit(&serve_args(&data_dir), EXIT_LIMIT)
+        .await
+        .expect("a server on a damaged store must refuse to start, not serve");
     assert!(!started.status.success(), "{started:?}");
     assert!(started.output.contains("is damaged"), "{}", started.output);
     assert!(

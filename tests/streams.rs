@@ -121,6 +121,13 @@ async fn a_subscriber_behind_the_live_feed_catches_up_from_the_store() {
         .collect();
     let expected: Vec<u64> = (start + 1..=end).collect();
     assert_eq!(got, expected, "every event, once, in order");
+    assert!(
+        server
+            .log_text()
+            .contains("a watch fell behind the live events; it catches up from the store"),
+        "the catch-up path ran: {}",
+        server.log_text()
+    );
 }
 
 #[tokio::test]
@@ -141,7 +148,19 @@ async fn a_subscriber_that_stops_reading_is_closed_with_where_to_resume() {
     // than the connection's flow-control window and the stream's buffer hold.
     traffic(&server, 200, "stall", 15 * 1024).await;
     let end = head(&server).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Until the server gave up on the stream (its log says so), not for a guessed time.
+    let server_ref = &server;
+    poll_until(
+        Duration::from_secs(60),
+        "the server ends the stalled stream",
+        || async move {
+            server_ref
+                .log_text()
+                .contains("a watch's client stopped reading")
+                .then_some(())
+        },
+    )
+    .await;
 
     // Reading now: what was buffered, then the error.
     let mut seen = Vec::new();

@@ -295,6 +295,9 @@ async fn watch_escalations_for_a_reviewer_sees_a_new_refund() {
         escalations.watch_escalations(request).await
     });
 
+    // Another reviewer's review first (the VIP's goes to manager_1): not on this feed.
+    let others = ask(&mut server.desk(), vip_complaint("cust_other")).await;
+    assert!(!others.escalation_id.is_empty());
     let response = create_refund_escalation(&mut server.desk(), "cust_feed").await;
     let events = watch
         .until(|e| {
@@ -328,9 +331,15 @@ async fn watch_escalations_for_a_reviewer_sees_a_new_refund() {
             .await,
         "ApproveEscalation",
     );
-    watch
+    let decided = watch
         .until(|e| e.r#type() == EscalationEventType::Approved)
         .await;
+    assert!(
+        decided
+            .iter()
+            .all(|e| e.escalation.as_ref().unwrap().escalation_id == response.escalation_id),
+        "only supervisor_1's escalations: {decided:?}"
+    );
 }
 
 #[tokio::test]

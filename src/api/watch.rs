@@ -218,7 +218,11 @@ async fn deliver<T>(
             _ = handle.closing().cancelled() => return Err(status::unavailable("the server is shutting down; resume from the last sequence you received")),
             // The buffer stayed full: the client stopped reading. It is dropped rather than
             // held for ever; what it has not read is in the store.
-            _ = tokio::time::sleep(spec.stall) => return Err(status::stalled(event.seq - 1, spec.stall)),
+            _ = tokio::time::sleep(spec.stall) => {
+                let resume = event.seq - 1;
+                tracing::info!(resume_after = resume, "a watch's client stopped reading; its stream ends, resumable");
+                return Err(status::stalled(resume, spec.stall));
+            }
         }
     }
     Ok(if (spec.ends)(event) {
@@ -317,8 +321,13 @@ async fn pump<T>(
                     return Ok(());
                 }
             }
-            Err(broadcast::error::RecvError::Lagged(_)) => {
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
                 // Fell behind the live feed: the store has every committed event.
+                tracing::info!(
+                    missed,
+                    after_sequence = last,
+                    "a watch fell behind the live events; it catches up from the store"
+                );
                 if let Flow::Done = replay(handle, &spec, &mut last, tx).await? {
                     return Ok(());
                 }
