@@ -9,6 +9,8 @@ earlier commands printed, as a reader would paste them: the first `agentId`, `ke
 `escalationId` or `sequence` in the output of the latest command that printed one. Watch
 commands run for a few seconds and must print events; what they print is not captured, because
 a reader watches from the sequence a list returned, not from one an earlier watch showed.
+Where the document shows what a command prints (a ```json excerpt after a line ending in
+"prints:"), the output must contain it: every field shown, with the value shown.
 
 Usage: python3 docs/check_operations.py [--verbose]   (--verbose also prints every output)
 """
@@ -36,16 +38,37 @@ CAPTURES = {
 STREAM_SECONDS = 3
 
 
-def commands(markdown: str) -> list[str]:
-    """The shell commands of the ```sh blocks, continuation lines joined."""
+def commands(markdown: str) -> list[tuple[str, object]]:
+    """The shell commands of the ```sh blocks, continuation lines joined, each with the output
+    the document shows for it: a ```json excerpt after a line ending in "prints:" that follows
+    the block, for the block's last command."""
     found = []
-    for block in re.findall(r"```sh\n(.*?)```", markdown, re.S):
+    pattern = r"```sh\n(.*?)```(?:\s*\n[^\n`]*prints[^\n]*:\s*\n```json\n(.*?)```)?"
+    for block, shown in re.findall(pattern, markdown, re.S):
         joined = re.sub(r"\\\n\s*", " ", block)
+        lines = []
         for line in joined.splitlines():
             line = line.split("#", 1)[0].strip() if line.lstrip().startswith("export") else line.strip()
             if line:
-                found.append(line)
+                lines.append(line)
+        expected = json.loads(shown) if shown else None
+        for i, line in enumerate(lines):
+            found.append((line, expected if i == len(lines) - 1 else None))
     return found
+
+
+def contains(actual, expected) -> bool:
+    """Whether `actual` shows what `expected` says: every key of an object with what it holds,
+    every element of a list somewhere in the list, every other value equal."""
+    if isinstance(expected, dict):
+        return isinstance(actual, dict) and all(
+            key in actual and contains(actual[key], value) for key, value in expected.items()
+        )
+    if isinstance(expected, list):
+        return isinstance(actual, list) and all(
+            any(contains(item, want) for item in actual) for want in expected
+        )
+    return actual == expected
 
 
 def json_objects(text: str):
@@ -111,7 +134,7 @@ def main() -> int:
     env = dict(os.environ)
     values: dict[str, str] = {}
     try:
-        for number, command in enumerate(steps, 1):
+        for number, (command, expected) in enumerate(steps, 1):
             if command.startswith("export "):
                 name, value = command[len("export "):].split("=", 1)
                 env[name.strip()] = value.strip()
@@ -146,6 +169,10 @@ def main() -> int:
             objects = list(json_objects(output))
             if streaming and not objects:
                 print(f"step {number} streamed nothing:\n  {command}")
+                return 1
+            if expected is not None and not any(contains(o, expected) for o in objects):
+                print(f"step {number} does not print what the document shows:\n  {command}\n"
+                      f"shown: {json.dumps(expected)}\nprinted:\n{output}")
                 return 1
             if not streaming:
                 found: dict[str, str] = {}

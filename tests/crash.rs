@@ -1,8 +1,14 @@
 //! Crash safety: the real binary under concurrent load (16 clients asking, two reviewers
-//! deciding) is killed with SIGKILL at random moments and restarted on the same data
-//! directory, five times. After every restart, everything that was acknowledged is there with
-//! at least the state it was acknowledged in, the event log has no gap and no repeat, and
-//! every agent's and reviewer's load equals the work it holds.
+//! deciding, a remote agent answering) is killed with SIGKILL at random moments and restarted
+//! on the same data directory, five times. Capacity is scarce, so tickets queue; reviews and the
+//! queue time out within seconds, so timers cross the kills. After every restart:
+//! - every acknowledged ticket is there: one acknowledged closed is exactly as acknowledged,
+//!   one acknowledged open kept what it was acknowledged with (its path so far too);
+//! - every acknowledged decision is there exactly, and its ticket closed by it;
+//! - every pending review keeps the deadline it was first seen with, and none is pending past
+//!   it: an expiry that fell while the server was down happens at the restart;
+//! - no ticket waits in the queue past its timeout, and the remote agent holds nothing;
+//! - the event log runs 1..=head, and loads equal the work held.
 //!
 //! The random moments come from a seed printed at the start; `CRASH_SEED=N` replays a run.
 
@@ -14,10 +20,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
+use prost_types::Timestamp;
+use servicedesk::proto::v1::attach_response::Message;
+use servicedesk::proto::v1::reply_request::Outcome;
 use servicedesk::proto::v1::{
-    ApproveEscalationRequest, DeskEvent, EscalationState, GetDeskStatusRequest,
-    GetEscalationRequest, GetTicketRequest, HandleInquiryRequest, ListEscalationsRequest,
-    ListTicketsRequest, RejectEscalationRequest, TicketStatus, WatchEventsRequest,
+    ApproveEscalationRequest, AttachRequest, DeskEvent, Escalation, EscalationState,
+    GetDeskStatusRequest, GetEscalationRequest, GetTicketRequest, HandleInquiryRequest,
+    ListEscalationsRequest, ListTicketsRequest, RejectEscalationRequest, ReplyRequest, Resolve,
+    Ticket, TicketStatus, WatchEventsRequest,
 };
 
 const CYCLES: usize = 5;
@@ -26,11 +36,40 @@ const ASKERS: usize = 16;
 /// What the server acknowledged: it must survive any crash after the acknowledgement.
 #[derive(Clone, Default)]
 struct Ledger {
-    /// Ticket id -> the status HandleInquiry returned.
-    tickets: HashMap<String, TicketStatus>,
-    /// Escalation id -> the state a decision returned (PENDING when only created).
-    escalations: HashMap<String, EscalationState>,
+    /// Ticket id -> the ticket as an answer (HandleInquiry, or a remote agent's Reply)
+    /// acknowledged it; the later of two wins.
+    tickets: HashMap<String, Ticket>,
+    /// Escalation id -> the escalation as its decision acknowledged it.
+    decided: HashMap<String, Escalation>,
+    /// Escalation ids an answer said are pending.
+    reviews: HashSet<String>,
+    /// Escalation id -> its deadline when first seen pending.
+    deadlines: HashMap<String, Timestamp>,
 }
+
+impl Ledger {
+    fn acknowledge(&mut self, ticket: Ticket) {
+        let newer = self.tickets.get(&ticket.ticket_id).is_none_or(|known| {
+            known.update_time.as_ref().map(|t| (t.seconds, t.nanos))
+                <= ticket.update_time.as_ref().map(|t| (t.seconds, t.nanos))
+        });
+        if newer {
+            self.tickets.insert(ticket.ticket_id.clone(), ticket);
+        }
+    }
+}
+
+/// Scarce capacity, short timeouts: tickets queue, and queue and review deadlines fall within
+/// a cycle, across kills too. The first tier's remote agent is the test's.
+const CONFIG: &str = "[desk]\nescalation_timeout_secs = 2\nmax_review_reassignments = 0\n\
+queue_timeout_secs = 2\nassignment_timeout_secs = 30\n\
+[[desk.tiers]]\nname = \"L1\"\nagents = 2\ncapacity = 1\n\
+[[desk.tiers]]\nname = \"L2\"\nagents = 1\ncapacity = 1\n\
+[[desk.tiers]]\nname = \"Expert\"\nagents = 1\ncapacity = 2\n";
+
+/// How far past a deadline a timer may still be pending when looked at: the look itself is
+/// not instant.
+const TIMER_SLACK_MS: i64 = 5_000;
 
 /// A small deterministic generator: the run is reproducible from its seed.
 struct Rng(u64);
@@ -65,47 +104,153 @@ fn is_final(status: TicketStatus) -> bool {
     )
 }
 
-async fn verify(server: &Server, ledger: &Ledger, cycle: usize) {
+fn ms(t: &Option<Timestamp>) -> i64 {
+    t.as_ref()
+        .map_or(0, |t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Every item of a paged list.
+async fn all_pages<T, F, Fut>(mut page: F) -> Vec<T>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = (Vec<T>, String)>,
+{
+    let (mut items, mut token) = page(String::new()).await;
+    while !token.is_empty() {
+        let (more, next) = page(token).await;
+        items.extend(more);
+        token = next;
+    }
+    items
+}
+
+async fn verify(server: &Server, ledger: &mut Ledger, cycle: usize) {
     let mut desk = server.desk_as(ADMIN_KEY);
+    let mut escalations = server.escalations_as(ADMIN_KEY);
     for (id, acknowledged) in &ledger.tickets {
-        let ticket = ok(
+        let now = ok(
             desk.get_ticket(GetTicketRequest {
                 ticket_id: id.clone(),
             })
             .await,
             &format!("cycle {cycle}: acknowledged ticket {id}"),
         );
-        let now = ticket.status();
-        if is_final(*acknowledged) {
+        if is_final(acknowledged.status()) {
             assert_eq!(
-                now, *acknowledged,
-                "cycle {cycle}: a final ticket {id} changed"
+                &now, acknowledged,
+                "cycle {cycle}: closed ticket {id} changed"
             );
-        } else {
-            assert!(
-                now == *acknowledged || is_final(now),
-                "cycle {cycle}: ticket {id} went back from {acknowledged:?} to {now:?}"
+            continue;
+        }
+        // Open when acknowledged: what it was created with is kept, and its path only grows.
+        for (what, same) in [
+            ("customer", now.customer_id == acknowledged.customer_id),
+            ("inquiry", now.inquiry == acknowledged.inquiry),
+            ("context", now.context == acknowledged.context),
+            ("topic", now.topic == acknowledged.topic),
+            ("priority", now.priority == acknowledged.priority),
+            ("creation", now.create_time == acknowledged.create_time),
+        ] {
+            assert!(same, "cycle {cycle}: ticket {id} lost its {what}");
+        }
+        let known = &acknowledged.resolution_path;
+        assert!(
+            now.resolution_path.len() >= known.len()
+                && now.resolution_path[..known.len()] == known[..],
+            "cycle {cycle}: ticket {id} lost path steps: {known:?} -> {:?}",
+            now.resolution_path
+        );
+        if now.status() == acknowledged.status() {
+            assert_eq!(
+                now.escalation_id, acknowledged.escalation_id,
+                "cycle {cycle}: ticket {id}"
             );
         }
     }
-    let mut escalations = server.escalations_as(ADMIN_KEY);
-    for (id, acknowledged) in &ledger.escalations {
-        let escalation = ok(
+    for (id, acknowledged) in &ledger.decided {
+        let now = ok(
             escalations
                 .get_escalation(GetEscalationRequest {
                     escalation_id: id.clone(),
                 })
                 .await,
-            &format!("cycle {cycle}: acknowledged escalation {id}"),
+            &format!("cycle {cycle}: decided escalation {id}"),
         );
-        assert!(escalation.expire_time.is_some(), "{id} keeps its deadline");
-        if *acknowledged != EscalationState::Pending {
-            assert_eq!(
-                escalation.state(),
-                *acknowledged,
-                "cycle {cycle}: decided escalation {id}"
+        assert_eq!(
+            &now, acknowledged,
+            "cycle {cycle}: decision on {id} changed"
+        );
+        let ticket = ok(
+            desk.get_ticket(GetTicketRequest {
+                ticket_id: now.ticket_id.clone(),
+            })
+            .await,
+            "the decided ticket",
+        );
+        let closed_as = match now.state() {
+            EscalationState::Approved => TicketStatus::Resolved,
+            _ => TicketStatus::Rejected,
+        };
+        assert_eq!(ticket.status(), closed_as, "cycle {cycle}: ticket of {id}");
+        assert_eq!(
+            ticket.resolution, now.resolution,
+            "cycle {cycle}: {id}'s answer"
+        );
+    }
+    // Reviews: deadlines kept; none pending past its deadline once the restart fired timers.
+    for id in ledger.reviews.clone() {
+        let now = ok(
+            escalations
+                .get_escalation(GetEscalationRequest {
+                    escalation_id: id.clone(),
+                })
+                .await,
+            &format!("cycle {cycle}: acknowledged review {id}"),
+        );
+        let deadline = now.expire_time.expect("a review has a deadline");
+        let first = ledger.deadlines.entry(id.clone()).or_insert(deadline);
+        assert_eq!(
+            *first, deadline,
+            "cycle {cycle}: review {id} changed its deadline"
+        );
+        if now.state() == EscalationState::Pending {
+            assert!(
+                ms(&now.expire_time) + TIMER_SLACK_MS > now_ms(),
+                "cycle {cycle}: review {id} is pending long past its deadline"
             );
         }
+    }
+    let queued = all_pages(|token| {
+        let mut desk = desk.clone();
+        async move {
+            let page = ok(
+                desk.list_tickets(ListTicketsRequest {
+                    status: TicketStatus::Queued as i32,
+                    page_size: 500,
+                    page_token: token,
+                    ..Default::default()
+                })
+                .await,
+                "ListTickets(QUEUED)",
+            );
+            (page.tickets, page.next_page_token)
+        }
+    })
+    .await;
+    for t in &queued {
+        // Two seconds of queue timeout, measured from when it was last routed.
+        assert!(
+            ms(&t.update_time) + 2_000 + TIMER_SLACK_MS > now_ms(),
+            "cycle {cycle}: ticket {} waits in the queue past its timeout",
+            t.ticket_id
+        );
     }
 
     // The log: 1..=head, each once.
@@ -130,51 +275,51 @@ async fn verify(server: &Server, ledger: &Ledger, cycle: usize) {
         "cycle {cycle}: the event log has a gap or a repeat"
     );
 
-    // Loads equal open work.
-    let mut assigned: HashMap<String, u32> = HashMap::new();
-    let mut token = String::new();
-    loop {
-        let page = ok(
-            desk.list_tickets(ListTicketsRequest {
-                status: TicketStatus::Assigned as i32,
-                page_size: 500,
-                page_token: token.clone(),
-                ..Default::default()
-            })
-            .await,
-            "ListTickets(ASSIGNED)",
-        );
-        for t in page.tickets {
-            *assigned.entry(t.assigned_agent_id).or_default() += 1;
-        }
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        token = page.next_page_token;
-    }
-    let mut reviewing: HashMap<String, u32> = HashMap::new();
-    let mut token = String::new();
-    loop {
-        let page = ok(
-            escalations
-                .list_escalations(ListEscalationsRequest {
-                    state: EscalationState::Pending as i32,
+    // Loads equal open work; the remote agent, offline after the restart, holds nothing.
+    let assigned_tickets = all_pages(|token| {
+        let mut desk = desk.clone();
+        async move {
+            let page = ok(
+                desk.list_tickets(ListTicketsRequest {
+                    status: TicketStatus::Assigned as i32,
                     page_size: 500,
-                    page_token: token.clone(),
+                    page_token: token,
                     ..Default::default()
                 })
                 .await,
-            "ListEscalations(PENDING)",
-        );
-        for e in page.escalations {
-            if !e.assigned_reviewer_id.is_empty() {
-                *reviewing.entry(e.assigned_reviewer_id).or_default() += 1;
-            }
+                "ListTickets(ASSIGNED)",
+            );
+            (page.tickets, page.next_page_token)
         }
-        if page.next_page_token.is_empty() {
-            break;
+    })
+    .await;
+    let mut assigned: HashMap<String, u32> = HashMap::new();
+    for t in assigned_tickets {
+        *assigned.entry(t.assigned_agent_id).or_default() += 1;
+    }
+    let pending = all_pages(|token| {
+        let mut escalations = escalations.clone();
+        async move {
+            let page = ok(
+                escalations
+                    .list_escalations(ListEscalationsRequest {
+                        state: EscalationState::Pending as i32,
+                        page_size: 500,
+                        page_token: token,
+                        ..Default::default()
+                    })
+                    .await,
+                "ListEscalations(PENDING)",
+            );
+            (page.escalations, page.next_page_token)
         }
-        token = page.next_page_token;
+    })
+    .await;
+    let mut reviewing: HashMap<String, u32> = HashMap::new();
+    for e in pending {
+        if !e.assigned_reviewer_id.is_empty() {
+            *reviewing.entry(e.assigned_reviewer_id).or_default() += 1;
+        }
     }
     let status = ok(
         server
@@ -187,6 +332,12 @@ async fn verify(server: &Server, ledger: &Ledger, cycle: usize) {
         let holds = assigned.get(&agent.agent_id).copied().unwrap_or(0);
         assert_eq!(agent.load, holds, "cycle {cycle}: load of {}", agent.name);
         assert!(agent.load <= agent.capacity);
+        if agent.name == REMOTE {
+            assert_eq!(
+                agent.load, 0,
+                "cycle {cycle}: the offline remote agent holds work"
+            );
+        }
     }
     for reviewer in &status.escalation_stats.as_ref().unwrap().reviewers {
         let holds = reviewing.get(&reviewer.reviewer_id).copied().unwrap_or(0);
@@ -197,6 +348,59 @@ async fn verify(server: &Server, ledger: &Ledger, cycle: usize) {
         );
         assert!(reviewer.load <= reviewer.max_concurrent);
     }
+}
+
+/// The remote agent's name: one agent, attached again in every cycle.
+const REMOTE: &str = "Remote_L1";
+
+/// The remote agent's process: attaches (registering the agent the first time), answers each
+/// assignment after a moment, and puts what each reply acknowledged in the ledger.
+fn remote_agent(
+    server: &Server,
+    agent_id: Arc<Mutex<Option<String>>>,
+    ledger: Arc<Mutex<Ledger>>,
+) -> tokio::task::JoinHandle<()> {
+    let mut client = server.agents_as(ADMIN_KEY);
+    tokio::spawn(async move {
+        let known = agent_id.lock().unwrap().clone();
+        let request = match known {
+            Some(id) => AttachRequest {
+                agent_id: id,
+                ..Default::default()
+            },
+            None => AttachRequest {
+                name: REMOTE.into(),
+                tier: "L1".into(),
+                capacity: 2,
+                ..Default::default()
+            },
+        };
+        let Ok(response) = client.attach(request).await else {
+            return;
+        };
+        let mut stream = response.into_inner();
+        while let Ok(Some(message)) = stream.message().await {
+            match message.message {
+                Some(Message::Attached(a)) => *agent_id.lock().unwrap() = Some(a.agent_id),
+                Some(Message::Assignment(a)) => {
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                    let reply = client
+                        .reply(ReplyRequest {
+                            assignment_id: a.assignment_id,
+                            outcome: Some(Outcome::Resolve(Resolve {
+                                response: "answered by the remote agent".into(),
+                            })),
+                        })
+                        .await;
+                    if let Ok(r) = reply {
+                        let ticket = r.into_inner().ticket.unwrap();
+                        ledger.lock().unwrap().acknowledge(ticket);
+                    }
+                }
+                _ => {}
+            }
+        }
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -216,11 +420,13 @@ async fn sigkill_under_load_loses_nothing_that_was_acknowledged() {
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let mut root = new_root();
     let mut acknowledged_total = 0;
+    let remote_id = Arc::new(Mutex::new(None));
 
     for cycle in 0..CYCLES {
-        let server = Server::start_with(root, &[], None).await;
-        let acknowledged = ledger.lock().unwrap().clone();
-        verify(&server, &acknowledged, cycle).await;
+        let server = Server::start_with(root, &[], Some(CONFIG)).await;
+        let mut acknowledged = ledger.lock().unwrap().clone();
+        verify(&server, &mut acknowledged, cycle).await;
+        ledger.lock().unwrap().deadlines = acknowledged.deadlines;
 
         let running = Arc::new(AtomicBool::new(true));
         let mut tasks = Vec::new();
@@ -238,16 +444,10 @@ async fn sigkill_under_load_loses_nothing_that_was_acknowledged() {
                         continue;
                     };
                     let answer = answer.into_inner();
-                    let ticket = answer.ticket.unwrap();
                     let mut ledger = ledger.lock().unwrap();
-                    ledger
-                        .tickets
-                        .insert(ticket.ticket_id.clone(), ticket.status());
+                    ledger.acknowledge(answer.ticket.unwrap());
                     if !answer.escalation_id.is_empty() {
-                        ledger
-                            .escalations
-                            .entry(answer.escalation_id)
-                            .or_insert(EscalationState::Pending);
+                        ledger.reviews.insert(answer.escalation_id);
                     }
                 }
             }));
@@ -292,19 +492,21 @@ async fn sigkill_under_load_loses_nothing_that_was_acknowledged() {
                             .await
                     };
                     if let Ok(e) = result {
-                        let e = e.into_inner();
-                        ledger.lock().unwrap().escalations.insert(id, e.state());
+                        ledger.lock().unwrap().decided.insert(id, e.into_inner());
                     }
                 }
             }));
         }
 
-        tokio::time::sleep(Duration::from_millis(300 + rng.below(1200))).await;
+        let remote = remote_agent(&server, remote_id.clone(), ledger.clone());
+
+        tokio::time::sleep(Duration::from_millis(1000 + rng.below(2500))).await;
         root = server.kill().await;
         running.store(false, Ordering::Relaxed);
         for task in tasks {
             task.await.unwrap();
         }
+        remote.await.unwrap();
         let size = ledger.lock().unwrap().tickets.len();
         assert!(
             size > acknowledged_total,
@@ -313,21 +515,41 @@ async fn sigkill_under_load_loses_nothing_that_was_acknowledged() {
         acknowledged_total = size;
     }
 
-    let server = Server::start_with(root, &[], None).await;
-    let acknowledged = ledger.lock().unwrap().clone();
-    verify(&server, &acknowledged, CYCLES).await;
-    let ledger = ledger.lock().unwrap();
-    let decided: HashSet<_> = ledger
-        .escalations
-        .iter()
-        .filter(|(_, s)| **s != EscalationState::Pending)
-        .map(|(id, _)| id)
-        .collect();
+    let server = Server::start_with(root, &[], Some(CONFIG)).await;
+    let mut acknowledged = ledger.lock().unwrap().clone();
+    verify(&server, &mut acknowledged, CYCLES).await;
+    // What the run went through, so a quiet run cannot pass for a thorough one.
+    let mut escalations = server.escalations_as(ADMIN_KEY);
+    let mut expired = 0;
+    for id in &acknowledged.reviews {
+        let e = ok(
+            escalations
+                .get_escalation(GetEscalationRequest {
+                    escalation_id: id.clone(),
+                })
+                .await,
+            "GetEscalation",
+        );
+        if e.state() == EscalationState::Expired {
+            expired += 1;
+        }
+    }
+    let by_remote = acknowledged
+        .tickets
+        .values()
+        .filter(|t| t.resolution_path.iter().any(|s| s.agent_name == REMOTE))
+        .count();
     eprintln!(
-        "{} acknowledged tickets, {} reviews, {} decisions survived {CYCLES} SIGKILLs",
-        ledger.tickets.len(),
-        ledger.escalations.len(),
-        decided.len()
+        "{} acknowledged tickets ({by_remote} through the remote agent), {} reviews ({expired} \
+         expired), {} decisions survived {CYCLES} SIGKILLs",
+        acknowledged.tickets.len(),
+        acknowledged.reviews.len(),
+        acknowledged.decided.len()
     );
-    assert!(!decided.is_empty(), "the reviewers decided something");
+    assert!(
+        !acknowledged.decided.is_empty(),
+        "the reviewers decided something"
+    );
+    assert!(expired > 0, "reviews expired");
+    assert!(by_remote > 0, "the remote agent answered");
 }
