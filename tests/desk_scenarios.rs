@@ -10,7 +10,7 @@ use common::*;
 use servicedesk::proto::v1::{
     AgentAvailability, AgentKind, ApproveEscalationRequest, EscalationPriority, EscalationState,
     GetCustomerHistoryRequest, GetDeskStatusRequest, GetEscalationRequest, GetTicketRequest,
-    HandleInquiryRequest, ListAgentsRequest, ListTicketsRequest, PathOutcome, Ticket, TicketStatus,
+    HandleInquiryRequest, ListTicketsRequest, PathOutcome, Ticket, TicketStatus,
 };
 use tonic::Code;
 
@@ -334,14 +334,7 @@ async fn fifty_concurrent_inquiries_are_all_answered_and_loads_return_to_zero() 
     }
     assert_eq!(ids.len(), 50, "50 distinct tickets");
 
-    let agents = ok(
-        server
-            .admin()
-            .list_agents(ListAgentsRequest::default())
-            .await,
-        "ListAgents",
-    )
-    .agents;
+    let agents = all_agents(&server).await;
     assert_eq!(agents.len(), 6);
     for agent in &agents {
         assert_eq!(agent.load, 0, "agent {} load after all answers", agent.name);

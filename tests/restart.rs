@@ -12,8 +12,8 @@ use servicedesk::proto::v1::desk_event::Event;
 use servicedesk::proto::v1::{
     ApproveEscalationRequest, CreateAgentRequest, CreateReviewerRequest, DeskEvent, Escalation,
     EscalationState, GetEscalationRequest, GetEscalationStatsRequest, GetTicketRequest,
-    ListAgentsRequest, ListReviewersRequest, ListTicketsRequest, Ticket, TicketStatus,
-    WatchEscalationsRequest, WatchEventsRequest, WatchTicketRequest,
+    ListReviewersRequest, ListTicketsRequest, Ticket, TicketStatus, WatchEscalationsRequest,
+    WatchEventsRequest, WatchTicketRequest,
 };
 use tonic::{Code, Status};
 
@@ -172,14 +172,7 @@ async fn everything_comes_back_after_a_sigterm_restart() {
         seconds(&escalation_before.expire_time)
     );
 
-    let agents = ok(
-        server
-            .admin()
-            .list_agents(ListAgentsRequest::default())
-            .await,
-        "ListAgents",
-    )
-    .agents;
+    let agents = all_agents(&server).await;
     let restored = agents
         .iter()
         .find(|a| a.agent_id == agent.agent_id)

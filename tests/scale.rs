@@ -281,14 +281,7 @@ async fn an_agent_whose_connection_stops_answering_pings_is_lost_and_its_work_ha
         "{:?}",
         ticket.resolution_path
     );
-    let agents = ok(
-        server
-            .admin()
-            .list_agents(ListAgentsRequest::default())
-            .await,
-        "ListAgents",
-    )
-    .agents;
+    let agents = all_agents(&server).await;
     let faraway = agents.iter().find(|a| a.name == "Faraway").unwrap();
     assert_eq!(faraway.availability(), AgentAvailability::Offline);
 }

@@ -693,6 +693,21 @@ pub async fn create_refund_escalation(
 // ---------------------------------------------------------------------------------------------
 // Results
 
+/// Every agent of the desk (one page, up to 500).
+pub async fn all_agents(server: &Server) -> Vec<servicedesk::proto::v1::Agent> {
+    ok(
+        server
+            .admin()
+            .list_agents(servicedesk::proto::v1::ListAgentsRequest {
+                page_size: 500,
+                ..Default::default()
+            })
+            .await,
+        "ListAgents",
+    )
+    .agents
+}
+
 /// Unwraps an OK response with a message naming the call.
 pub fn ok<T>(result: Result<tonic::Response<T>, Status>, what: &str) -> T {
     match result {
