@@ -252,3 +252,55 @@ fn every_source_file_reads_in_one_sitting() {
         "split these along their seams, at most {MAX_LINES} lines each: {long:?}"
     );
 }
+
+/// Every RPC has one handler in `src/api`, traced under its RPC's name, and a handler only
+/// validates, converts, calls one command and converts back: a few lines, never a page.
+#[test]
+fn every_rpc_has_a_short_traced_handler() {
+    const MAX_LINES: usize = 40;
+    let mut rpcs: Vec<String> = fs::read_dir(root().join("proto/servicedesk/v1"))
+        .expect("read the protos")
+        .map(|entry| entry.expect("a proto file").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "proto"))
+        .flat_map(|file| {
+            let text = fs::read_to_string(&file).expect("read a proto");
+            text.lines()
+                .filter_map(|line| {
+                    let rest = line.trim_start().strip_prefix("rpc ")?;
+                    Some(rest.split('(').next()?.trim().to_string())
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    rpcs.sort();
+
+    let mut handlers = Vec::new();
+    let mut long = Vec::new();
+    for file in rust_files(&src().join("api")) {
+        let text = fs::read_to_string(&file).expect("read a source file");
+        let lines: Vec<&str> = text.lines().collect();
+        for (at, line) in lines.iter().enumerate() {
+            let Some(name) = line
+                .trim()
+                .strip_prefix("#[tracing::instrument(skip_all, name = \"")
+                .and_then(|rest| rest.strip_suffix("\")]"))
+            else {
+                continue;
+            };
+            let length = lines[at..]
+                .iter()
+                .position(|line| *line == "    }")
+                .expect("a handler ends at its impl's indentation");
+            if length > MAX_LINES {
+                long.push(format!("{name} in {} ({length} lines)", file.display()));
+            }
+            handlers.push(name.to_string());
+        }
+    }
+    handlers.sort();
+    assert_eq!(handlers, rpcs, "one traced handler per RPC of the protos");
+    assert!(
+        long.is_empty(),
+        "move the work into the runtime, requests.rs or convert.rs: {long:?}"
+    );
+}
