@@ -404,6 +404,10 @@ mod tests {
         assert!(
             err(vec![rule(&"t".repeat(65), &["x"])], "general").contains("longer than 64 bytes")
         );
+        // The limit itself is allowed, for a rule's topic and the fallback alike.
+        let longest = "t".repeat(MAX_TOPIC_BYTES);
+        assert!(Classifier::new(vec![rule(&longest, &["x"])], "general".into()).is_ok());
+        assert!(Classifier::new(vec![rule("a", &["x"])], longest).is_ok());
         assert!(err(vec![rule("a", &[&"k".repeat(101)])], "general")
             .contains("keyword longer than 100 bytes"));
         let many = (0..=MAX_RULES)

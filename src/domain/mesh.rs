@@ -551,6 +551,26 @@ mod tests {
         assert_eq!(mesh.pick("anything", 0, RoutingStrategy::LeastLoaded), None);
     }
 
+    /// `eligible` is what routing's indexes answer for one agent: a specialist takes its
+    /// topics, the top tier and first-tier generalists take any.
+    #[test]
+    fn eligibility_is_specialty_or_taking_any_topic() {
+        let mut mesh = Mesh::new(tiers()).unwrap();
+        let ids = [
+            add(&mut mesh, "specialist", "L2", &["billing"], 1),
+            add(&mut mesh, "generalist", "L1", &[], 1),
+            add(&mut mesh, "l1 specialist", "L1", &["billing"], 1),
+            add(&mut mesh, "top", "Expert", &["billing"], 1),
+            add(&mut mesh, "l2 without specialties", "L2", &[], 1),
+        ];
+        let eligible = |i: usize, topic: &str| mesh.eligible(mesh.agent(&ids[i]).unwrap(), topic);
+        assert!(eligible(0, "billing") && !eligible(0, "technical"));
+        assert!(eligible(1, "billing") && eligible(1, "technical"));
+        assert!(eligible(2, "billing") && !eligible(2, "technical"));
+        assert!(eligible(3, "billing") && eligible(3, "technical"));
+        assert!(!eligible(4, "billing") && !eligible(4, "technical"));
+    }
+
     #[test]
     fn specialties_match_case_insensitively_through_lowercase_storage() {
         let mut mesh = Mesh::new(tiers()).unwrap();

@@ -7,6 +7,8 @@ pub mod classify;
 pub mod desk;
 pub mod error;
 pub mod event;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod knowledge;
 pub mod limits;
 pub mod mesh;

@@ -371,6 +371,16 @@ mod tests {
     }
 
     #[test]
+    fn reviewers_are_listed_in_the_order_they_were_added() {
+        let mut b = board();
+        let ids = |b: &ReviewBoard| b.reviewers().map(|r| r.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&b), ["supervisor_1", "supervisor_2", "manager_1"]);
+        b.remove_reviewer("supervisor_2").unwrap();
+        b.add_reviewer(reviewer("supervisor_2", &[], 1)).unwrap();
+        assert_eq!(ids(&b), ["supervisor_1", "manager_1", "supervisor_2"]);
+    }
+
+    #[test]
     fn specialty_match_beats_a_generalist() {
         let b = board();
         assert_eq!(

@@ -108,6 +108,23 @@ mod tests {
         assert!(words(" ,.;  ").is_empty());
     }
 
+    #[test]
+    fn ies_becomes_y_only_when_a_stem_is_left() {
+        assert_eq!(stem("flies"), "fly");
+        assert_eq!(stem("queries"), "query");
+        // Four letters leave too little to be a plural of a "-y" word.
+        assert_eq!(stem("ties"), "tie");
+        assert_eq!(stem("lies"), "lie");
+    }
+
+    #[test]
+    fn verb_endings_go_only_when_three_letters_are_left() {
+        assert_eq!(stem("charged"), "charg");
+        assert_eq!(stem("exporting"), "export");
+        assert_eq!(stem("feed"), "feed");
+        assert_eq!(stem("doing"), "doing");
+    }
+
     proptest! {
         #[test]
         fn words_are_nonempty_lowercase_alphanumeric_runs(text in "\\PC{0,64}") {

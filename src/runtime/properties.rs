@@ -25,8 +25,9 @@ use crate::domain::classify::Classifier;
 use crate::domain::desk::{
     Actor, AgentChange, AgentReply, AttachSpec, Desk, NewTicket, RemoteMessage, Settings,
 };
+use crate::domain::fixtures::{self, tiers};
 use crate::domain::knowledge::KnowledgeBase;
-use crate::domain::mesh::{Agent, AgentKind, Availability, Mesh, Tier};
+use crate::domain::mesh::{Agent, AgentKind, Availability, Mesh};
 use crate::domain::policy::Policy;
 use crate::domain::review::{Escalation, Reviewer};
 use crate::domain::ticket::Ticket;
@@ -129,19 +130,6 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
-fn tiers() -> Vec<Tier> {
-    ["L1", "L2", "Expert"]
-        .iter()
-        .enumerate()
-        .map(|(i, name)| Tier {
-            name: name.to_string(),
-            threshold: 0.7 - 0.2 * i as f64,
-            default_capacity: 2,
-            instructions: String::new(),
-        })
-        .collect()
-}
-
 /// Short deadlines, so the moves of the clock make every kind of timer fire.
 fn settings() -> Settings {
     Settings {
@@ -162,8 +150,7 @@ fn new_desk() -> Desk {
 }
 
 fn builtin(name: &str, tier: &str, topics: &[&str]) -> Agent {
-    let topics = topics.iter().map(|t| t.to_string()).collect();
-    Agent::new(name, tier, topics, 2, AgentKind::Builtin)
+    fixtures::agent(name, tier, topics, 2)
 }
 
 /// A remote agent process played by the test: its stream id and its feed.

@@ -16,6 +16,8 @@ mod review;
 mod roster;
 mod settings;
 mod status;
+#[cfg(test)]
+mod tests;
 mod tickets;
 mod timers;
 

@@ -450,3 +450,55 @@ proptest! {
         prop_assert!(stem(&word).chars().count() <= word.chars().count());
     }
 }
+
+/// The confidence is the module documentation's formula, computed here independently on a
+/// knowledge base where every article's fields have the same length (so no length
+/// normalisation): one query term in every title (df = N, a low idf), one in a single body
+/// (df = 1, a high idf).
+#[test]
+fn the_confidence_is_the_documented_formula() {
+    let bodies = [
+        "tango foxtrot golf",
+        "hotel india juliet",
+        "mango nectar oxford",
+        "quartz radar salmon",
+    ];
+    let titles = ["kilo lima", "kilo oscar", "kilo papa", "kilo romeo"];
+    let keywords = ["sierra", "victor", "whisky", "delta"];
+    let articles = (0..4)
+        .map(|i| article(&format!("a{i}"), "t", titles[i], &[keywords[i]], bodies[i]))
+        .collect();
+    let kb = KnowledgeBase::from_articles(articles).unwrap();
+
+    let n = 4.0;
+    let idf = |df: f64| (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
+    let sat = |x: f64| x * (1.2 + 1.0) / (1.2 + x);
+    let strength = |tf: f64| (sat(tf) / sat(3.0 + 3.0 + 1.0)).min(1.0).powi(2);
+    // "kilo": once in the title (weight 3) of every article; "tango": once in a0's body.
+    let (idf_kilo, idf_tango) = (idf(4.0), idf(1.0));
+    let (s_kilo, s_tango) = (strength(3.0), strength(1.0));
+    let relevance = (idf_kilo * s_kilo + idf_tango * s_tango) / (idf_kilo + idf_tango);
+    let coverage = (s_kilo + s_tango) / 2.0;
+    let expected = 0.6 * relevance + 0.4 * coverage;
+
+    let got = answer(&kb, "kilo tango", "t");
+    assert_eq!(got.article_id, "a0");
+    assert!(
+        (got.confidence - expected).abs() < 1e-9,
+        "confidence {} but the formula gives {expected}",
+        got.confidence
+    );
+    // A term only one article has is worth more than one all of them have.
+    assert!(idf_tango > 5.0 * idf_kilo);
+}
+
+#[test]
+fn a_file_past_the_size_limit_is_refused_before_parsing() {
+    let text = "#".repeat(MAX_TOML_BYTES + 1);
+    match KnowledgeBase::from_toml(&text) {
+        Err(KnowledgeError::TooLarge { bytes, max }) => {
+            assert_eq!((bytes, max), (MAX_TOML_BYTES + 1, MAX_TOML_BYTES));
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+}

@@ -16,45 +16,15 @@ use crate::domain::desk::{
     SettingsChange,
 };
 use crate::domain::event::{EscalationEventKind, EventBody, TicketEventKind};
+use crate::domain::fixtures::{agent, reviewer, tiers};
 use crate::domain::knowledge::KbAnswer;
-use crate::domain::mesh::{Agent, AgentKind, Availability, Mesh, RoutingStrategy, Tier};
+use crate::domain::mesh::{Availability, Mesh, RoutingStrategy, Tier};
 use crate::domain::policy::Policy;
-use crate::domain::review::Reviewer;
 use model::{assignment_open, expected_claim, expected_decision, outcome, Expected};
 
 mod model;
 
 const TOPICS: [&str; 4] = ["billing", "technical", "account", "general"];
-
-fn tiers() -> Vec<Tier> {
-    ["L1", "L2", "Expert"]
-        .iter()
-        .enumerate()
-        .map(|(i, n)| Tier {
-            name: n.to_string(),
-            threshold: 0.7 - 0.2 * i as f64,
-            default_capacity: 2,
-            instructions: String::new(),
-        })
-        .collect()
-}
-
-fn agent(name: &str, tier: &str, topics: &[&str], capacity: u32) -> Agent {
-    let topics = topics.iter().map(|t| t.to_string()).collect();
-    Agent::new(name, tier, topics, capacity, AgentKind::Builtin)
-}
-
-fn reviewer(id: &str, topics: &[&str], max: u32) -> Reviewer {
-    Reviewer {
-        id: id.into(),
-        name: id.into(),
-        specialties: topics.iter().map(|t| t.to_string()).collect(),
-        max_concurrent: max,
-        load: 0,
-        decided: 0,
-        order: 0,
-    }
-}
 
 fn desk(routing: RoutingStrategy) -> Desk {
     let settings = Settings {
