@@ -38,3 +38,49 @@ impl Clock for SystemClock {
         Box::pin(tokio::time::sleep(Duration::from_millis(wait)))
     }
 }
+
+/// A clock a test moves by hand: waits on it end when it passes their due time. Starts at a
+/// fixed moment.
+#[cfg(test)]
+#[derive(Clone, Debug)]
+pub struct ManualClock(std::sync::Arc<(std::sync::atomic::AtomicI64, tokio::sync::Notify)>);
+
+#[cfg(test)]
+#[allow(clippy::new_without_default)] // every test says it wants a new clock, at START_MS
+impl ManualClock {
+    /// Where every manual clock starts: any fixed moment will do.
+    pub const START_MS: i64 = 1_700_000_000_000;
+
+    pub fn new() -> Self {
+        ManualClock(std::sync::Arc::new((
+            std::sync::atomic::AtomicI64::new(Self::START_MS),
+            tokio::sync::Notify::new(),
+        )))
+    }
+
+    pub fn advance(&self, ms: i64) {
+        self.0 .0.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+        self.0 .1.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0 .0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn sleep_until(&self, due_ms: i64) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        let clock = self.0.clone();
+        Box::pin(async move {
+            loop {
+                // Created before the check: a move in between still wakes it.
+                let moved = clock.1.notified();
+                if clock.0.load(std::sync::atomic::Ordering::SeqCst) >= due_ms {
+                    return;
+                }
+                moved.await;
+            }
+        })
+    }
+}

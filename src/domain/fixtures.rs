@@ -1,7 +1,10 @@
-//! Building blocks the desk's tests share: the three default tiers, agents and reviewers.
+//! Building blocks the tests share: the three default tiers, agents, reviewers, a ticket.
+
+use std::collections::BTreeMap;
 
 use super::mesh::{Agent, AgentKind, Tier};
 use super::review::Reviewer;
+use super::ticket::{Ticket, TicketStatus};
 
 /// L1, L2 and Expert with the default desk's thresholds (0.7, 0.5, 0.3), two tickets each.
 pub fn tiers() -> Vec<Tier> {
@@ -33,5 +36,38 @@ pub fn reviewer(id: &str, topics: &[&str], max: u32) -> Reviewer {
         load: 0,
         decided: 0,
         order: 0,
+    }
+}
+
+/// A first-tier ticket as it is created: queued, not yet classified.
+pub fn ticket() -> Ticket {
+    Ticket {
+        id: "tkt_1a2b3c4d5e6abcdefghi".into(),
+        customer_id: "alice".into(),
+        inquiry: "How do I reset my password?".into(),
+        context: BTreeMap::new(),
+        topic: String::new(),
+        priority: 5,
+        status: TicketStatus::Queued,
+        agent_id: String::new(),
+        agent_name: String::new(),
+        agent_tier: String::new(),
+        escalation_count: 0,
+        resolution: String::new(),
+        path: vec![],
+        escalation_id: String::new(),
+        created_ms: 1_796_000_000_000,
+        updated_ms: 1_796_000_000_000,
+        resolved_ms: None,
+        policy_rules: vec![],
+        policy_raise_to: None,
+        min_tier: 0,
+        assignment: None,
+        assignments_made: 0,
+        draft: String::new(),
+        client_id: "app".into(),
+        idempotency_key: String::new(),
+        queued_ms: None,
+        prepared: None,
     }
 }

@@ -182,6 +182,80 @@ pub fn ticket_of_assignment(assignment_id: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::fixtures::ticket;
+
+    #[test]
+    fn settled_means_closed_or_with_a_human() {
+        use TicketStatus::*;
+        for (status, settled, closed) in [
+            (Queued, false, false),
+            (Assigned, false, false),
+            (AwaitingReview, true, false),
+            (Resolved, true, true),
+            (Rejected, true, true),
+            (Failed, true, true),
+        ] {
+            assert_eq!(status.is_settled(), settled, "{status:?} settled");
+            assert_eq!(status.is_final(), closed, "{status:?} final");
+            assert_eq!(TicketStatus::parse(status.as_str()), Some(status));
+        }
+    }
+
+    #[test]
+    fn a_retry_asks_the_same_only_when_every_part_matches() {
+        let mut t = ticket();
+        t.topic = "account".into();
+        let context = BTreeMap::from([("plan".to_string(), "pro".to_string())]);
+        t.context = context.clone();
+        let same = Asked {
+            customer_id: "alice",
+            inquiry: "How do I reset my password?",
+            context: &context,
+            priority: 5,
+            topic: None,
+        };
+        assert!(t.was_asked(&same));
+        assert!(t.was_asked(&Asked {
+            topic: Some(" Account "),
+            ..same
+        }));
+        let other_context = BTreeMap::new();
+        for differs in [
+            Asked {
+                customer_id: "bob",
+                ..same
+            },
+            Asked {
+                inquiry: "Where is my invoice?",
+                ..same
+            },
+            Asked {
+                context: &other_context,
+                ..same
+            },
+            Asked {
+                priority: 6,
+                ..same
+            },
+            Asked {
+                topic: Some("billing"),
+                ..same
+            },
+        ] {
+            assert!(!t.was_asked(&differs), "{differs:?}");
+        }
+    }
+
+    #[test]
+    fn escalated_once_it_moved_up_a_tier_or_went_to_a_human() {
+        let mut t = ticket();
+        assert!(!t.escalated());
+        t.escalation_count = 1;
+        assert!(t.escalated());
+        t.escalation_count = 0;
+        t.escalation_id = "esc_1".into();
+        assert!(t.escalated());
+    }
 
     #[test]
     fn assignment_ids_lead_back_to_their_ticket() {

@@ -78,7 +78,8 @@ pub struct Answer {
 }
 
 /// How the runtime admitted an inquiry.
-enum Admission {
+#[derive(Debug)]
+pub(super) enum Admission {
     /// Not settled yet: the waiter registered with the runtime will fire.
     Waiting {
         ticket_id: String,
@@ -102,7 +103,7 @@ fn new_ticket_id(now_ms: i64) -> String {
 impl Core {
     /// Opens the ticket, unless the client's idempotency key already names one (remembered
     /// here, or `stored` in the store): then that one is the answer.
-    fn admit(
+    pub(super) fn admit(
         &mut self,
         new: NewTicket,
         stored: Option<String>,

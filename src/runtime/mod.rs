@@ -22,6 +22,8 @@ mod handle;
 mod inquiry;
 #[cfg(test)]
 mod properties;
+#[cfg(test)]
+mod tests;
 mod writer;
 
 use std::sync::{Arc, RwLock};

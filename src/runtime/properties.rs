@@ -9,18 +9,15 @@
 //! and nothing closed reopens.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 
 use super::core::Core;
 use super::{AgentFeed, DeskHandle, Runtime, RuntimeOptions};
-use crate::clock::Clock;
+use crate::clock::{Clock, ManualClock};
 use crate::domain::classify::Classifier;
 use crate::domain::desk::{
     Actor, AgentChange, AgentReply, AttachSpec, Desk, NewTicket, RemoteMessage, Settings,
@@ -41,44 +38,6 @@ const INQUIRIES: [&str; 4] = [
     "The app crashes with an error when I export",
     "Where can I download my invoice?",
 ];
-
-/// The clock's start: any fixed moment will do.
-const EPOCH_MS: i64 = 1_700_000_000_000;
-
-/// A clock the test moves by hand: the runtime's timers fire when it passes their due time.
-#[derive(Clone, Debug)]
-struct TestClock(Arc<(AtomicI64, Notify)>);
-
-impl TestClock {
-    fn new() -> Self {
-        TestClock(Arc::new((AtomicI64::new(EPOCH_MS), Notify::new())))
-    }
-
-    fn advance(&self, ms: i64) {
-        self.0 .0.fetch_add(ms, Ordering::SeqCst);
-        self.0 .1.notify_waiters();
-    }
-}
-
-impl Clock for TestClock {
-    fn now_ms(&self) -> i64 {
-        self.0 .0.load(Ordering::SeqCst)
-    }
-
-    fn sleep_until(&self, due_ms: i64) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
-        let clock = self.0.clone();
-        Box::pin(async move {
-            loop {
-                // Created before the check: a move in between still wakes it.
-                let moved = clock.1.notified();
-                if clock.0.load(Ordering::SeqCst) >= due_ms {
-                    return;
-                }
-                moved.await;
-            }
-        })
-    }
-}
 
 /// A command one caller sends; a round's commands run at once.
 #[derive(Clone, Debug)]
@@ -290,7 +249,7 @@ async fn apply(steps: Vec<Step>, dir: &std::path::Path) -> Result<(), TestCaseEr
         Classifier::default_rules(),
         KnowledgeBase::default_kb(),
     ));
-    let clock = TestClock::new();
+    let clock = ManualClock::new();
     let options = RuntimeOptions {
         clock: Arc::new(clock.clone()),
         ..RuntimeOptions::default()
