@@ -1,7 +1,7 @@
 //! A new inquiry, from the caller's request to its settled answer: find an earlier ticket with
-//! the same idempotency key, classify and score the inquiry once (off the runtime task), admit
-//! it (a new ticket, or the earlier one), and wait for it to settle: answered, in review or
-//! closed, after the commit that settled it.
+//! the same idempotency key, classify and score the inquiry once (before the runtime task sees
+//! it), admit it (a new ticket, or the earlier one), and wait for it to settle: answered, in
+//! review or closed, after the commit that settled it.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +14,11 @@ use crate::domain::classify::Topic;
 use crate::domain::desk::NewTicket;
 use crate::domain::error::DomainError;
 use crate::domain::ticket::{Asked, Ticket};
+
+/// Inquiries up to this size are classified and scored on the calling task: that takes a few
+/// microseconds, less than the hand-off to the blocking pool and back. Longer ones (up to the
+/// request limit, 16 KiB by default) go to the pool, so no worker thread stalls on one.
+const SCORE_INLINE_BYTES: usize = 2048;
 
 /// A customer's inquiry as the caller sent it, validated.
 #[derive(Clone, Debug)]
@@ -169,12 +174,16 @@ impl DeskHandle {
                 stored = Some(existing);
             }
         }
-        let triage = self.triage.clone();
-        let (text, given) = (inquiry.inquiry.clone(), inquiry.topic.clone());
-        let (topic, prepared) =
+        let (topic, prepared) = if inquiry.inquiry.len() <= SCORE_INLINE_BYTES {
+            self.triage
+                .inquiry(&inquiry.inquiry, inquiry.topic.as_deref())
+        } else {
+            let triage = self.triage.clone();
+            let (text, given) = (inquiry.inquiry.clone(), inquiry.topic.clone());
             tokio::task::spawn_blocking(move || triage.inquiry(&text, given.as_deref()))
                 .await
-                .map_err(|_| DeskError::Unavailable)?;
+                .map_err(|_| DeskError::Unavailable)?
+        };
         // With a key: kept to compare with an earlier ticket that closed before it was read.
         let asked_again = (!key.is_empty()).then(|| inquiry.clone());
         let new = NewTicket {
