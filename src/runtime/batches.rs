@@ -299,6 +299,8 @@ fn commit_batch(core: &mut Core, events: Vec<Event>) -> CommitBatch {
         .iter()
         .filter_map(|id| core.desk.reviews().reviewer(id).cloned())
         .collect();
+    // Totals change only with tickets and reviews; any event is a cheap enough trigger.
+    let stats = (!events.is_empty()).then(|| core.desk.stats().clone());
     CommitBatch {
         events,
         agents,
@@ -309,6 +311,7 @@ fn commit_batch(core: &mut Core, events: Vec<Event>) -> CommitBatch {
         settings: core.settings_change.take(),
         mark_seeded: std::mem::take(&mut core.mark_seeded),
         compact_before_ms: core.compact_before_ms.take(),
+        stats,
     }
 }
 

@@ -1,5 +1,10 @@
 //! The embedded default store: one SQLite file in WAL mode, one held writer connection for
-//! group commits, a small pool of reader connections.
+//! group commits, a small pool of reader connections. The tables and their migrations are in
+//! [`schema`], the commit in [`write`], the event log's compact form in [`log`].
+
+mod log;
+mod schema;
+mod write;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -8,80 +13,13 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::de::DeserializeOwned;
 
 use super::{
-    files, CommitBatch, CommitReport, Cursor, Durability, EscalationFilter, KeyChange, KeyRecord,
+    files, records, CommitBatch, CommitReport, Cursor, Durability, EscalationFilter, KeyRecord,
     Loaded, Page, Retained, Store, StoreError, TicketFilter,
 };
 use crate::domain::desk::{Settings, Stats};
-use crate::domain::event::{Event, EventBody};
-use crate::domain::mesh::Agent;
-use crate::domain::review::{Escalation, Reviewer};
+use crate::domain::event::Event;
+use crate::domain::review::{Escalation, EscalationState};
 use crate::domain::ticket::Ticket;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY,
-    time_ms INTEGER NOT NULL,
-    ticket_id TEXT,
-    body TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_by_ticket ON events(ticket_id, seq);
-CREATE TABLE IF NOT EXISTS tickets (
-    ticket_id TEXT PRIMARY KEY,
-    customer_id TEXT NOT NULL,
-    status TEXT NOT NULL,
-    open INTEGER NOT NULL,
-    escalated INTEGER NOT NULL,
-    created_ms INTEGER NOT NULL,
-    resolved_ms INTEGER,
-    client_id TEXT NOT NULL,
-    idempotency_key TEXT,
-    body TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS tickets_by_time ON tickets(created_ms DESC, ticket_id DESC);
-CREATE INDEX IF NOT EXISTS tickets_by_customer
-    ON tickets(customer_id, client_id, created_ms DESC, ticket_id DESC);
-CREATE INDEX IF NOT EXISTS tickets_by_status ON tickets(status, created_ms DESC, ticket_id DESC);
-CREATE INDEX IF NOT EXISTS tickets_by_client ON tickets(client_id, created_ms DESC, ticket_id DESC);
-CREATE INDEX IF NOT EXISTS tickets_open ON tickets(open) WHERE open = 1;
-CREATE UNIQUE INDEX IF NOT EXISTS tickets_by_idempotency
-    ON tickets(client_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
-CREATE TABLE IF NOT EXISTS escalations (
-    escalation_id TEXT PRIMARY KEY,
-    ticket_id TEXT NOT NULL,
-    state TEXT NOT NULL,
-    priority INTEGER NOT NULL,
-    created_ms INTEGER NOT NULL,
-    decided_ms INTEGER,
-    reviewer_id TEXT,
-    body TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS escalations_queue
-    ON escalations(state, priority DESC, created_ms, escalation_id);
-CREATE INDEX IF NOT EXISTS escalations_by_reviewer
-    ON escalations(reviewer_id, state, priority DESC, created_ms, escalation_id);
-CREATE TABLE IF NOT EXISTS agents (agent_id TEXT PRIMARY KEY, body TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS reviewers (reviewer_id TEXT PRIMARY KEY, body TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS api_keys (
-    key_id TEXT PRIMARY KEY,
-    client_id TEXT NOT NULL,
-    client_name TEXT NOT NULL,
-    permissions TEXT NOT NULL,
-    secret_sha256 BLOB NOT NULL,
-    created_ms INTEGER NOT NULL,
-    last_used_ms INTEGER,
-    revoked INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS config_changes (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    time_ms INTEGER NOT NULL,
-    changed_by TEXT NOT NULL,
-    body TEXT NOT NULL
-);
-";
-
-/// Most events one commit compacts away; a backlog goes over the following commits.
-const COMPACT_ROWS: i64 = 5_000;
 
 /// The database file in the data directory.
 const DB_FILE: &str = "desk.db";
@@ -117,18 +55,24 @@ fn from_json<T: DeserializeOwned>(text: &str) -> Result<T, StoreError> {
     serde_json::from_str(text).map_err(corrupt)
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).expect("domain types always serialize")
-}
-
+/// An escalation's priority as the `priority` column orders it.
 fn priority_rank(e: &Escalation) -> u8 {
     e.priority as u8
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) `desk.db` in `dir`, after taking the directory's lock: one
-    /// process per store, or two writers would corrupt each other's log.
+    /// process per store, or two writers would corrupt each other's log. A store of an
+    /// earlier schema is checked and migrated first ([`schema`]).
     pub fn open(dir: &Path, durability: Durability) -> Result<Self, StoreError> {
+        let mut store = Self::open_as_is(dir, durability)?;
+        schema::prepare(store.writer.get_mut().expect("writer poisoned"))?;
+        Ok(store)
+    }
+
+    /// Opens the store as it is on disk, whatever its schema, changing nothing: for checking
+    /// it offline.
+    pub fn open_as_is(dir: &Path, durability: Durability) -> Result<Self, StoreError> {
         let lock = files::lock_dir(dir)?;
         let path = dir.join(DB_FILE);
         files::owner_only(&path)?;
@@ -141,7 +85,6 @@ impl SqliteStore {
         };
         writer.pragma_update(None, "synchronous", sync)?;
         writer.pragma_update(None, "foreign_keys", "ON")?;
-        writer.execute_batch(SCHEMA)?;
         // SQLite creates the WAL and its index with the database's mode; older stores may
         // have been created before that mode was owner-only.
         for companion in ["-wal", "-shm"] {
@@ -197,14 +140,16 @@ impl SqliteStore {
         Ok(seq.unwrap_or(0) as u64)
     }
 
-    fn bodies<T: DeserializeOwned>(
+    /// Decodes the blob in column 0 of every row the statement selects.
+    fn records<T>(
         stmt: &mut rusqlite::Statement<'_>,
         params: impl rusqlite::Params,
+        decode: impl Fn(&[u8]) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
-        let rows = stmt.query_map(params, |r| r.get::<_, String>(0))?;
+        let rows = stmt.query_map(params, |r| r.get::<_, Vec<u8>>(0))?;
         let mut out = Vec::new();
         for row in rows {
-            out.push(from_json(&row?)?);
+            out.push(decode(&row?)?);
         }
         Ok(out)
     }
@@ -218,20 +163,26 @@ impl Store for SqliteStore {
                 r.get(0)
             })
             .optional()?;
-        let agents = Self::bodies::<Agent>(
+        let agents = Self::records(
             &mut conn.prepare("SELECT body FROM agents ORDER BY agent_id")?,
             [],
+            records::agent_from,
         )?;
-        let mut reviewers =
-            Self::bodies::<Reviewer>(&mut conn.prepare("SELECT body FROM reviewers")?, [])?;
+        let mut reviewers = Self::records(
+            &mut conn.prepare("SELECT body FROM reviewers")?,
+            [],
+            records::reviewer_from,
+        )?;
         reviewers.sort_by_key(|r| r.order);
-        let open_tickets = Self::bodies::<Ticket>(
+        let open_tickets = Self::records(
             &mut conn.prepare("SELECT body FROM tickets WHERE open = 1")?,
             [],
+            records::ticket_from,
         )?;
-        let pending_escalations = Self::bodies::<Escalation>(
-            &mut conn.prepare("SELECT body FROM escalations WHERE state = 'pending'")?,
-            [],
+        let pending_escalations = Self::records(
+            &mut conn.prepare("SELECT body FROM escalations WHERE state = ?1")?,
+            [records::state_code(EscalationState::Pending)],
+            records::escalation_from,
         )?;
         let mut keys = Vec::new();
         {
@@ -285,46 +236,15 @@ impl Store for SqliteStore {
             )
             .optional()?;
         let settings = settings.map(|s| from_json::<Settings>(&s)).transpose()?;
-        let mut stats = Stats::default();
-        conn.query_row(
-            "SELECT COUNT(*), COALESCE(SUM(escalated), 0), COALESCE(SUM(resolved_ms - created_ms), 0)
-             FROM tickets WHERE open = 0",
-            [],
-            |r| {
-                stats.handled = r.get::<_, i64>(0)? as u64;
-                stats.escalated = r.get::<_, i64>(1)? as u64;
-                stats.resolution_ms_total = r.get::<_, i64>(2)?.max(0) as u64;
-                Ok(())
-            },
-        )?;
-        {
-            let mut stmt = conn.prepare(
-                "SELECT state, COUNT(*), COALESCE(SUM(decided_ms - created_ms), 0) FROM escalations GROUP BY state",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)? as u64,
-                    r.get::<_, i64>(2)?.max(0) as u64,
-                ))
-            })?;
-            for row in rows {
-                let (state, count, decide_ms) = row?;
-                stats.reviews_total += count;
-                match state.as_str() {
-                    "approved" => {
-                        stats.approved = count;
-                        stats.decide_ms_total += decide_ms;
-                    }
-                    "rejected" => {
-                        stats.rejected = count;
-                        stats.decide_ms_total += decide_ms;
-                    }
-                    "expired" => stats.expired = count,
-                    _ => {}
-                }
-            }
-        }
+        let stats: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'stats'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let stats = stats
+            .map(|s| from_json::<Stats>(&s))
+            .transpose()?
+            .unwrap_or_default();
         let last_seq = Self::head(&conn)?;
         Ok(Loaded {
             seeded: seeded.is_some(),
@@ -340,184 +260,26 @@ impl Store for SqliteStore {
     }
 
     fn commit(&self, batch: &CommitBatch) -> Result<CommitReport, StoreError> {
-        let mut report = CommitReport::default();
         if batch.is_empty() {
-            return Ok(report);
+            return Ok(CommitReport::default());
         }
         let mut conn = self.writer.lock().expect("writer poisoned");
         let tx = conn.transaction()?;
-        {
-            let mut insert_event = tx.prepare_cached(
-                "INSERT INTO events (seq, time_ms, ticket_id, body) VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            let mut upsert_ticket = tx.prepare_cached(
-                "INSERT INTO tickets (ticket_id, customer_id, status, open, escalated, created_ms, resolved_ms, client_id, idempotency_key, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                 ON CONFLICT(ticket_id) DO UPDATE SET status = excluded.status, open = excluded.open,
-                   escalated = excluded.escalated, resolved_ms = excluded.resolved_ms, body = excluded.body",
-            )?;
-            let mut upsert_escalation = tx.prepare_cached(
-                "INSERT INTO escalations (escalation_id, ticket_id, state, priority, created_ms, decided_ms, reviewer_id, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT(escalation_id) DO UPDATE SET state = excluded.state, decided_ms = excluded.decided_ms,
-                   reviewer_id = excluded.reviewer_id, body = excluded.body",
-            )?;
-            // Only the last snapshot of each ticket and escalation in the batch is written.
-            let mut last_ticket = std::collections::HashMap::new();
-            let mut last_escalation = std::collections::HashMap::new();
-            for (i, event) in batch.events.iter().enumerate() {
-                insert_event.execute(params![
-                    event.seq as i64,
-                    event.time_ms,
-                    event.ticket_id(),
-                    to_json(&event.body)
-                ])?;
-                match &event.body {
-                    EventBody::Ticket { ticket, .. } => {
-                        last_ticket.insert(ticket.id.as_str(), i);
-                    }
-                    EventBody::Escalation { escalation, .. } => {
-                        last_escalation.insert(escalation.id.as_str(), i);
-                    }
-                    _ => {}
-                }
-            }
-            let mut ticket_rows: Vec<usize> = last_ticket.into_values().collect();
-            ticket_rows.sort_unstable();
-            for i in ticket_rows {
-                let EventBody::Ticket { ticket: t, .. } = &batch.events[i].body else {
-                    unreachable!()
-                };
-                let idem = (!t.idempotency_key.is_empty()).then_some(t.idempotency_key.as_str());
-                upsert_ticket.execute(params![
-                    t.id,
-                    t.customer_id,
-                    t.status.as_str(),
-                    !t.status.is_final(),
-                    t.escalated(),
-                    t.created_ms,
-                    t.resolved_ms,
-                    t.client_id,
-                    idem,
-                    to_json(t)
-                ])?;
-            }
-            let mut escalation_rows: Vec<usize> = last_escalation.into_values().collect();
-            escalation_rows.sort_unstable();
-            for i in escalation_rows {
-                let EventBody::Escalation { escalation: e, .. } = &batch.events[i].body else {
-                    unreachable!()
-                };
-                upsert_escalation.execute(params![
-                    e.id,
-                    e.ticket_id,
-                    e.state.as_str(),
-                    priority_rank(e),
-                    e.created_ms,
-                    e.decided_ms,
-                    e.reviewer_id,
-                    to_json(e)
-                ])?;
-            }
-            let mut upsert_agent = tx
-                .prepare_cached("INSERT OR REPLACE INTO agents (agent_id, body) VALUES (?1, ?2)")?;
-            for agent in &batch.agents {
-                upsert_agent.execute(params![agent.id, to_json(agent)])?;
-            }
-            for id in &batch.deleted_agents {
-                tx.execute("DELETE FROM agents WHERE agent_id = ?1", [id])?;
-            }
-            let mut upsert_reviewer = tx.prepare_cached(
-                "INSERT OR REPLACE INTO reviewers (reviewer_id, body) VALUES (?1, ?2)",
-            )?;
-            for reviewer in &batch.reviewers {
-                upsert_reviewer.execute(params![reviewer.id, to_json(reviewer)])?;
-            }
-            for id in &batch.deleted_reviewers {
-                tx.execute("DELETE FROM reviewers WHERE reviewer_id = ?1", [id])?;
-            }
-            for change in &batch.keys {
-                match change {
-                    KeyChange::Created(k) => {
-                        tx.execute(
-                            "INSERT INTO api_keys (key_id, client_id, client_name, permissions, secret_sha256, created_ms, last_used_ms, revoked)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                            params![
-                                k.key_id,
-                                k.client_id,
-                                k.client_name,
-                                to_json(&k.permissions),
-                                k.secret_sha256.to_vec(),
-                                k.created_ms,
-                                k.last_used_ms,
-                                k.revoked
-                            ],
-                        )?;
-                    }
-                    KeyChange::Revoked { key_id } => {
-                        tx.execute(
-                            "UPDATE api_keys SET revoked = 1 WHERE key_id = ?1",
-                            [key_id],
-                        )?;
-                    }
-                    KeyChange::Used { key_id, time_ms } => {
-                        tx.execute(
-                            "UPDATE api_keys SET last_used_ms = MAX(COALESCE(last_used_ms, 0), ?2) WHERE key_id = ?1",
-                            params![key_id, time_ms],
-                        )?;
-                    }
-                }
-            }
-            if let Some(cutoff) = batch.compact_before_ms {
-                // A contiguous prefix of the log, never its newest event (the head sequence is
-                // read from it), at most COMPACT_ROWS per commit so no commit stalls.
-                // Reads at most `limit` rows, whatever the backlog; at least twice what this
-                // batch writes, so a backlog shrinks under any write rate.
-                let limit = COMPACT_ROWS.max(2 * batch.events.len() as i64);
-                let deleted = tx.execute(
-                    "DELETE FROM events WHERE seq < MIN(
-                        (SELECT MAX(seq) FROM events),
-                        COALESCE(
-                            (SELECT MIN(seq) FROM
-                                (SELECT seq, time_ms FROM events ORDER BY seq LIMIT ?2)
-                             WHERE time_ms >= ?1),
-                            (SELECT MIN(seq) FROM events) + ?2))",
-                    params![cutoff, limit],
-                )?;
-                report.compaction_backlog = deleted as i64 >= limit;
-                tx.execute(
-                    "INSERT INTO meta (key, value) VALUES ('compacted_before_ms', ?1)
-                     ON CONFLICT(key) DO UPDATE SET value = MAX(CAST(value AS INTEGER), ?1)",
-                    params![cutoff],
-                )?;
-            }
-            if batch.mark_seeded {
-                tx.execute(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('seeded', '1')",
-                    [],
-                )?;
-            }
-            if let Some((settings, who)) = &batch.settings {
-                tx.execute(
-                    "INSERT INTO config_changes (time_ms, changed_by, body) VALUES (?1, ?2, ?3)",
-                    params![crate::clock::now_ms(), who, to_json(settings)],
-                )?;
-            }
-        }
+        let report = write::commit(&tx, batch)?;
         tx.commit()?;
         Ok(report)
     }
 
     fn get_ticket(&self, ticket_id: &str) -> Result<Option<Ticket>, StoreError> {
         self.read(|c| {
-            let body: Option<String> = c
+            let body: Option<Vec<u8>> = c
                 .query_row(
                     "SELECT body FROM tickets WHERE ticket_id = ?1",
                     [ticket_id],
                     |r| r.get(0),
                 )
                 .optional()?;
-            body.map(|b| from_json(&b)).transpose()
+            body.map(|b| records::ticket_from(&b)).transpose()
         })
     }
 
@@ -534,7 +296,7 @@ impl Store for SqliteStore {
             }) => (*created_ms, ticket_id.clone()),
             _ => (i64::MAX, String::new()),
         };
-        let status = filter.status.map(|s| s.as_str().to_string());
+        let status = filter.status.map(records::status_code);
         self.read(|c| {
             let tx = c.unchecked_transaction()?;
             let seq = Self::head(&tx)?;
@@ -545,7 +307,7 @@ impl Store for SqliteStore {
                    AND (created_ms < ?3 OR (created_ms = ?3 AND (?4 = '' OR ticket_id < ?4)))
                  ORDER BY created_ms DESC, ticket_id DESC LIMIT ?5",
             )?;
-            let mut items: Vec<Ticket> = Self::bodies(
+            let mut items: Vec<Ticket> = Self::records(
                 &mut stmt,
                 params![
                     filter.customer_id,
@@ -555,6 +317,7 @@ impl Store for SqliteStore {
                     (limit + 1) as i64,
                     filter.client_id
                 ],
+                records::ticket_from,
             )?;
             let next = if items.len() > limit {
                 items.truncate(limit);
@@ -600,14 +363,14 @@ impl Store for SqliteStore {
 
     fn get_escalation(&self, escalation_id: &str) -> Result<Option<Escalation>, StoreError> {
         self.read(|c| {
-            let body: Option<String> = c
+            let body: Option<Vec<u8>> = c
                 .query_row(
                     "SELECT body FROM escalations WHERE escalation_id = ?1",
                     [escalation_id],
                     |r| r.get(0),
                 )
                 .optional()?;
-            body.map(|b| from_json(&b)).transpose()
+            body.map(|b| records::escalation_from(&b)).transpose()
         })
     }
 
@@ -635,9 +398,17 @@ impl Store for SqliteStore {
                    AND (priority < ?3 OR (priority = ?3 AND (created_ms > ?4 OR (created_ms = ?4 AND escalation_id > ?5))))
                  ORDER BY priority DESC, created_ms ASC, escalation_id ASC LIMIT ?6",
             )?;
-            let mut items: Vec<Escalation> = Self::bodies(
+            let mut items: Vec<Escalation> = Self::records(
                 &mut stmt,
-                params![filter.state.as_str(), filter.reviewer_id, prio, created, id, (limit + 1) as i64],
+                params![
+                    records::state_code(filter.state),
+                    filter.reviewer_id,
+                    prio,
+                    created,
+                    id,
+                    (limit + 1) as i64
+                ],
+                records::escalation_from,
             )?;
             let next = if items.len() > limit {
                 items.truncate(limit);
@@ -657,10 +428,11 @@ impl Store for SqliteStore {
 
     fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
         self.read(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT seq, time_ms, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-            )?;
-            read_events(&mut stmt, params![after as i64, limit as i64])
+            log::read(
+                c,
+                "SELECT seq, time_ms, ticket, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                params![after as i64, limit as i64],
+            )
         })
     }
 
@@ -671,10 +443,19 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<Event>, StoreError> {
         self.read(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT seq, time_ms, body FROM events WHERE ticket_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-            )?;
-            read_events(&mut stmt, params![ticket_id, after as i64, limit as i64])
+            let id: Option<i64> = c
+                .prepare_cached("SELECT id FROM tickets WHERE ticket_id = ?1")?
+                .query_row([ticket_id], |r| r.get(0))
+                .optional()?;
+            let Some(id) = id else {
+                return Ok(Vec::new());
+            };
+            log::read(
+                c,
+                "SELECT seq, time_ms, ticket, body FROM events
+                 WHERE ticket = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                params![id, after as i64, limit as i64],
+            )
         })
     }
 
@@ -733,27 +514,4 @@ impl Store for SqliteStore {
             Err(err) => Err(damaged(err.to_string())),
         }
     }
-}
-
-fn read_events(
-    stmt: &mut rusqlite::Statement<'_>,
-    params: impl rusqlite::Params,
-) -> Result<Vec<Event>, StoreError> {
-    let rows = stmt.query_map(params, |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, String>(2)?,
-        ))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (seq, time_ms, body) = row?;
-        out.push(Event {
-            seq: seq as u64,
-            time_ms,
-            body: from_json(&body)?,
-        });
-    }
-    Ok(out)
 }
