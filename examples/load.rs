@@ -1,165 +1,497 @@
-//! A closed-loop load generator for `HandleInquiry`: N workers, each sending its next inquiry
-//! as soon as the previous one is answered, for a fixed time. Prints throughput, latency
+//! The desk's benchmark: a closed-loop load generator. N workers each send their next call as
+//! soon as the previous one is answered, for a fixed time, and it prints throughput, latency
 //! percentiles and errors by code.
 //!
 //! ```text
-//! cargo run --release -- serve --dev --data-dir /tmp/desk-load &
-//! cargo run --release --example load -- --target http://127.0.0.1:50051 \
-//!     --api-key test-key-123 --concurrency 16 --seconds 20
+//! cargo build --release --examples
+//! cargo run --release --example load -- --spawn --mix first-tier --rounds 3
+//! cargo run --release --example load -- --target http://127.0.0.1:50051 --mix climb
 //! ```
 //!
-//! `--mix` alternates the seed's inquiries (first-tier answers, tier escalations and policy
-//! reviews) instead of sending only ones the first tier resolves.
+//! `--spawn` starts the release binary beside this one (or `--server-bin`) with `serve --dev` on
+//! a fresh temporary data directory and a free port, and stops it at the end; `--target` uses a
+//! running server.
+//!
+//! `--mix` names what each worker does in a loop:
+//! - `first-tier`: `HandleInquiry` that the first tier answers;
+//! - `climb`: `HandleInquiry` that climbs the tiers and ends in a human review;
+//! - `review`: `HandleInquiry` that policy sends straight to review;
+//! - `decide`: a review (as `review`), then `ApproveEscalation` of it with the admin key: one
+//!   loop is both calls;
+//! - `read`: `GetTicket` and `ListTickets` of the worker's own tickets;
+//! - `mixed`: the five above in turn.
 //!
 //! `--rounds N` measures `grpc.health.v1.Health/Check` on the same server, with the same
-//! workers and connections, in rounds alternating with `HandleInquiry`, and prints the ratio
-//! of the two throughputs: on a machine whose speed swings from run to run, the ratio to a
-//! no-op call of the same server is the figure that compares.
+//! workers and connections, in rounds alternating with the mix, and prints the ratio of the two
+//! throughputs: on a machine whose speed swings from run to run, the ratio to a no-op call of
+//! the same server is the figure that compares.
+//!
+//! `--agents N` adds N built-in agents (spread over the tiers and topics) before measuring;
+//! `--footprint` (with `--spawn`) stops the server cleanly after measuring and prints the bytes
+//! its data directory holds per ticket.
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
+use servicedesk::proto::v1::admin_service_client::AdminServiceClient;
 use servicedesk::proto::v1::desk_service_client::DeskServiceClient;
-use servicedesk::proto::v1::HandleInquiryRequest;
+use servicedesk::proto::v1::escalation_service_client::EscalationServiceClient;
+use servicedesk::proto::v1::{
+    ApproveEscalationRequest, CreateAgentRequest, GetDeskStatusRequest, GetTicketRequest,
+    HandleInquiryRequest, ListTicketsRequest, TicketStatus,
+};
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::{Channel, Endpoint};
-use tonic::Request;
+use tonic::{Code, Request, Status};
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
 #[derive(Parser)]
-#[command(about = "Closed-loop HandleInquiry load against a running servicedesk")]
+#[command(about = "Closed-loop load against a servicedesk, with the ratio to Health/Check")]
 struct Args {
-    /// Server address, e.g. http://127.0.0.1:50051.
+    /// Server address, e.g. http://127.0.0.1:50051 (ignored with --spawn).
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     target: String,
-    /// An API key with the customer_service permission.
+    /// Start the release binary beside this example on a fresh data directory, and stop it at
+    /// the end.
+    #[arg(long)]
+    spawn: bool,
+    /// With --spawn: the server binary to start, e.g. an older build to compare with (the
+    /// release binary beside this example by default).
+    #[arg(long)]
+    server_bin: Option<std::path::PathBuf>,
+    /// Further arguments for the spawned `servicedesk serve`, e.g. `--server-arg=--config=x.toml`.
+    #[arg(long = "server-arg")]
+    server_args: Vec<String>,
+    /// What each worker does in a loop.
+    #[arg(long, value_enum, default_value_t = Mix::FirstTier)]
+    mix: Mix,
+    /// An API key with customer_service and escalation (the dev key by default).
     #[arg(long, default_value = "test-key-123")]
     api_key: String,
+    /// An API key with admin, for --agents (the dev key by default).
+    #[arg(long, default_value = "admin-key-456")]
+    admin_key: String,
     /// Calls in flight at once.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 64)]
     concurrency: usize,
     /// How long to measure, after a one-second warm-up.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 5)]
     seconds: u64,
     /// HTTP/2 connections the workers share (round-robin).
     #[arg(long, default_value_t = 4)]
     connections: usize,
-    /// Alternate inquiries that escalate and go to review, not only first-tier answers.
-    #[arg(long)]
-    mix: bool,
-    /// Alternate this many rounds of Health/Check and HandleInquiry and print their ratio;
-    /// 0 measures HandleInquiry alone.
+    /// Alternate this many rounds of Health/Check and the mix and print their ratio; 0
+    /// measures the mix alone.
     #[arg(long, default_value_t = 0)]
     rounds: usize,
+    /// Built-in agents to add before measuring.
+    #[arg(long, default_value_t = 0)]
+    agents: usize,
+    /// With --spawn: stop the server after measuring and print its bytes on disk per ticket.
+    #[arg(long)]
+    footprint: bool,
 }
 
-/// What the workers call.
-#[derive(Clone, Copy, PartialEq)]
-enum Call {
-    Inquiry,
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Mix {
+    FirstTier,
+    Climb,
+    Review,
+    Decide,
+    Read,
+    Mixed,
+}
+
+/// One kind of loop a worker runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
     Health,
+    FirstTier,
+    Climb,
+    Review,
+    Decide,
+    Read,
 }
 
-const RESOLVED_BY_L1: &str = "How do I reset my password?";
-const MIX: &[(&str, i32)] = &[
-    ("How do I reset my password?", 5),
-    ("The app crashes with an error when I export a report", 5),
-    ("How do I download my invoice?", 3),
-    (
-        "I was charged twice for my subscription this month and need a refund",
-        8,
-    ),
-    ("What are your opening hours?", 2),
-];
+impl Mix {
+    fn ops(self) -> &'static [Op] {
+        match self {
+            Mix::FirstTier => &[Op::FirstTier],
+            Mix::Climb => &[Op::Climb],
+            Mix::Review => &[Op::Review],
+            Mix::Decide => &[Op::Decide],
+            Mix::Read => &[Op::Read],
+            Mix::Mixed => &[Op::FirstTier, Op::Climb, Op::Review, Op::Decide, Op::Read],
+        }
+    }
+}
+
+/// The first tier answers it from the knowledge base.
+const FIRST_TIER: &str = "How do I reset my password?";
+/// No tier is sure enough: it climbs (for the default desk's `general` topic, L2 then the
+/// Expert) and ends with a human.
+const CLIMBS: &str = "Something odd happened with my thing yesterday";
+/// Policy sends a refund request of priority 8 straight to review.
+const REVIEWED: &str = "I was charged twice for my subscription this month and need a refund";
+
+/// The clients one worker calls through, all on one connection, with the keys attached.
+#[derive(Clone)]
+struct Clients {
+    desk: DeskServiceClient<Channel>,
+    reviews: EscalationServiceClient<Channel>,
+    health: HealthClient<Channel>,
+    key: AsciiMetadataValue,
+    /// The admin key: decisions are taken as an admin, who may decide any review.
+    admin_key: AsciiMetadataValue,
+}
+
+impl Clients {
+    fn request<T>(&self, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        request.metadata_mut().insert("x-api-key", self.key.clone());
+        request.set_timeout(Duration::from_secs(30));
+        request
+    }
+
+    /// Asks `inquiry` and checks it ended with the status `op` expects (a mix that silently did
+    /// something else would measure the wrong thing). Returns the review's id, if any, and the
+    /// outcome with the tiers the ticket went through, e.g. `AwaitingReview via L1>L2`.
+    async fn ask(
+        &mut self,
+        customer: String,
+        inquiry: &str,
+        priority: i32,
+        op: Op,
+    ) -> Result<(String, String), Failure> {
+        let request = self.request(HandleInquiryRequest {
+            customer_id: customer,
+            inquiry: inquiry.to_string(),
+            priority,
+            ..Default::default()
+        });
+        let answer = self.desk.handle_inquiry(request).await?.into_inner();
+        let ticket = answer.ticket.unwrap_or_default();
+        let tiers: Vec<&str> = ticket
+            .resolution_path
+            .iter()
+            .map(|s| s.tier.as_str())
+            .collect();
+        let outcome = format!("{:?} via {}", ticket.status(), tiers.join(">"));
+        let expected = match op {
+            Op::FirstTier | Op::Read => TicketStatus::Resolved,
+            _ => TicketStatus::AwaitingReview,
+        };
+        if ticket.status() != expected {
+            return Err(Failure::Outcome(format!("{op:?} ended {outcome}")));
+        }
+        Ok((answer.escalation_id, outcome))
+    }
+
+    /// One loop of `op`; `n` numbers the worker's loops.
+    async fn run(
+        &mut self,
+        op: Op,
+        worker: usize,
+        n: usize,
+        own: &mut Vec<String>,
+    ) -> Result<Option<String>, Failure> {
+        let customer = format!("load_{worker}_{}", n % 64);
+        match op {
+            Op::Health => {
+                let request = self.request(HealthCheckRequest {
+                    service: "servicedesk.v1.DeskService".into(),
+                });
+                self.health.check(request).await?;
+            }
+            Op::FirstTier => return Ok(Some(self.ask(customer, FIRST_TIER, 5, op).await?.1)),
+            Op::Climb => return Ok(Some(self.ask(customer, CLIMBS, 5, op).await?.1)),
+            Op::Review => return Ok(Some(self.ask(customer, REVIEWED, 8, op).await?.1)),
+            Op::Decide => {
+                let (escalation_id, _) = self.ask(customer, REVIEWED, 8, op).await?;
+                let mut request = self.request(ApproveEscalationRequest {
+                    escalation_id,
+                    comments: "approved under load".into(),
+                    ..Default::default()
+                });
+                request
+                    .metadata_mut()
+                    .insert("x-api-key", self.admin_key.clone());
+                self.reviews.approve_escalation(request).await?;
+            }
+            Op::Read => {
+                if own.is_empty() {
+                    let request = self.request(HandleInquiryRequest {
+                        customer_id: customer.clone(),
+                        inquiry: FIRST_TIER.into(),
+                        ..Default::default()
+                    });
+                    let answer = self.desk.handle_inquiry(request).await?.into_inner();
+                    own.push(answer.ticket.map(|t| t.ticket_id).unwrap_or_default());
+                }
+                if n.is_multiple_of(2) {
+                    let request = self.request(GetTicketRequest {
+                        ticket_id: own[n % own.len()].clone(),
+                    });
+                    self.desk.get_ticket(request).await?;
+                } else {
+                    let request = self.request(ListTicketsRequest {
+                        customer_id: customer,
+                        page_size: 10,
+                        ..Default::default()
+                    });
+                    self.desk.list_tickets(request).await?;
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Why one loop failed: the server's status, or an answer the mix did not expect.
+enum Failure {
+    Status(Code),
+    Outcome(String),
+}
+
+impl From<Status> for Failure {
+    fn from(status: Status) -> Self {
+        Failure::Status(status.code())
+    }
+}
 
 struct Sample {
     latency: Duration,
-    error: Option<tonic::Code>,
+    /// What the call ended as, or why it failed.
+    result: Result<Option<String>, Failure>,
     measured: bool,
+}
+
+/// A server this benchmark started, stopped with SIGINT (cleanly) when dropped.
+struct Spawned {
+    child: Child,
+    data_dir: tempfile::TempDir,
+    addr: String,
+}
+
+impl Spawned {
+    fn start(binary: Option<&std::path::Path>, extra: &[String]) -> anyhow::Result<Spawned> {
+        let binary = match binary {
+            Some(binary) => binary.to_path_buf(),
+            None => std::env::current_exe()?
+                .parent()
+                .and_then(|examples| examples.parent())
+                .map(|dir| dir.join("servicedesk"))
+                .filter(|path| path.is_file())
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "no servicedesk binary beside this example: run `cargo build --release` first"
+                    )
+                })?,
+        };
+        let data_dir = tempfile::tempdir()?;
+        let mut child = Command::new(&binary)
+            .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir.path())
+            .args(extra)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        for output in [
+            Box::new(child.stdout.take().expect("piped")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("piped")),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(output).lines().map_while(Result::ok) {
+                    if let Some(addr) = line.split("listening on ").nth(1) {
+                        let addr = addr.split_whitespace().next().unwrap_or_default();
+                        let _ = tx.send(addr.to_string());
+                    }
+                }
+            });
+        }
+        let addr = rx.recv_timeout(Duration::from_secs(60)).map_err(|_| {
+            anyhow::anyhow!(
+                "{} did not log `listening on` within 60 s",
+                binary.display()
+            )
+        })?;
+        println!(
+            "spawned {} on {addr}, data in {}",
+            binary.display(),
+            data_dir.path().display()
+        );
+        Ok(Spawned {
+            child,
+            data_dir,
+            addr: format!("http://{addr}"),
+        })
+    }
+
+    /// Stops the server cleanly and waits for it.
+    fn stop(&mut self) -> anyhow::Result<()> {
+        // SAFETY: signalling our own child process by its pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let status = self.child.wait()?;
+        anyhow::ensure!(status.success(), "the server exited with {status}");
+        Ok(())
+    }
+
+    fn bytes_on_disk(&self) -> anyhow::Result<u64> {
+        let mut total = 0;
+        for entry in std::fs::read_dir(self.data_dir.path())? {
+            total += entry?.metadata()?.len();
+        }
+        Ok(total)
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let mut spawned = if args.spawn {
+        Some(Spawned::start(
+            args.server_bin.as_deref(),
+            &args.server_args,
+        )?)
+    } else {
+        None
+    };
+    let target = spawned
+        .as_ref()
+        .map_or(args.target.clone(), |s| s.addr.clone());
     let mut channels = Vec::new();
     for _ in 0..args.connections.max(1) {
-        let channel: Channel = Endpoint::from_shared(args.target.clone())?
+        let channel: Channel = Endpoint::from_shared(target.clone())?
             .tcp_nodelay(true)
             .connect()
             .await?;
         channels.push(channel);
     }
+    if args.agents > 0 {
+        add_agents(&args, &channels[0]).await?;
+    }
     println!(
-        "concurrency {} over {} connection(s), {} s per measurement{}",
+        "mix {:?}, concurrency {} over {} connection(s), {} s per measurement",
+        args.mix,
         args.concurrency,
         channels.len(),
         args.seconds,
-        if args.mix { ", mixed inquiries" } else { "" }
     );
     if args.rounds == 0 {
-        measure(&args, &channels, Call::Inquiry).await?;
-        return Ok(());
+        measure(&args, &channels, None).await?;
+    } else {
+        let mut ratios = Vec::new();
+        for round in 1..=args.rounds {
+            println!("round {round}");
+            let health = measure(&args, &channels, Some(Op::Health)).await?;
+            let mix = measure(&args, &channels, None).await?;
+            ratios.push(mix / health);
+            println!("  ratio {:.3}x", mix / health);
+        }
+        let mean = ratios.iter().sum::<f64>() / ratios.len() as f64;
+        let listed: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
+        println!(
+            "{:?} / Health/Check over {} rounds: {} (mean {mean:.3}x)",
+            args.mix,
+            args.rounds,
+            listed.join(", ")
+        );
     }
-    let (mut inquiries, mut health) = (0.0, 0.0);
-    for round in 1..=args.rounds {
-        println!("round {round}");
-        health += measure(&args, &channels, Call::Health).await?;
-        inquiries += measure(&args, &channels, Call::Inquiry).await?;
+    if args.footprint {
+        let Some(server) = spawned.as_mut() else {
+            anyhow::bail!("--footprint needs --spawn");
+        };
+        let mut admin = AdminServiceClient::new(channels[0].clone());
+        let mut request = Request::new(GetDeskStatusRequest::default());
+        request
+            .metadata_mut()
+            .insert("x-api-key", args.admin_key.parse()?);
+        let status = admin.get_desk_status(request).await?.into_inner();
+        let tickets = status.total_handled + status.open_tickets;
+        drop(channels);
+        server.stop()?;
+        let bytes = server.bytes_on_disk()?;
+        println!(
+            "footprint: {bytes} bytes in the data directory after a clean stop, {tickets} tickets: {:.0} bytes per ticket",
+            bytes as f64 / tickets.max(1) as f64
+        );
+    }
+    Ok(())
+}
+
+/// Adds `args.agents` built-in agents, round-robin over the tiers and the default topics.
+async fn add_agents(args: &Args, channel: &Channel) -> anyhow::Result<()> {
+    const TIERS: [&str; 3] = ["L1", "L2", "Expert"];
+    const TOPICS: [&str; 4] = ["billing", "technical", "account", "general"];
+    let key: AsciiMetadataValue = args.admin_key.parse()?;
+    let started = Instant::now();
+    let mut admin = AdminServiceClient::new(channel.clone());
+    for i in 0..args.agents {
+        let mut request = Request::new(CreateAgentRequest {
+            name: format!("Bench_{i}"),
+            tier: TIERS[i % TIERS.len()].into(),
+            specialties: vec![TOPICS[i % TOPICS.len()].into()],
+            capacity: 5,
+            ..Default::default()
+        });
+        request.metadata_mut().insert("x-api-key", key.clone());
+        admin.create_agent(request).await?;
     }
     println!(
-        "HandleInquiry / Health/Check over {} rounds: {:.0}/s / {:.0}/s = {:.3}x",
-        args.rounds,
-        inquiries / args.rounds as f64,
-        health / args.rounds as f64,
-        inquiries / health
+        "added {} agents in {:.1} s",
+        args.agents,
+        started.elapsed().as_secs_f64()
     );
     Ok(())
 }
 
-/// One closed-loop measurement of `call`; prints it and returns the calls answered per second.
-async fn measure(args: &Args, channels: &[Channel], call: Call) -> anyhow::Result<f64> {
+/// One closed-loop measurement of `only` (or the mix); prints it and returns the loops
+/// completed per second.
+async fn measure(args: &Args, channels: &[Channel], only: Option<Op>) -> anyhow::Result<f64> {
     let key: AsciiMetadataValue = args.api_key.parse()?;
+    let admin_key: AsciiMetadataValue = args.admin_key.parse()?;
     let warmup_end = Instant::now() + Duration::from_secs(1);
     let end = warmup_end + Duration::from_secs(args.seconds);
+    let ops: Vec<Op> = match only {
+        Some(op) => vec![op],
+        None => args.mix.ops().to_vec(),
+    };
     let mut workers = Vec::new();
     for worker in 0..args.concurrency {
         let channel = channels[worker % channels.len()].clone();
-        let mut client = DeskServiceClient::new(channel.clone());
-        let mut health = HealthClient::new(channel);
-        let key = key.clone();
-        let mix = args.mix;
+        let mut clients = Clients {
+            desk: DeskServiceClient::new(channel.clone()),
+            reviews: EscalationServiceClient::new(channel.clone()),
+            health: HealthClient::new(channel),
+            key: key.clone(),
+            admin_key: admin_key.clone(),
+        };
+        let ops = ops.clone();
         workers.push(tokio::spawn(async move {
             let mut samples = Vec::new();
+            let mut own = Vec::new();
             let mut n = 0usize;
             while Instant::now() < end {
+                let op = ops[(worker + n) % ops.len()];
                 let started = Instant::now();
-                let error = if call == Call::Health {
-                    let mut request = Request::new(HealthCheckRequest {
-                        service: "servicedesk.v1.DeskService".into(),
-                    });
-                    request.set_timeout(Duration::from_secs(30));
-                    health.check(request).await.err().map(|s| s.code())
-                } else {
-                    let (inquiry, priority) = if mix {
-                        MIX[(worker + n) % MIX.len()]
-                    } else {
-                        (RESOLVED_BY_L1, 5)
-                    };
-                    let mut request = Request::new(HandleInquiryRequest {
-                        customer_id: format!("load_{worker}_{n}"),
-                        inquiry: inquiry.to_string(),
-                        priority,
-                        ..Default::default()
-                    });
-                    request.metadata_mut().insert("x-api-key", key.clone());
-                    request.set_timeout(Duration::from_secs(30));
-                    client.handle_inquiry(request).await.err().map(|s| s.code())
-                };
+                let result = clients.run(op, worker, n, &mut own).await;
                 samples.push(Sample {
                     latency: started.elapsed(),
-                    error,
+                    result,
                     measured: started >= warmup_end,
                 });
                 n += 1;
@@ -169,14 +501,21 @@ async fn measure(args: &Args, channels: &[Channel], call: Call) -> anyhow::Resul
     }
     let mut latencies = Vec::new();
     let mut errors: BTreeMap<String, usize> = BTreeMap::new();
+    let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
     for worker in workers {
         for sample in worker.await? {
             if !sample.measured {
                 continue;
             }
-            match sample.error {
-                None => latencies.push(sample.latency),
-                Some(code) => *errors.entry(format!("{code:?}")).or_default() += 1,
+            match sample.result {
+                Ok(outcome) => {
+                    latencies.push(sample.latency);
+                    if let Some(outcome) = outcome {
+                        *outcomes.entry(outcome).or_default() += 1;
+                    }
+                }
+                Err(Failure::Status(code)) => *errors.entry(format!("{code:?}")).or_default() += 1,
+                Err(Failure::Outcome(what)) => *errors.entry(what).or_default() += 1,
             }
         }
     }
@@ -189,21 +528,23 @@ async fn measure(args: &Args, channels: &[Channel], call: Call) -> anyhow::Resul
         let i = ((ok as f64 * p).ceil() as usize).clamp(1, ok) - 1;
         latencies[i].as_secs_f64() * 1000.0
     };
-    let name = match call {
-        Call::Inquiry => "HandleInquiry",
-        Call::Health => "Health/Check",
+    let name = match only {
+        Some(Op::Health) => "Health/Check".to_string(),
+        _ => format!("{:?}", args.mix),
     };
     let throughput = ok as f64 / args.seconds as f64;
     println!(
-        "{name:>13}: ok {ok}  throughput {:.0}/s  latency ms p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
-        throughput,
+        "  {name:>12}: ok {ok}  {throughput:.0}/s  latency ms p50 {:.2}  p99 {:.2}  p999 {:.2}  max {:.2}",
         pct(0.50),
-        pct(0.90),
         pct(0.99),
+        pct(0.999),
         pct(1.0)
     );
+    if !outcomes.is_empty() {
+        println!("  {name:>12}: outcomes {outcomes:?}");
+    }
     if !errors.is_empty() {
-        println!("{name:>13}: errors {errors:?}");
+        println!("  {name:>12}: errors {errors:?}");
     }
     Ok(throughput)
 }
