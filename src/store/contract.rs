@@ -1,7 +1,7 @@
 //! The contract every [`Store`] implementation must meet, written once and run against each
 //! backend (SQLite today; a PostgreSQL backend runs the same suite).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use super::*;
 use crate::domain::desk::{Settings, Stats};
@@ -14,30 +14,13 @@ fn ticket(id: &str, customer: &str, created_ms: i64, status: TicketStatus) -> Ti
         id: id.into(),
         customer_id: customer.into(),
         inquiry: format!("inquiry of {id}"),
-        context: BTreeMap::new(),
         topic: "billing".into(),
-        priority: 5,
         status,
-        agent_id: String::new(),
-        agent_name: String::new(),
-        agent_tier: String::new(),
-        escalation_count: 0,
-        resolution: String::new(),
-        path: vec![],
-        escalation_id: String::new(),
         created_ms,
         updated_ms: created_ms,
         resolved_ms: status.is_final().then_some(created_ms + 10),
-        policy_rules: vec![],
-        policy_raise_to: None,
-        min_tier: 0,
-        assignment: None,
-        assignments_made: 0,
-        draft: String::new(),
         client_id: "client".into(),
-        idempotency_key: String::new(),
-        queued_ms: None,
-        prepared: None,
+        ..crate::domain::fixtures::ticket()
     }
 }
 
