@@ -343,18 +343,28 @@ impl<'c> Expander<'c> {
     }
 }
 
-/// The events a query (`SELECT seq, time_ms, ticket, body ...`) selects, expanded.
+/// The events a query (`SELECT seq, time_ms, ticket, body ...`) selects, expanded. One read
+/// transaction covers the query and every earlier event a change is read against, so a
+/// compaction committed in between (which may rewrite a change whole and drop its base)
+/// cannot leave a change without its base.
 pub(super) fn read(
     conn: &Connection,
     sql: &str,
     params: impl rusqlite::Params,
 ) -> Result<Vec<Event>, StoreError> {
-    let mut stmt = conn.prepare_cached(sql)?;
-    let rows: Vec<_> = stmt.query_map(params, row)?.collect::<Result<_, _>>()?;
-    let mut expander = Expander::new(conn);
-    rows.into_iter()
+    let tx = conn.unchecked_transaction()?;
+    let rows: Vec<_> = tx
+        .prepare_cached(sql)?
+        .query_map(params, row)?
+        .collect::<Result<_, _>>()?;
+    let mut expander = Expander::new(&tx);
+    let events = rows
+        .into_iter()
         .map(|stored| expander.event(decode_row(stored)?))
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    drop(expander);
+    tx.finish()?;
+    Ok(events)
 }
 
 /// Most events one commit compacts away; a backlog goes over the following commits.
@@ -371,9 +381,13 @@ pub(super) fn compact(
 ) -> Result<bool, StoreError> {
     let limit = COMPACT_ROWS.max(2 * written as i64);
     let (oldest, newest): (Option<i64>, Option<i64>) =
-        tx.query_row("SELECT MIN(seq), MAX(seq) FROM events", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
+        // Two single-aggregate subqueries: each is one step to an end of the table, where
+        // `MIN(seq), MAX(seq)` together would read every row.
+        tx.query_row(
+            "SELECT (SELECT MIN(seq) FROM events), (SELECT MAX(seq) FROM events)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
     let (Some(oldest), Some(newest)) = (oldest, newest) else {
         return Ok(false);
     };
@@ -409,14 +423,19 @@ fn keep_whole_from(tx: &Transaction<'_>, cut: i64) -> Result<(), StoreError> {
     let mut expander = Expander::new(tx);
     for stored in rows {
         let row = decode_row(stored)?;
-        let whole = match &row.record.state {
-            Some(State::TicketChange(c)) if row.seq - c.back < cut as u64 => {
-                State::Ticket(expander.state(&row)?)
-            }
-            Some(State::EscalationChange(c)) if row.seq - c.back < cut as u64 => {
-                State::Escalation(expander.state(&row)?)
-            }
+        let back = match &row.record.state {
+            Some(State::TicketChange(c)) | Some(State::EscalationChange(c)) => c.back,
             _ => continue,
+        };
+        let base = row.seq.checked_sub(back).ok_or_else(|| {
+            StoreError::Corrupt(format!("event {} changes an event before the log", row.seq))
+        })?;
+        if base >= cut as u64 {
+            continue;
+        }
+        let whole = match &row.record.state {
+            Some(State::TicketChange(_)) => State::Ticket(expander.state(&row)?),
+            _ => State::Escalation(expander.state(&row)?),
         };
         let record = EventRecord {
             state: Some(whole),

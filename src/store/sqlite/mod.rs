@@ -630,4 +630,33 @@ mod tests {
         let plan = plan_of(&conn, &escalations_query(false));
         assert!(plan.contains("escalations_queue (state=?"), "{plan}");
     }
+
+    #[test]
+    fn a_change_that_points_before_the_log_is_corruption_not_a_panic() {
+        use crate::store::records::{encode, Change, EventRecord, State};
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), Durability::Full).unwrap();
+        let mut conn = store.writer.lock().unwrap();
+        let whole = EventRecord {
+            state: Some(State::Ticket(Vec::new())),
+            ..Default::default()
+        };
+        // Event 2 says its earlier state is 10 events back: before the log began.
+        let broken = EventRecord {
+            state: Some(State::TicketChange(Change {
+                back: 10,
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        conn.execute(
+            "INSERT INTO events (seq, time_ms, ticket, first, body)
+             VALUES (1, 0, NULL, 1, ?1), (2, 0, NULL, 0, ?2)",
+            params![encode(&whole), encode(&broken)],
+        )
+        .unwrap();
+        let tx = conn.transaction().unwrap();
+        let err = log::compact(&tx, i64::MAX, 0).unwrap_err();
+        assert!(err.to_string().contains("before the log"), "{err}");
+    }
 }
