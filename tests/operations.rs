@@ -300,6 +300,46 @@ async fn shutdown_answers_a_waiting_caller_with_its_ticket_and_keeps_the_ticket(
     assert_eq!(ticket.status(), TicketStatus::Queued);
 }
 
+/// An orchestrator may stop a pod the moment it starts. SIGTERM at the server's first log line,
+/// long before it listens, must drain it (exit 0), never kill it by the signal's default action.
+#[test]
+fn a_sigterm_while_starting_drains_instead_of_killing() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let root = new_root();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_servicedesk"))
+        .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(root.path().join("data"))
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run servicedesk");
+    let mut lines = BufReader::new(child.stderr.take().expect("piped")).lines();
+    let first = lines.next().expect("a first log line").expect("readable");
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(sent.success());
+    let log: Vec<String> = std::iter::once(first)
+        .chain(lines.map_while(Result::ok))
+        .collect();
+    let status = child.wait().expect("wait for servicedesk");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit after SIGTERM while starting: {status}\n{}",
+        log.join("\n")
+    );
+    assert!(
+        log.iter().any(|line| line.contains("shutdown requested")),
+        "it drained: {}",
+        log.join("\n")
+    );
+}
+
 #[tokio::test]
 async fn a_restart_refuses_a_config_without_a_tier_its_agents_are_in() {
     let server = Server::start().await;
