@@ -1,7 +1,8 @@
 //! The invariants between any two commands, checked by the property tests.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
+use super::timers::Timer;
 use super::Desk;
 use crate::domain::mesh::{AgentKind, Availability};
 use crate::domain::ticket::{PathOutcome, TicketStatus};
@@ -70,7 +71,72 @@ impl Desk {
                 self.queue.len()
             ));
         }
-        self.check_waiting_work()
+        self.check_waiting_work()?;
+        self.check_only_open_work_held()
+    }
+
+    /// Memory follows open work, not history: no closed ticket stays in memory (the store
+    /// keeps it), and every timer, assignment and hold points at open work, one each.
+    fn check_only_open_work_held(&self) -> Result<(), String> {
+        if let Some(t) = self.tickets.values().find(|t| t.status.is_final()) {
+            return Err(format!(
+                "closed ticket {} ({:?}) still held",
+                t.id, t.status
+            ));
+        }
+        let mut timed = BTreeSet::new();
+        for (_, timer) in &self.timers {
+            let live = match timer {
+                Timer::Queue(id) => self
+                    .tickets
+                    .get(id)
+                    .is_some_and(|t| t.status == TicketStatus::Queued),
+                Timer::Review(id) => self.reviews.pending(id).is_some(),
+                // Only remote agents' assignments have a reply deadline.
+                Timer::Assignment(id) => self.assignments.contains_key(id),
+            };
+            if !live {
+                return Err(format!("timer {timer:?} outlived its work"));
+            }
+            if !timed.insert(timer) {
+                return Err(format!("two timers for {timer:?}"));
+            }
+        }
+        let queue_timers = timed
+            .iter()
+            .filter(|t| matches!(t, Timer::Queue(_)))
+            .count();
+        let review_timers = timed.len()
+            - queue_timers
+            - timed
+                .iter()
+                .filter(|t| matches!(t, Timer::Assignment(_)))
+                .count();
+        let pending = self.reviews.pending_all().count();
+        if (queue_timers, review_timers) != (self.queue.len(), pending) {
+            return Err(format!(
+                "{queue_timers} queue and {review_timers} review timers for {} queued \
+                 tickets and {pending} pending reviews",
+                self.queue.len()
+            ));
+        }
+        for (assignment, ticket) in &self.assignments {
+            let assigned = self
+                .tickets
+                .get(ticket)
+                .is_some_and(|t| t.status == TicketStatus::Assigned);
+            if !assigned {
+                return Err(format!(
+                    "assignment {assignment} for ticket {ticket}, not assigned"
+                ));
+            }
+        }
+        for (agent, held) in &self.held {
+            if held.is_empty() {
+                return Err(format!("agent {agent} keeps an empty hold"));
+            }
+        }
+        Ok(())
     }
 
     /// Work waits only when nobody may take it: no queued ticket while an eligible agent has
