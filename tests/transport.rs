@@ -1,6 +1,6 @@
 //! Hostile and broken clients at the transport, over raw HTTP/2 and TCP against the real
 //! binary: bodies that never finish, readers that never open their window, connections that
-//! never speak, at a low open-files limit.
+//! never speak (at a low open-files limit), streams reset as soon as they are opened.
 
 mod common;
 
@@ -258,4 +258,59 @@ async fn silent_connections_are_closed_and_health_answers_at_the_open_files_limi
         log.contains("open-files limit allows fewer connections"),
         "{log}"
     );
+}
+
+#[tokio::test]
+async fn a_client_resetting_its_streams_at_once_loses_its_connection_not_the_server() {
+    let server = Server::start().await;
+    let tcp = TcpStream::connect(server.addr()).await.expect("connect");
+    let (mut send, connection) = h2::client::Builder::new()
+        .max_concurrent_streams(1000)
+        .handshake::<_, Bytes>(tcp)
+        .await
+        .expect("HTTP/2 handshake");
+    let connection = tokio::spawn(connection);
+    // The rapid-reset attack: each call's headers and its cancellation in one breath, so the
+    // server starts work that the client never lets it finish.
+    let mut sent = 0;
+    for _ in 0..10_000 {
+        let Ok(ready) = send.ready().await else { break };
+        send = ready;
+        let Ok((_, mut body)) = send.send_request(
+            grpc_request(&server, "servicedesk.v1.DeskService/ListTickets", TEST_KEY),
+            false,
+        ) else {
+            break;
+        };
+        body.send_reset(h2::Reason::CANCEL);
+        sent += 1;
+        tokio::task::yield_now().await;
+    }
+    let ended = tokio::time::timeout(STREAM_TIMEOUT, connection)
+        .await
+        .expect("the server ends the connection")
+        .unwrap();
+    // The client may see the GOAWAY or, still writing, the closed socket: either way its
+    // connection is gone, and the server says why.
+    let error = ended.expect_err("the server closed the connection");
+    assert!(sent < 10_000, "the server let {sent} resets through");
+    let server_ref = &server;
+    poll_until(
+        Duration::from_secs(30),
+        "the server logs why it closed the connection",
+        || async move {
+            server_ref
+                .log_text()
+                .contains("reset pending-accept streams reached limit")
+                .then_some(())
+        },
+    )
+    .await;
+    eprintln!("the connection was closed ({error}) after {sent} reset streams");
+    // Everyone else is still served.
+    ask(
+        &mut server.desk(),
+        inquiry("cust_after_reset", PASSWORD_RESET),
+    )
+    .await;
 }
