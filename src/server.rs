@@ -90,8 +90,13 @@ pub async fn open_desk(config: &Config) -> anyhow::Result<Runtime> {
     let store = store::open(&config.store)
         .with_context(|| format!("cannot open the store in {data_dir}"))?;
     let started = std::time::Instant::now();
+    let depth = if config.full_check {
+        store::CheckDepth::Full
+    } else {
+        store::CheckDepth::Start
+    };
     store
-        .check(config.full_check)
+        .check(depth)
         .context("the store failed its check at start; the server did not start")?;
     tracing::info!(
         full = config.full_check,
@@ -309,7 +314,11 @@ pub fn check_store(data_dir: &Path, thorough: bool) -> anyhow::Result<Duration> 
     let store = store::open_existing(&settings)
         .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
     let started = std::time::Instant::now();
-    store.check(thorough)?;
+    store.check(if thorough {
+        store::CheckDepth::Full
+    } else {
+        store::CheckDepth::Structure
+    })?;
     Ok(started.elapsed())
 }
 

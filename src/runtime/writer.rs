@@ -152,9 +152,17 @@ pub(super) async fn keep_in_shape(
             _ = every.tick() => {}
             _ = closing.cancelled() => return,
         }
-        let store = store.clone();
-        let Ok(result) = tokio::task::spawn_blocking(move || store.maintain()).await else {
-            return;
+        let maintaining = store.clone();
+        let running = tokio::task::spawn_blocking(move || maintaining.maintain());
+        let result = tokio::select! {
+            result = running => match result {
+                Ok(result) => result,
+                Err(_) => return,
+            },
+            _ = closing.cancelled() => {
+                store.interrupt_maintenance();
+                return;
+            }
         };
         match result {
             Ok(()) => {
@@ -170,11 +178,16 @@ pub(super) async fn keep_in_shape(
             Err(err) => {
                 health.send_if_modified(|h| {
                     let first = matches!(h, StoreHealth::Healthy);
-                    if first {
-                        tracing::error!(error = %err, "the store cannot keep itself in shape; writes still succeed, but it grows: check its files and disk");
-                        *h = StoreHealth::Degraded(err.to_string());
+                    if !first {
+                        return false;
                     }
-                    first
+                    if matches!(err, StoreError::Damaged(_)) {
+                        tracing::error!(error = %err, "the store's check after start found damage; the desk goes on, but stop it and check the store");
+                    } else {
+                        tracing::error!(error = %err, "the store cannot keep itself in shape; writes still succeed, but it grows: check its files and disk");
+                    }
+                    *h = StoreHealth::Degraded(err.to_string());
+                    true
                 });
             }
         }

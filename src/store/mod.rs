@@ -216,6 +216,19 @@ pub struct Page<T> {
     pub seq: u64,
 }
 
+/// How deep a store's check reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckDepth {
+    /// What a start can afford, in about the time of reading the largest table: every table and
+    /// index page by page. What no single table shows (for SQLite: the free list aside, a page no
+    /// table owns or two share) is left to the first [`Store::maintain`] after start.
+    Start,
+    /// The whole structure at once, offline (`servicedesk check`).
+    Structure,
+    /// Every page and index entry, in time proportional to the store's size (`--full`).
+    Full,
+}
+
 /// The desk's durable state. Every method may be called from any thread; `commit` is only ever
 /// called by one thread at a time (the runtime's writer), the reads concurrently with it.
 ///
@@ -291,16 +304,19 @@ pub trait Store: Send + Sync + 'static {
     fn retained(&self) -> Result<Retained, StoreError>;
 
     /// Checks the store's own consistency before it is trusted: `Err(Damaged)` saying what is
-    /// wrong and what to do. `thorough` reads everything (every page and index entry) and
-    /// takes time in proportion to the store's size; otherwise a quicker check of the
-    /// structure that a start can afford.
-    fn check(&self, thorough: bool) -> Result<(), StoreError>;
+    /// wrong and what to do, as deep as `depth` asks.
+    fn check(&self, depth: CheckDepth) -> Result<(), StoreError>;
 
     /// Keeps the store in shape between commits (for SQLite: moves the write-ahead log into
-    /// the database). Called by the writer now and then. An error means commits still
+    /// the database), and once after start runs what [`CheckDepth::Start`] left out of the
+    /// check. Called by the writer now and then. An error means commits still
     /// succeed but the store will not stay healthy (it grows, or cannot write some files):
     /// the desk reports it.
     fn maintain(&self) -> Result<(), StoreError>;
+
+    /// Cuts short a [`Store::maintain`] that is running, so a closing desk does not wait for
+    /// it; the cut work is done again by the next call, if any.
+    fn interrupt_maintenance(&self) {}
 }
 
 /// What a commit tells the runtime beyond success.

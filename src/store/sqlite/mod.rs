@@ -2,6 +2,7 @@
 //! group commits, a small pool of reader connections. The tables and their migrations are in
 //! [`schema`], the commit in [`write`], the event log's compact form in [`log`].
 
+mod check;
 mod log;
 mod schema;
 mod write;
@@ -13,8 +14,8 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::de::DeserializeOwned;
 
 use super::{
-    files, records, CommitBatch, CommitReport, Cursor, Durability, EscalationFilter, KeyRecord,
-    Loaded, Page, Retained, Store, StoreError, TicketFilter,
+    files, records, CheckDepth, CommitBatch, CommitReport, Cursor, Durability, EscalationFilter,
+    KeyRecord, Loaded, Page, Retained, Store, StoreError, TicketFilter,
 };
 use crate::domain::desk::{Settings, Stats};
 use crate::domain::event::Event;
@@ -69,6 +70,11 @@ pub struct SqliteStore {
     readers: Mutex<Vec<Connection>>,
     /// Checkpoints the WAL beside the writer, so commits never wait for one.
     maintenance: Mutex<Connection>,
+    /// What the whole-store check after start found: `None` until it ran, then `Some("")`
+    /// for no damage or what is wrong.
+    structure: Mutex<Option<String>>,
+    /// Stops what the maintenance connection is running, for a quick exit.
+    interrupt: rusqlite::InterruptHandle,
     /// The data directory's lock, held for as long as the store is open.
     _lock: std::fs::File,
 }
@@ -139,7 +145,9 @@ impl SqliteStore {
             path,
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
+            interrupt: maintenance.get_interrupt_handle(),
             maintenance: Mutex::new(maintenance),
+            structure: Mutex::new(None),
             _lock: lock,
         })
     }
@@ -528,33 +536,15 @@ impl Store for SqliteStore {
         // PASSIVE copies what no reader still needs and never waits; an error is a file the
         // database cannot write (its disk, its permissions, its attributes).
         conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
-        Ok(())
+        self.check_structure_once(&conn)
     }
 
-    fn check(&self, thorough: bool) -> Result<(), StoreError> {
-        let pragma = if thorough {
-            "PRAGMA integrity_check(20)"
-        } else {
-            "PRAGMA quick_check(20)"
-        };
-        let damaged = |found: String| {
-            StoreError::Damaged(format!(
-                "the store {} is damaged ({found}); nothing was written to it. Restore it from a \
-                 backup, or move it away and start on an empty data directory; `servicedesk \
-                 check --full --data-dir {}` lists what is wrong",
-                self.path.display(),
-                self.path.parent().unwrap_or(&self.path).display()
-            ))
-        };
-        let conn = self.writer.lock().expect("writer poisoned");
-        let found: Result<Vec<String>, rusqlite::Error> = conn
-            .prepare(pragma)
-            .and_then(|mut stmt| stmt.query_map([], |r| r.get(0))?.collect());
-        match found {
-            Ok(rows) if rows.len() == 1 && rows[0] == "ok" => Ok(()),
-            Ok(rows) => Err(damaged(rows.join("; "))),
-            Err(err) => Err(damaged(err.to_string())),
-        }
+    fn interrupt_maintenance(&self) {
+        self.interrupt.interrupt();
+    }
+
+    fn check(&self, depth: CheckDepth) -> Result<(), StoreError> {
+        self.check_depth(depth)
     }
 }
 
