@@ -35,6 +35,10 @@ impl SqliteStore {
             CheckDepth::Full => whole("PRAGMA integrity_check(20)"),
         };
         if found.is_empty() {
+            if depth != CheckDepth::Start {
+                // The whole store was checked: nothing is left for after start.
+                *self.structure.lock().expect("structure poisoned") = Some(String::new());
+            }
             Ok(())
         } else {
             Err(self.damaged(&found.join("; "), "nothing was written to it"))
