@@ -141,16 +141,22 @@ async fn a_damaged_store_is_refused_at_start_and_found_by_check() {
         );
     }
 
-    let started = run_to_exit(&serve_args(&data_dir), EXIT_LIMIT)
-        .await
-        .expect("a server on a damaged store must refuse to start, not serve");
-    assert!(!started.status.success(), "{started:?}");
-    assert!(started.output.contains("is damaged"), "{}", started.output);
-    assert!(
-        !started.output.contains("listening on"),
-        "{}",
-        started.output
-    );
+    for full in [false, true] {
+        let mut args = serve_args(&data_dir);
+        if full {
+            args.push("--full-check".into());
+        }
+        let started = run_to_exit(&args, EXIT_LIMIT)
+            .await
+            .expect("a server on a damaged store must refuse to start, not serve");
+        assert!(!started.status.success(), "{started:?}");
+        assert!(started.output.contains("is damaged"), "{}", started.output);
+        assert!(
+            !started.output.contains("listening on"),
+            "{}",
+            started.output
+        );
+    }
 }
 
 #[tokio::test]
