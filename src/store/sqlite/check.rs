@@ -5,8 +5,8 @@
 //! copy it, so a store of a million tickets is checked in about the time of its largest table.
 //! The free list is checked with `sqlite_schema`. What no single table shows (a page no table
 //! owns, or two tables share) needs the whole-store check, which the maintenance connection
-//! runs once after start: its damage is reported through [`crate::store::Store::maintain`] (the log, the
-//! store's health) rather than refused, since the desk already serves.
+//! runs once after start: its damage is reported through [`crate::store::Store::maintain`]
+//! (the log, the store's health) rather than refused, since the desk already serves.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -99,7 +99,9 @@ impl SqliteStore {
 
     /// A read-only connection that maps the file: reading pages through `pread` from two
     /// threads at once copies them at half speed each, mapping them does not. Only for the
-    /// check, under the directory's lock, so nothing can shrink the file under the map.
+    /// check, under the directory's lock, so nothing can shrink the file under the map; a
+    /// disk error on a mapped page is a SIGBUS, which `process.rs` logs before the process
+    /// ends, so a start on a failing disk is refused either way.
     fn checking_connection(&self) -> Result<Connection, rusqlite::Error> {
         let conn = Connection::open_with_flags(
             &self.path,
@@ -111,8 +113,8 @@ impl SqliteStore {
     }
 
     /// Runs the whole-store `quick_check` once, on the maintenance connection; afterwards
-    /// returns what it found. An interrupted check ([`crate::store::Store::interrupt_maintenance`]) found
-    /// nothing and runs again next time.
+    /// returns what it found. An interrupted check
+    /// ([`crate::store::Store::interrupt_maintenance`]) found nothing and runs again next time.
     pub(super) fn check_structure_once(&self, conn: &Connection) -> Result<(), StoreError> {
         let mut structure = self.structure.lock().expect("structure poisoned");
         if structure.is_none() {
@@ -145,7 +147,8 @@ impl SqliteStore {
 }
 
 /// What an integrity `pragma` reports wrong: nothing when it says "ok"; an error that stops
-/// the check is what is wrong, but for an interruption ([`crate::store::Store::interrupt_maintenance`]).
+/// the check is what is wrong, but for an interruption
+/// ([`crate::store::Store::interrupt_maintenance`]).
 fn problems(conn: &Connection, pragma: &str) -> Result<Vec<String>, rusqlite::Error> {
     let rows: Result<Vec<String>, rusqlite::Error> = conn
         .prepare(pragma)
