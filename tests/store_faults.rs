@@ -75,6 +75,20 @@ async fn only_the_owner_can_read_the_store() {
     assert_eq!(mode & 0o077, 0, "the data directory is mode {mode:o}");
 }
 
+/// `servicedesk check --data-dir DATA_DIR` to its end.
+async fn check_offline(data_dir: &std::path::Path) -> Exited {
+    run_to_exit(
+        &[
+            "check".as_ref(),
+            "--data-dir".as_ref(),
+            data_dir.as_os_str(),
+        ],
+        EXIT_LIMIT,
+    )
+    .await
+    .expect("check ends")
+}
+
 #[tokio::test]
 async fn a_damaged_store_is_refused_at_start_and_found_by_check() {
     let server = Server::start().await;
@@ -86,16 +100,7 @@ async fn a_damaged_store_is_refused_at_start_and_found_by_check() {
     let data_dir = root.path().join("data");
     let db = data_dir.join("desk.db");
 
-    let healthy = run_to_exit(
-        &[
-            "check".as_ref(),
-            "--data-dir".as_ref(),
-            data_dir.as_os_str(),
-        ],
-        EXIT_LIMIT,
-    )
-    .await
-    .expect("check ends");
+    let healthy = check_offline(&data_dir).await;
     assert!(healthy.status.success(), "{healthy:?}");
     assert!(
         healthy.output.contains("no damage found"),
@@ -202,6 +207,20 @@ async fn health_of(server: &Server, service: &str) -> ServingStatus {
         .status()
 }
 
+/// Waits up to `limit` for `service`'s health to be `status`.
+async fn until_health(
+    server: &Server,
+    service: &str,
+    status: ServingStatus,
+    limit: Duration,
+    what: &str,
+) {
+    poll_until(limit, what, || async move {
+        (health_of(server, service).await == status).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_full_disk_stops_changes_not_the_desk_and_it_resumes_by_itself() {
     let server = Server::start().await;
@@ -264,14 +283,12 @@ async fn a_full_disk_stops_changes_not_the_desk_and_it_resumes_by_itself() {
     // Space comes back: the desk takes changes again without a restart.
     limit_file_size(&server, "unlimited");
     let space_back = std::time::Instant::now();
-    let server_ref = &server;
-    poll_until(
+    until_health(
+        &server,
+        "servicedesk.v1.DeskService",
+        ServingStatus::Serving,
         Duration::from_secs(30),
         "health SERVING again",
-        || async move {
-            (health_of(server_ref, "servicedesk.v1.DeskService").await == ServingStatus::Serving)
-                .then_some(())
-        },
     )
     .await;
     eprintln!(
@@ -335,14 +352,12 @@ async fn a_database_file_that_cannot_be_written_is_reported_and_the_desk_serves_
     for n in 0..20 {
         ask(&mut desk, inquiry(&format!("cust_{n}"), PASSWORD_RESET)).await;
     }
-    let server_ref = &server;
-    poll_until(
+    until_health(
+        &server,
+        "servicedesk.store",
+        ServingStatus::NotServing,
         Duration::from_secs(30),
         "the store reported unhealthy",
-        || async move {
-            (health_of(server_ref, "servicedesk.store").await == ServingStatus::NotServing)
-                .then_some(())
-        },
     )
     .await;
     assert_eq!(
@@ -360,13 +375,12 @@ async fn a_database_file_that_cannot_be_written_is_reported_and_the_desk_serves_
     // Writable again: the store is healthy again, by itself.
     drop(immutable);
     ask(&mut desk, inquiry("cust_after", PASSWORD_RESET)).await;
-    poll_until(
+    until_health(
+        &server,
+        "servicedesk.store",
+        ServingStatus::Serving,
         Duration::from_secs(30),
         "the store healthy again",
-        || async move {
-            (health_of(server_ref, "servicedesk.store").await == ServingStatus::Serving)
-                .then_some(())
-        },
     )
     .await;
 }
@@ -426,14 +440,12 @@ async fn a_page_no_table_owns_is_found_after_start_and_reported() {
     let server = Server::launch(root, Launch::default()).await;
     // The whole-store check after start finds it: the store's health says so, the log says
     // what, and the desk goes on serving what it has.
-    let server_ref = &server;
-    poll_until(
+    until_health(
+        &server,
+        "servicedesk.store",
+        ServingStatus::NotServing,
         Duration::from_secs(60),
         "the store's health turns NOT_SERVING",
-        || async move {
-            (health_of(server_ref, "servicedesk.store").await == ServingStatus::NotServing)
-                .then_some(())
-        },
     )
     .await;
     let log = server.log_text();
@@ -453,16 +465,7 @@ async fn a_page_no_table_owns_is_found_after_start_and_reported() {
     // Offline, `servicedesk check` finds it too.
     let root = server.terminate().await;
     let data_dir = root.path().join("data");
-    let check = run_to_exit(
-        &[
-            "check".as_ref(),
-            "--data-dir".as_ref(),
-            data_dir.as_os_str(),
-        ],
-        EXIT_LIMIT,
-    )
-    .await
-    .expect("check ends");
+    let check = check_offline(&data_dir).await;
     assert!(!check.status.success(), "{check:?}");
     assert!(check.output.contains("never used"), "{}", check.output);
 }

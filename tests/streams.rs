@@ -149,18 +149,9 @@ async fn a_subscriber_that_stops_reading_is_closed_with_where_to_resume() {
     traffic(&server, 200, "stall", 15 * 1024).await;
     let end = head(&server).await;
     // Until the server gave up on the stream (its log says so), not for a guessed time.
-    let server_ref = &server;
-    poll_until(
-        Duration::from_secs(60),
-        "the server ends the stalled stream",
-        || async move {
-            server_ref
-                .log_text()
-                .contains("a watch's client stopped reading")
-                .then_some(())
-        },
-    )
-    .await;
+    server
+        .until_logged("a watch's client stopped reading", Duration::from_secs(60))
+        .await;
 
     // Reading now: what was buffered, then the error.
     let mut seen = Vec::new();

@@ -294,18 +294,12 @@ async fn a_client_resetting_its_streams_at_once_loses_its_connection_not_the_ser
     // connection is gone, and the server says why.
     let error = ended.expect_err("the server closed the connection");
     assert!(sent < 10_000, "the server let {sent} resets through");
-    let server_ref = &server;
-    poll_until(
-        Duration::from_secs(30),
-        "the server logs why it closed the connection",
-        || async move {
-            server_ref
-                .log_text()
-                .contains("reset pending-accept streams reached limit")
-                .then_some(())
-        },
-    )
-    .await;
+    server
+        .until_logged(
+            "reset pending-accept streams reached limit",
+            Duration::from_secs(30),
+        )
+        .await;
     eprintln!("the connection was closed ({error}) after {sent} reset streams");
     // Everyone else is still served.
     ask(

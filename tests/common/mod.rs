@@ -432,6 +432,15 @@ impl Server {
         self.log.lock().unwrap().join("\n")
     }
 
+    /// Waits up to `limit` for the server to log `text` (its log reaches the test through a
+    /// pipe, a moment after the fact).
+    pub async fn until_logged(&self, text: &str, limit: Duration) {
+        poll_until(limit, &format!("the server logs {text:?}"), || async move {
+            self.log_text().contains(text).then_some(())
+        })
+        .await;
+    }
+
     fn log_tail(&self) -> String {
         let log = self.log.lock().unwrap();
         let start = log.len().saturating_sub(LOG_TAIL_LINES);
