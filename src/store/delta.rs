@@ -6,15 +6,18 @@
 //! `apply(old, diff(old, new))` decodes to exactly what `new` decodes to; the fields come out
 //! in tag order, which protobuf decoding does not care about.
 
-use std::collections::BTreeMap;
+use std::cmp::Ordering;
 
 use super::records::Change;
 use super::StoreError;
 
-/// Each top-level field's occurrences, by field number, as the bytes that encode them (key
-/// included).
-fn fields(bytes: &[u8]) -> Result<BTreeMap<u32, Vec<&[u8]>>, StoreError> {
-    let mut out: BTreeMap<u32, Vec<&[u8]>> = BTreeMap::new();
+/// One occurrence of a top-level field: its number and the bytes that encode it (key included).
+type Occurrence<'a> = (u32, &'a [u8]);
+
+/// Every top-level field occurrence, ordered by field number and, within one number, as they
+/// were written. Encoders write fields in tag order, so the sort has nothing to do.
+fn fields(bytes: &[u8]) -> Result<Vec<Occurrence<'_>>, StoreError> {
+    let mut out = Vec::with_capacity(24);
     let mut at = 0;
     while at < bytes.len() {
         let start = at;
@@ -36,9 +39,61 @@ fn fields(bytes: &[u8]) -> Result<BTreeMap<u32, Vec<&[u8]>>, StoreError> {
             5 => at = skip(bytes, at, 4)?,
             other => return Err(malformed(&format!("wire type {other}"))),
         }
-        out.entry(number).or_default().push(&bytes[start..at]);
+        out.push((number, &bytes[start..at]));
     }
+    out.sort_by_key(|(number, _)| *number);
     Ok(out)
+}
+
+/// The occurrences of one field at a time: (number, its occurrences).
+fn by_field<'s, 'a>(
+    occurrences: &'s [Occurrence<'a>],
+) -> impl Iterator<Item = (u32, &'s [Occurrence<'a>])> {
+    occurrences
+        .chunk_by(|a, b| a.0 == b.0)
+        .map(|group| (group[0].0, group))
+}
+
+/// Walks two field lists in number order, calling `each` with what each side holds of a field.
+fn merge<'s, 'a>(
+    left: &'s [Occurrence<'a>],
+    right: &'s [Occurrence<'a>],
+    mut each: impl FnMut(u32, Option<&'s [Occurrence<'a>]>, Option<&'s [Occurrence<'a>]>),
+) {
+    let (mut left, mut right) = (by_field(left).peekable(), by_field(right).peekable());
+    loop {
+        let order = match (left.peek(), right.peek()) {
+            (None, None) => return,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some((l, _)), Some((r, _))) => l.cmp(r),
+        };
+        match order {
+            Ordering::Less => {
+                let (number, l) = left.next().expect("peeked");
+                each(number, Some(l), None);
+            }
+            Ordering::Greater => {
+                let (number, r) = right.next().expect("peeked");
+                each(number, None, Some(r));
+            }
+            Ordering::Equal => {
+                let (number, l) = left.next().expect("peeked");
+                let (_, r) = right.next().expect("peeked");
+                each(number, Some(l), Some(r));
+            }
+        }
+    }
+}
+
+fn same(a: &[Occurrence<'_>], b: &[Occurrence<'_>]) -> bool {
+    a.iter().map(|o| o.1).eq(b.iter().map(|o| o.1))
+}
+
+fn extend(out: &mut Vec<u8>, occurrences: &[Occurrence<'_>]) {
+    for (_, bytes) in occurrences {
+        out.extend_from_slice(bytes);
+    }
 }
 
 fn malformed(what: &str) -> StoreError {
@@ -68,51 +123,31 @@ fn skip(bytes: &[u8], at: usize, len: usize) -> Result<usize, StoreError> {
 
 /// The change from `old` to `new`, `back` sequence numbers after `old`'s event.
 pub fn diff(old: &[u8], new: &[u8], back: u64) -> Result<Change, StoreError> {
-    let old = fields(old)?;
-    let new_fields = fields(new)?;
+    let (old, new) = (fields(old)?, fields(new)?);
     let mut change = Change {
         back,
         cleared: Vec::new(),
         fields: Vec::new(),
     };
-    for (number, was) in &old {
-        match new_fields.get(number) {
-            None => change.cleared.push(*number),
-            Some(now) if now != was => {
-                for occurrence in now {
-                    change.fields.extend_from_slice(occurrence);
-                }
-            }
-            Some(_) => {}
-        }
-    }
-    for (number, now) in &new_fields {
-        if !old.contains_key(number) {
-            for occurrence in now {
-                change.fields.extend_from_slice(occurrence);
-            }
-        }
-    }
+    merge(&old, &new, |number, was, now| match (was, now) {
+        (Some(_), None) => change.cleared.push(number),
+        (Some(was), Some(now)) if same(was, now) => {}
+        (_, Some(now)) => extend(&mut change.fields, now),
+        (None, None) => unreachable!("merge names a field one side holds"),
+    });
     Ok(change)
 }
 
 /// `old` with `change` applied.
 pub fn apply(old: &[u8], change: &Change) -> Result<Vec<u8>, StoreError> {
-    let mut state = fields(old)?;
-    for number in &change.cleared {
-        state.remove(number);
-    }
+    let state = fields(old)?;
     let changed = fields(&change.fields)?;
-    for number in changed.keys() {
-        state.remove(number);
-    }
-    state.extend(changed);
     let mut out = Vec::with_capacity(old.len() + change.fields.len());
-    for occurrences in state.values() {
-        for occurrence in occurrences {
-            out.extend_from_slice(occurrence);
-        }
-    }
+    merge(&state, &changed, |number, was, now| match now {
+        Some(now) => extend(&mut out, now),
+        None if change.cleared.contains(&number) => {}
+        None => extend(&mut out, was.expect("merge names a field one side holds")),
+    });
     Ok(out)
 }
 
