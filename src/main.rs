@@ -8,13 +8,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use servicedesk::config::{Config, Overrides};
 
-/// mimalloc rather than the system allocator: a ticket's strings and events are allocated on the
-/// runtime task and freed on the writer thread or a worker, which glibc's arenas handle poorly
-/// (`malloc_consolidate`, arena locks). Under the first-tier benchmark it took the server's CPU per
-/// ticket down by about a sixth (docs/performance.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "servicedesk",
