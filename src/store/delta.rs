@@ -54,11 +54,18 @@ fn by_field<'s, 'a>(
         .map(|group| (group[0].0, group))
 }
 
+/// What the two sides of a [`merge`] hold of one field.
+enum Held<'s, 'a> {
+    Left(&'s [Occurrence<'a>]),
+    Right(&'s [Occurrence<'a>]),
+    Both(&'s [Occurrence<'a>], &'s [Occurrence<'a>]),
+}
+
 /// Walks two field lists in number order, calling `each` with what each side holds of a field.
 fn merge<'s, 'a>(
     left: &'s [Occurrence<'a>],
     right: &'s [Occurrence<'a>],
-    mut each: impl FnMut(u32, Option<&'s [Occurrence<'a>]>, Option<&'s [Occurrence<'a>]>),
+    mut each: impl FnMut(u32, Held<'s, 'a>),
 ) {
     let (mut left, mut right) = (by_field(left).peekable(), by_field(right).peekable());
     loop {
@@ -71,16 +78,16 @@ fn merge<'s, 'a>(
         match order {
             Ordering::Less => {
                 let (number, l) = left.next().expect("peeked");
-                each(number, Some(l), None);
+                each(number, Held::Left(l));
             }
             Ordering::Greater => {
                 let (number, r) = right.next().expect("peeked");
-                each(number, None, Some(r));
+                each(number, Held::Right(r));
             }
             Ordering::Equal => {
                 let (number, l) = left.next().expect("peeked");
                 let (_, r) = right.next().expect("peeked");
-                each(number, Some(l), Some(r));
+                each(number, Held::Both(l, r));
             }
         }
     }
@@ -129,11 +136,10 @@ pub fn diff(old: &[u8], new: &[u8], back: u64) -> Result<Change, StoreError> {
         cleared: Vec::new(),
         fields: Vec::new(),
     };
-    merge(&old, &new, |number, was, now| match (was, now) {
-        (Some(_), None) => change.cleared.push(number),
-        (Some(was), Some(now)) if same(was, now) => {}
-        (_, Some(now)) => extend(&mut change.fields, now),
-        (None, None) => unreachable!("merge names a field one side holds"),
+    merge(&old, &new, |number, held| match held {
+        Held::Left(_) => change.cleared.push(number),
+        Held::Both(was, now) if same(was, now) => {}
+        Held::Right(now) | Held::Both(_, now) => extend(&mut change.fields, now),
     });
     Ok(change)
 }
@@ -143,10 +149,10 @@ pub fn apply(old: &[u8], change: &Change) -> Result<Vec<u8>, StoreError> {
     let state = fields(old)?;
     let changed = fields(&change.fields)?;
     let mut out = Vec::with_capacity(old.len() + change.fields.len());
-    merge(&state, &changed, |number, was, now| match now {
-        Some(now) => extend(&mut out, now),
-        None if change.cleared.contains(&number) => {}
-        None => extend(&mut out, was.expect("merge names a field one side holds")),
+    merge(&state, &changed, |number, held| match held {
+        Held::Right(now) | Held::Both(_, now) => extend(&mut out, now),
+        Held::Left(_) if change.cleared.contains(&number) => {}
+        Held::Left(was) => extend(&mut out, was),
     });
     Ok(out)
 }
