@@ -106,18 +106,22 @@ impl<'t> LogWriter<'t> {
                 detail,
                 ticket,
             } => {
-                let bytes = encode(&records::TicketRecord::from(ticket));
-                let (mut state, snapshot) = state_of(
-                    self.tickets.get(&ticket.id),
-                    event.seq,
-                    bytes,
-                    State::Ticket,
-                    State::TicketChange,
-                )?;
-                if rows.closed.get(&ticket.id) == Some(&index) {
-                    state = State::TicketClosed(true);
-                }
-                self.tickets.insert(ticket.id.clone(), snapshot);
+                // The event that closes it for good stores nothing (its row holds that state)
+                // and no later event of the commit diffs against it: nothing to encode.
+                let state = if rows.closed.get(&ticket.id) == Some(&index) {
+                    State::TicketClosed(true)
+                } else {
+                    let bytes = encode(&records::TicketRecord::from(ticket));
+                    let (state, snapshot) = state_of(
+                        self.tickets.get(&ticket.id),
+                        event.seq,
+                        bytes,
+                        State::Ticket,
+                        State::TicketChange,
+                    )?;
+                    self.tickets.insert(ticket.id.clone(), snapshot);
+                    state
+                };
                 let record = EventRecord {
                     kind: records::ticket_event_code(*kind),
                     detail: detail.clone(),
@@ -131,18 +135,20 @@ impl<'t> LogWriter<'t> {
                 escalation,
                 previous_reviewer,
             } => {
-                let bytes = encode(&records::EscalationRecord::from(escalation));
-                let (mut state, snapshot) = state_of(
-                    self.escalations.get(&escalation.id),
-                    event.seq,
-                    bytes,
-                    State::Escalation,
-                    State::EscalationChange,
-                )?;
-                if rows.decided.get(&escalation.id) == Some(&index) {
-                    state = State::EscalationDecided(escalation.id.clone());
-                }
-                self.escalations.insert(escalation.id.clone(), snapshot);
+                let state = if rows.decided.get(&escalation.id) == Some(&index) {
+                    State::EscalationDecided(escalation.id.clone())
+                } else {
+                    let bytes = encode(&records::EscalationRecord::from(escalation));
+                    let (state, snapshot) = state_of(
+                        self.escalations.get(&escalation.id),
+                        event.seq,
+                        bytes,
+                        State::Escalation,
+                        State::EscalationChange,
+                    )?;
+                    self.escalations.insert(escalation.id.clone(), snapshot);
+                    state
+                };
                 let record = EventRecord {
                     kind: records::escalation_event_code(*kind),
                     previous_reviewer: previous_reviewer.clone(),
