@@ -4,6 +4,8 @@ FROM rust:1.89-bookworm AS build
 WORKDIR /src
 # Cache dependencies: build a stub first so source edits do not refetch and rebuild them.
 COPY Cargo.toml Cargo.lock build.rs ./
+# The SQLite compile options (LIBSQLITE3_FLAGS) live in .cargo/config.toml.
+COPY .cargo ./.cargo
 COPY proto ./proto
 RUN mkdir src && echo 'fn main() {}' > src/main.rs && echo '' > src/lib.rs \
     && cargo build --release --locked || true
