@@ -35,33 +35,26 @@ struct Snapshot {
     chain: u32,
 }
 
-/// Stores `bytes` as a change to `prev` when there is one close enough, else whole; returns
-/// the state to store and the snapshot it becomes.
+/// Stores `bytes`, the state of record `id` at `seq`, as a change to its previous state in
+/// this commit when there is one close enough, else whole; remembers it as that record's
+/// previous state for its next event, and returns the state to store.
 fn state_of(
-    prev: Option<&Snapshot>,
+    snapshots: &mut HashMap<String, Snapshot>,
+    id: &str,
     seq: u64,
     bytes: Vec<u8>,
     whole: fn(Vec<u8>) -> State,
     change: fn(records::Change) -> State,
-) -> Result<(State, Snapshot), StoreError> {
-    Ok(match prev {
+) -> Result<State, StoreError> {
+    let (state, chain) = match snapshots.get(id) {
         Some(prev) if prev.chain < MAX_CHAIN => (
             change(delta::diff(&prev.bytes, &bytes, seq - prev.seq)?),
-            Snapshot {
-                seq,
-                bytes,
-                chain: prev.chain + 1,
-            },
+            prev.chain + 1,
         ),
-        _ => (
-            whole(bytes.clone()),
-            Snapshot {
-                seq,
-                bytes,
-                chain: 0,
-            },
-        ),
-    })
+        _ => (whole(bytes.clone()), 0),
+    };
+    snapshots.insert(id.to_owned(), Snapshot { seq, bytes, chain });
+    Ok(state)
 }
 
 /// Writes one commit's events.
@@ -111,16 +104,14 @@ impl<'t> LogWriter<'t> {
                 let state = if rows.closed.get(&ticket.id) == Some(&index) {
                     State::TicketClosed(true)
                 } else {
-                    let bytes = encode(&records::TicketRecord::from(ticket));
-                    let (state, snapshot) = state_of(
-                        self.tickets.get(&ticket.id),
+                    state_of(
+                        &mut self.tickets,
+                        &ticket.id,
                         event.seq,
-                        bytes,
+                        encode(&records::TicketRecord::from(ticket)),
                         State::Ticket,
                         State::TicketChange,
-                    )?;
-                    self.tickets.insert(ticket.id.clone(), snapshot);
-                    state
+                    )?
                 };
                 let record = EventRecord {
                     kind: records::ticket_event_code(*kind),
@@ -138,16 +129,14 @@ impl<'t> LogWriter<'t> {
                 let state = if rows.decided.get(&escalation.id) == Some(&index) {
                     State::EscalationDecided(escalation.id.clone())
                 } else {
-                    let bytes = encode(&records::EscalationRecord::from(escalation));
-                    let (state, snapshot) = state_of(
-                        self.escalations.get(&escalation.id),
+                    state_of(
+                        &mut self.escalations,
+                        &escalation.id,
                         event.seq,
-                        bytes,
+                        encode(&records::EscalationRecord::from(escalation)),
                         State::Escalation,
                         State::EscalationChange,
-                    )?;
-                    self.escalations.insert(escalation.id.clone(), snapshot);
-                    state
+                    )?
                 };
                 let record = EventRecord {
                     kind: records::escalation_event_code(*kind),
