@@ -26,6 +26,11 @@
 //! throughputs: on a machine whose speed swings from run to run, the ratio to a no-op call of
 //! the same server is the figure that compares.
 //!
+//! `--floor` (with `--spawn` and `--rounds`) also starts the `floor` example, a bare tonic
+//! `HandleInquiry` that stores one row per call with group commit and does nothing of the desk,
+//! answering with a ticket the desk answered; each round then measures it too, and prints the
+//! mix's ratio to it: how far the desk is from the least a durable `HandleInquiry` costs here.
+//!
 //! `--agents N` adds N built-in agents (spread over the tiers and topics) before measuring;
 //! `--footprint` (with `--spawn`) stops the server cleanly after measuring and prints the bytes
 //! its data directory holds per ticket.
@@ -36,6 +41,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
+use prost::Message;
 use servicedesk::proto::v1::admin_service_client::AdminServiceClient;
 use servicedesk::proto::v1::desk_service_client::DeskServiceClient;
 use servicedesk::proto::v1::escalation_service_client::EscalationServiceClient;
@@ -94,6 +100,10 @@ struct Args {
     /// With --spawn: stop the server after measuring and print its bytes on disk per ticket.
     #[arg(long)]
     footprint: bool,
+    /// With --spawn and --rounds: also start the `floor` example beside this one and measure
+    /// its first-tier `HandleInquiry` in every round.
+    #[arg(long)]
+    floor: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -277,26 +287,40 @@ struct Spawned {
     addr: String,
 }
 
+/// The release build of `name` at `dir` relative to this example's directory (`..` for the
+/// server, `.` for another example).
+fn beside(dir: &str, name: &str) -> anyhow::Result<std::path::PathBuf> {
+    std::env::current_exe()?
+        .parent()
+        .map(|examples| examples.join(dir).join(name))
+        .filter(|path| path.is_file())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no {name} binary beside this example: run `cargo build --release --examples --bins` first"
+            )
+        })
+}
+
 impl Spawned {
-    fn start(binary: Option<&std::path::Path>, extra: &[String]) -> anyhow::Result<Spawned> {
+    /// Starts the desk (`serve --dev`) with `extra` arguments.
+    fn desk(binary: Option<&std::path::Path>, extra: &[String]) -> anyhow::Result<Spawned> {
         let binary = match binary {
             Some(binary) => binary.to_path_buf(),
-            None => std::env::current_exe()?
-                .parent()
-                .and_then(|examples| examples.parent())
-                .map(|dir| dir.join("servicedesk"))
-                .filter(|path| path.is_file())
-                .ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "no servicedesk binary beside this example: run `cargo build --release` first"
-                    )
-                })?,
+            None => beside("..", "servicedesk")?,
         };
+        let mut args: Vec<String> = ["serve", "--dev"].map(String::from).to_vec();
+        args.extend_from_slice(extra);
+        Spawned::start(&binary, &args)
+    }
+
+    /// Starts `binary` with `args`, `--listen 127.0.0.1:0` and a fresh `--data-dir`, and waits
+    /// for it to log `listening on ADDR`.
+    fn start(binary: &std::path::Path, args: &[String]) -> anyhow::Result<Spawned> {
         let data_dir = tempfile::tempdir()?;
-        let mut child = Command::new(&binary)
-            .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"])
+        let mut child = Command::new(binary)
+            .args(args)
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir.path())
-            .args(extra)
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -362,8 +386,12 @@ impl Drop for Spawned {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    anyhow::ensure!(
+        !args.floor || (args.spawn && args.rounds > 0),
+        "--floor needs --spawn and --rounds"
+    );
     let mut spawned = if args.spawn {
-        Some(Spawned::start(
+        Some(Spawned::desk(
             args.server_bin.as_deref(),
             &args.server_args,
         )?)
@@ -373,14 +401,7 @@ async fn main() -> anyhow::Result<()> {
     let target = spawned
         .as_ref()
         .map_or(args.target.clone(), |s| s.addr.clone());
-    let mut channels = Vec::new();
-    for _ in 0..args.connections.max(1) {
-        let channel: Channel = Endpoint::from_shared(target.clone())?
-            .tcp_nodelay(true)
-            .connect()
-            .await?;
-        channels.push(channel);
-    }
+    let channels = connect(&target, args.connections).await?;
     if args.agents > 0 {
         add_agents(&args, &channels[0]).await?;
     }
@@ -391,25 +412,46 @@ async fn main() -> anyhow::Result<()> {
         channels.len(),
         args.seconds,
     );
+    let floor = if args.floor {
+        let answer = first_tier_answer(&args, &channels[0]).await?;
+        let floor = Spawned::start(
+            &beside(".", "floor")?,
+            &["--answer-hex".to_string(), hex::encode(answer)],
+        )?;
+        let channels = connect(&floor.addr, args.connections).await?;
+        Some((floor, channels))
+    } else {
+        None
+    };
+    let mix_name = format!("{:?}", args.mix);
     if args.rounds == 0 {
-        measure(&args, &channels, None).await?;
+        measure(&args, &channels, args.mix.ops(), &mix_name).await?;
     } else {
         let mut ratios = Vec::new();
+        let mut floor_ratios = Vec::new();
         for round in 1..=args.rounds {
             println!("round {round}");
-            let health = measure(&args, &channels, Some(Op::Health)).await?;
-            let mix = measure(&args, &channels, None).await?;
+            let health = measure(&args, &channels, &[Op::Health], "Health/Check").await?;
+            let mix = measure(&args, &channels, args.mix.ops(), &mix_name).await?;
             ratios.push(mix / health);
-            println!("  ratio {:.3}x", mix / health);
+            print!("  ratio {:.3}x", mix / health);
+            if let Some((_, floor_channels)) = &floor {
+                let least = measure(&args, floor_channels, &[Op::FirstTier], "floor").await?;
+                floor_ratios.push((least / health, mix / least));
+                print!(
+                    "; floor / Health/Check {:.3}x; {mix_name} / floor {:.3}x",
+                    least / health,
+                    mix / least
+                );
+            }
+            println!();
         }
-        let mean = ratios.iter().sum::<f64>() / ratios.len() as f64;
-        let listed: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
-        println!(
-            "{:?} / Health/Check over {} rounds: {} (mean {mean:.3}x)",
-            args.mix,
-            args.rounds,
-            listed.join(", ")
-        );
+        summary(&format!("{mix_name} / Health/Check"), &ratios);
+        if floor.is_some() {
+            let (to_health, to_floor): (Vec<f64>, Vec<f64>) = floor_ratios.into_iter().unzip();
+            summary("floor / Health/Check", &to_health);
+            summary(&format!("{mix_name} / floor"), &to_floor);
+        }
     }
     if args.footprint {
         let Some(server) = spawned.as_mut() else {
@@ -431,6 +473,49 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `connections` HTTP/2 connections to `target`.
+async fn connect(target: &str, connections: usize) -> anyhow::Result<Vec<Channel>> {
+    let mut channels = Vec::new();
+    for _ in 0..connections.max(1) {
+        let channel: Channel = Endpoint::from_shared(target.to_string())?
+            .tcp_nodelay(true)
+            .connect()
+            .await?;
+        channels.push(channel);
+    }
+    Ok(channels)
+}
+
+/// Prints one ratio of every round and their mean.
+fn summary(what: &str, ratios: &[f64]) {
+    let mean = ratios.iter().sum::<f64>() / ratios.len().max(1) as f64;
+    let listed: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
+    println!(
+        "{what} over {} rounds: {} (mean {mean:.3}x)",
+        ratios.len(),
+        listed.join(", ")
+    );
+}
+
+/// One first-tier answer of the desk, encoded: what the floor answers and stores for every
+/// call, so the two move the same bytes.
+async fn first_tier_answer(args: &Args, channel: &Channel) -> anyhow::Result<Vec<u8>> {
+    let mut request = Request::new(HandleInquiryRequest {
+        customer_id: "load_floor".into(),
+        inquiry: FIRST_TIER.into(),
+        priority: 5,
+        ..Default::default()
+    });
+    request
+        .metadata_mut()
+        .insert("x-api-key", args.api_key.parse()?);
+    let answer = DeskServiceClient::new(channel.clone())
+        .handle_inquiry(request)
+        .await?
+        .into_inner();
+    Ok(answer.encode_to_vec())
 }
 
 /// Adds `args.agents` built-in agents, round-robin over the tiers and the default topics.
@@ -459,17 +544,14 @@ async fn add_agents(args: &Args, channel: &Channel) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One closed-loop measurement of `only` (or the mix); prints it and returns the loops
+/// One closed-loop measurement of `ops` in turn, printed as `name`; returns the loops
 /// completed per second.
-async fn measure(args: &Args, channels: &[Channel], only: Option<Op>) -> anyhow::Result<f64> {
+async fn measure(args: &Args, channels: &[Channel], ops: &[Op], name: &str) -> anyhow::Result<f64> {
     let key: AsciiMetadataValue = args.api_key.parse()?;
     let admin_key: AsciiMetadataValue = args.admin_key.parse()?;
     let warmup_end = Instant::now() + Duration::from_secs(1);
     let end = warmup_end + Duration::from_secs(args.seconds);
-    let ops: Vec<Op> = match only {
-        Some(op) => vec![op],
-        None => args.mix.ops().to_vec(),
-    };
+    let ops = ops.to_vec();
     let mut workers = Vec::new();
     for worker in 0..args.concurrency {
         let channel = channels[worker % channels.len()].clone();
@@ -527,10 +609,6 @@ async fn measure(args: &Args, channels: &[Channel], only: Option<Op>) -> anyhow:
         }
         let i = ((ok as f64 * p).ceil() as usize).clamp(1, ok) - 1;
         latencies[i].as_secs_f64() * 1000.0
-    };
-    let name = match only {
-        Some(Op::Health) => "Health/Check".to_string(),
-        _ => format!("{:?}", args.mix),
     };
     let throughput = ok as f64 / args.seconds as f64;
     println!(
