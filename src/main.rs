@@ -50,6 +50,12 @@ enum Command {
     },
 }
 
+/// jemalloc rather than the C library's allocator: the tokio workers and the writer allocate for
+/// every request and every statement, and glibc's arenas spent a sixth of the server's time in
+/// `malloc`, `free` and consolidation under load (docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()

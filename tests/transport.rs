@@ -123,11 +123,11 @@ async fn a_client_trickling_its_requests_cannot_take_the_server_from_the_others(
 async fn watches_whose_reader_never_opens_its_window_are_closed_and_their_memory_freed() {
     let config = "[server]\nstalled_stream_secs = 1\nstalled_connection_secs = 2\n\
                   max_open_streams = 300\n";
-    // One malloc arena: what the process frees is reused by the next round, whichever thread
+    // One jemalloc arena: what the process frees is reused by the next round, whichever thread
     // allocates it, so RSS tells freed memory from kept memory.
     let launch = Launch {
         config_toml: Some(config.into()),
-        env: vec![("MALLOC_ARENA_MAX".into(), "1".into())],
+        env: vec![("_RJEM_MALLOC_CONF".into(), "narenas:1".into())],
         ..Launch::default()
     };
     let server = Server::launch(new_root(), launch).await;
