@@ -89,7 +89,8 @@ fn queue_key(e: &Escalation) -> QueueKey {
 pub struct ReviewBoard {
     reviewers: HashMap<String, Reviewer>,
     by_order: BTreeMap<u64, String>,
-    pending: HashMap<String, Escalation>,
+    /// A B-tree, for the reason `Desk`'s open tickets are.
+    pending: BTreeMap<String, Escalation>,
     unassigned: BTreeSet<QueueKey>,
     next_order: u64,
 }

@@ -2,7 +2,7 @@
 //! waiting for a ticket to settle, recent idempotency keys, the open feeds of remote agents,
 //! and the writes that are not desk events (keys, settings, the seeded mark, compaction).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::{mpsc, oneshot};
@@ -35,7 +35,8 @@ pub(super) struct Core {
     pub(super) desk: Desk,
     pub(super) keys: Arc<RwLock<KeyRing>>,
     pub(super) waiters: HashMap<String, Vec<oneshot::Sender<Ticket>>>,
-    idempotency: HashMap<(String, String), String>,
+    /// A B-tree, for the reason `Desk`'s open tickets are.
+    idempotency: BTreeMap<(String, String), String>,
     idempotency_order: VecDeque<(String, String)>,
     key_changes: Vec<KeyChange>,
     pub(super) settings_change: Option<(Settings, String)>,
@@ -53,7 +54,7 @@ impl Core {
             desk,
             keys,
             waiters: HashMap::new(),
-            idempotency: HashMap::new(),
+            idempotency: BTreeMap::new(),
             idempotency_order: VecDeque::new(),
             key_changes: Vec::new(),
             settings_change: None,

@@ -199,7 +199,11 @@ pub struct Desk {
     mesh: Mesh,
     reviews: ReviewBoard,
     policy: Policy,
-    tickets: HashMap<String, Ticket>,
+    /// Open tickets, ordered by id. A B-tree, as are pending escalations and the runtime's
+    /// idempotency keys: a hash map grows by rehashing every entry at once, and with 115,000
+    /// tickets waiting for review that held the desk for 45 ms per map; a B-tree grows a node
+    /// at a time.
+    tickets: BTreeMap<String, Ticket>,
     /// assignment id -> ticket id, for replies.
     assignments: HashMap<String, String>,
     /// agent id -> tickets it holds.
@@ -228,7 +232,7 @@ impl Desk {
             mesh,
             reviews: ReviewBoard::default(),
             policy,
-            tickets: HashMap::new(),
+            tickets: BTreeMap::new(),
             assignments: HashMap::new(),
             held: HashMap::new(),
             queue: TicketQueue::default(),
