@@ -434,17 +434,17 @@ async fn main() -> anyhow::Result<()> {
             let health = measure(&args, &channels, &[Op::Health], "Health/Check").await?;
             let mix = measure(&args, &channels, args.mix.ops(), &mix_name).await?;
             ratios.push(mix / health);
-            print!("  ratio {:.3}x", mix / health);
+            let mut line = format!("  ratio {:.3}x", mix / health);
             if let Some((_, floor_channels)) = &floor {
                 let least = measure(&args, floor_channels, &[Op::FirstTier], "floor").await?;
                 floor_ratios.push((least / health, mix / least));
-                print!(
+                line += &format!(
                     "; floor / Health/Check {:.3}x; {mix_name} / floor {:.3}x",
                     least / health,
                     mix / least
                 );
             }
-            println!();
+            println!("{line}");
         }
         summary(&format!("{mix_name} / Health/Check"), &ratios);
         if floor.is_some() {
