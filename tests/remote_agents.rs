@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -136,22 +135,6 @@ async fn find_agent(server: &Server, name: &str) -> Option<servicedesk::proto::v
     .agents
     .into_iter()
     .find(|a| a.name == name)
-}
-
-/// The example binary `cargo test` builds next to the test binaries.
-fn example_binary(name: &str) -> PathBuf {
-    let test_binary = std::env::current_exe().expect("the test binary's path");
-    let profile_dir = test_binary
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps");
-    let path = profile_dir.join("examples").join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: `cargo test` builds the examples",
-        path.display()
-    );
-    path
 }
 
 struct Process(Child);

@@ -531,6 +531,22 @@ impl Drop for Server {
     }
 }
 
+/// The example binary `cargo test` builds next to the test binaries.
+pub fn example_binary(name: &str) -> PathBuf {
+    let test_binary = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = test_binary
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    let path = profile_dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: `cargo test` builds the examples",
+        path.display()
+    );
+    path
+}
+
 pub fn new_root() -> TempDir {
     tempfile::Builder::new()
         .prefix("servicedesk-test-")

@@ -1,0 +1,73 @@
+//! The benchmark tool and its floor, run briefly end to end: `examples/load.rs` starts the real
+//! server and `examples/floor.rs`, measures both in one round, and stops the server to weigh its
+//! data directory. The rates mean nothing in a debug build on a shared machine and are not
+//! checked; that the tool measured what it claims is: every call answered as the mix expects,
+//! no errors, the floor answering a ticket the desk answered, and a footprint per ticket.
+
+mod common;
+
+use std::process::Command;
+
+use common::example_binary;
+
+/// The calls answered in the line `  {name}: ok N ...` of the tool's output.
+fn answered(stdout: &str, name: &str) -> u64 {
+    let prefix = format!("{name}: ok ");
+    let line = stdout
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no `{prefix}` line in:\n{stdout}"));
+    line.split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in `{line}`"))
+}
+
+#[test]
+fn the_load_tool_measures_the_desk_and_its_floor_in_the_same_round() {
+    let output = Command::new(example_binary("load"))
+        .args(["--spawn", "--floor", "--footprint", "--mix", "first-tier"])
+        .args(["--rounds", "1", "--seconds", "1"])
+        .args(["--concurrency", "4", "--connections", "2"])
+        .output()
+        .expect("run the load example");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "load failed ({}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        !stdout.contains("errors"),
+        "calls failed or ended otherwise than the mix expects:\n{stdout}"
+    );
+    for name in ["Health/Check", "FirstTier", "floor"] {
+        assert!(
+            answered(&stdout, name) > 0,
+            "{name} answered nothing:\n{stdout}"
+        );
+    }
+    // The floor answers with the ticket the desk answered first: resolved by the first tier.
+    assert!(
+        stdout.contains("floor: outcomes {\"Resolved via L1\""),
+        "the floor did not answer the desk's ticket:\n{stdout}"
+    );
+    for summary in [
+        "FirstTier / Health/Check over 1 rounds:",
+        "floor / Health/Check over 1 rounds:",
+        "FirstTier / floor over 1 rounds:",
+    ] {
+        assert!(stdout.contains(summary), "no `{summary}` in:\n{stdout}");
+    }
+    let per_ticket: f64 = stdout
+        .split("bytes per ticket")
+        .next()
+        .and_then(|head| head.rsplit(": ").next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no footprint in:\n{stdout}"));
+    assert!(
+        per_ticket > 0.0,
+        "a store of answered tickets weighs nothing:\n{stdout}"
+    );
+}
