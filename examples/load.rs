@@ -287,7 +287,7 @@ struct Spawned {
     addr: String,
 }
 
-/// The release build of `name` at `dir` relative to this example's directory (`..` for the
+/// The binary `name` of this build at `dir` relative to this example's directory (`..` for the
 /// server, `.` for another example).
 fn beside(dir: &str, name: &str) -> anyhow::Result<std::path::PathBuf> {
     std::env::current_exe()?
