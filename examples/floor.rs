@@ -27,8 +27,8 @@ use rusqlite::Connection;
 use servicedesk::proto::v1::desk_service_server::{DeskService, DeskServiceServer};
 use servicedesk::proto::v1::{
     CustomerHistory, GetCustomerHistoryRequest, GetTicketRequest, HandleInquiryRequest,
-    HandleInquiryResponse, ListTicketsRequest, ListTicketsResponse, PathOutcome, PathStep, Ticket,
-    TicketEvent, TicketStatus, WatchTicketRequest,
+    HandleInquiryResponse, ListTicketsRequest, ListTicketsResponse, Ticket, TicketEvent,
+    WatchTicketRequest,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::{Stream, StreamExt};
@@ -43,10 +43,10 @@ struct Args {
     /// Directory for the SQLite file.
     #[arg(long)]
     data_dir: PathBuf,
-    /// A `HandleInquiryResponse` as hex, answered (with a fresh ticket id and the caller's
-    /// customer and inquiry) to every call; a made-up resolved ticket when absent.
+    /// A `HandleInquiryResponse` the desk answered, as hex (`load --floor` passes one): every
+    /// call gets it back with a fresh ticket id and the caller's customer and inquiry.
     #[arg(long)]
-    answer_hex: Option<String>,
+    answer_hex: String,
     /// SQLite `synchronous`: FULL (each commit fsynced) or NORMAL.
     #[arg(long, default_value = "FULL")]
     synchronous: String,
@@ -131,34 +131,6 @@ impl DeskService for Floor {
     }
 }
 
-/// A resolved ticket of about the size the desk answers, for running the floor alone.
-fn made_up_answer() -> HandleInquiryResponse {
-    let answer = "To reset your password, open the sign-in page, choose 'Forgot password', and \
-                  follow the link we email you; it is valid for one hour. "
-        .repeat(2);
-    HandleInquiryResponse {
-        ticket: Some(Ticket {
-            status: TicketStatus::Resolved as i32,
-            topic: "account".into(),
-            priority: 5,
-            resolution: answer.clone(),
-            resolution_path: vec![PathStep {
-                agent_id: "agent_l1_1".into(),
-                agent_name: "L1_Agent_1".into(),
-                tier: "L1".into(),
-                outcome: PathOutcome::Resolved as i32,
-                confidence: 0.82,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }),
-        response: answer,
-        agent: "L1_Agent_1".into(),
-        tier: "L1".into(),
-        ..Default::default()
-    }
-}
-
 /// Commits every row queued since the last commit in one transaction, then answers each.
 fn write_rows(conn: &mut Connection, mut rows: mpsc::Receiver<Row>) {
     let mut batch = Vec::new();
@@ -191,10 +163,7 @@ fn write_rows(conn: &mut Connection, mut rows: mpsc::Receiver<Row>) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let template = match &args.answer_hex {
-        Some(answer) => HandleInquiryResponse::decode(hex::decode(answer)?.as_slice())?,
-        None => made_up_answer(),
-    };
+    let template = HandleInquiryResponse::decode(hex::decode(&args.answer_hex)?.as_slice())?;
     let mut conn = Connection::open(args.data_dir.join("floor.db"))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", &args.synchronous)?;
