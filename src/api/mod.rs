@@ -14,6 +14,7 @@ mod convert;
 mod desk;
 mod edge;
 mod escalation;
+mod lag;
 mod requests;
 pub mod status;
 mod validate;

@@ -16,6 +16,7 @@ use tokio_util::sync::{CancellationToken, DropGuard, WaitForCancellationFutureOw
 use tonic::Status;
 
 use super::connections::Connection;
+use super::lag;
 use super::status;
 use crate::domain::event::Event;
 use crate::runtime::DeskHandle;
@@ -323,11 +324,7 @@ async fn pump<T>(
             }
             Err(broadcast::error::RecvError::Lagged(missed)) => {
                 // Fell behind the live feed: the store has every committed event.
-                tracing::info!(
-                    missed,
-                    after_sequence = last,
-                    "a watch fell behind the live events; it catches up from the store"
-                );
+                lag::fell_behind(missed, last);
                 if let Flow::Done = replay(handle, &spec, &mut last, tx).await? {
                     return Ok(());
                 }
