@@ -3,6 +3,12 @@
 //! generator writes the Rust code. The encoded descriptor sets are saved for reflection: ours,
 //! and the `google.rpc` error details we send, so grpcurl can print them (their Rust types come
 //! from `tonic-types`, so no code is generated for them).
+//!
+//! The code is generated in two passes. The first writes the messages and the clients. The
+//! second writes only the servers, against the first pass's messages, except that the three
+//! messages the server streams to many watchers at once are declared as
+//! `crate::proto::encoded` types: a watch sends bytes encoded once for every watcher, and tonic
+//! writes them out as they are.
 
 use std::{env, fs, path::PathBuf};
 
@@ -15,6 +21,9 @@ const PROTOS: &[&str] = &[
     "proto/servicedesk/v1/admin.proto",
     "proto/servicedesk/v1/agent.proto",
 ];
+
+/// Messages the servers send already encoded (see `src/proto.rs`).
+const SENT_ENCODED: &[&str] = &["DeskEvent", "TicketEvent", "EscalationEvent"];
 
 const ERROR_DETAILS: &str = "proto/google/rpc/error_details.proto";
 
@@ -36,7 +45,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     tonic_prost_build::configure()
         .build_client(true)
+        .build_server(false)
+        .compile_fds(descriptors.clone())?;
+    let servers = out_dir.join("servers");
+    fs::create_dir_all(&servers)?;
+    let mut servers_pass = tonic_prost_build::configure()
+        .build_client(false)
         .build_server(true)
-        .compile_fds(descriptors)?;
+        .out_dir(servers)
+        .extern_path(".servicedesk.v1", "crate::proto::v1");
+    for message in SENT_ENCODED {
+        servers_pass = servers_pass.extern_path(
+            format!(".servicedesk.v1.{message}"),
+            format!("crate::proto::encoded::{message}"),
+        );
+    }
+    servers_pass.compile_fds(descriptors)?;
     Ok(())
 }

@@ -11,22 +11,7 @@ pub mod domain;
 pub mod keys;
 #[cfg(unix)]
 pub mod process;
+pub mod proto;
 pub mod runtime;
 pub mod server;
 pub mod store;
-
-/// Code generated from `proto/servicedesk/v1`.
-pub mod proto {
-    #[allow(clippy::all, clippy::pedantic, missing_docs)]
-    pub mod v1 {
-        tonic::include_proto!("servicedesk.v1");
-    }
-
-    /// The encoded descriptors of our protos, with comments, for reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        include_bytes!(concat!(env!("OUT_DIR"), "/servicedesk_descriptor.bin"));
-
-    /// The `google.rpc` error details the server attaches to errors, for reflection.
-    pub const ERROR_DETAILS_DESCRIPTOR_SET: &[u8] =
-        include_bytes!(concat!(env!("OUT_DIR"), "/error_details_descriptor.bin"));
-}

@@ -4,11 +4,12 @@ use tonic::{Request, Response, Status};
 
 use super::auth::client;
 use super::connections::Connection;
-use super::watch::{WatchSpec, WatchStream};
+use super::watch::{self, WatchSpec, WatchStream};
 use super::{convert, requests, status, Api};
 use crate::clock::now_ms;
 use crate::domain::event::Event;
 use crate::keys::generate_key;
+use crate::proto::encoded;
 use crate::proto::v1 as pb;
 use crate::proto::v1::admin_service_server::AdminService;
 
@@ -197,7 +198,7 @@ impl AdminService for Api {
         Ok(Response::new(convert::desk_config(&settings)))
     }
 
-    type WatchEventsStream = WatchStream<pb::DeskEvent>;
+    type WatchEventsStream = WatchStream<encoded::DeskEvent>;
 
     #[tracing::instrument(skip_all, name = "WatchEvents")]
     async fn watch_events(
@@ -208,12 +209,8 @@ impl AdminService for Api {
         let connection = request.extensions().get::<Connection>().cloned();
         let w = requests::watch_events(request.into_inner())?;
         let kinds = w.select;
-        let select = Box::new(move |e: &Event| {
-            (kinds.is_empty() || kinds.contains(&e.kind())).then(|| convert::desk_event(e))
-        });
-        self.watch(
-            (&caller, connection),
-            WatchSpec::whole_log(w.after, self.stalled_stream, select),
-        )
+        let keep = Box::new(move |e: &Event| kinds.is_empty() || kinds.contains(&e.kind()));
+        let spec = WatchSpec::whole_log(w.after, self.stalled_stream, keep, watch::DESK_EVENT);
+        self.watch((&caller, connection), spec)
     }
 }

@@ -5,9 +5,10 @@ use tonic::{Request, Response, Status};
 use super::auth::client;
 use super::connections::Connection;
 use super::validate::encode_token;
-use super::watch::{Source, WatchSpec, WatchStream};
+use super::watch::{self, Source, WatchSpec, WatchStream};
 use super::{convert, requests, status, Api};
 use crate::domain::event::EventBody;
+use crate::proto::encoded;
 use crate::proto::v1 as pb;
 use crate::proto::v1::desk_service_server::DeskService;
 use crate::store::TicketFilter;
@@ -64,7 +65,7 @@ impl DeskService for Api {
         }))
     }
 
-    type WatchTicketStream = WatchStream<pb::TicketEvent>;
+    type WatchTicketStream = WatchStream<encoded::TicketEvent>;
 
     #[tracing::instrument(skip_all, name = "WatchTicket")]
     async fn watch_ticket(
@@ -85,10 +86,10 @@ impl DeskService for Api {
                 id: ticket.id,
                 created_ms: ticket.created_ms,
             },
-            select: Box::new(move |e| match &e.body {
-                EventBody::Ticket { ticket, .. } if ticket.id == id => convert::ticket_event(e),
-                _ => None,
-            }),
+            keep: Box::new(
+                move |e| matches!(&e.body, EventBody::Ticket { ticket, .. } if ticket.id == id),
+            ),
+            form: watch::TICKET_EVENT,
             ends: Box::new(
                 |e| matches!(&e.body, EventBody::Ticket { ticket, .. } if ticket.status.is_final()),
             ),

@@ -6,10 +6,11 @@ use super::auth::client;
 use super::connections::Connection;
 use super::requests::DecisionRequest;
 use super::validate::encode_token;
-use super::watch::{WatchSpec, WatchStream};
+use super::watch::{self, WatchSpec, WatchStream};
 use super::{convert, requests, status, Api};
 use crate::domain::event::Event;
 use crate::keys::Client;
+use crate::proto::encoded;
 use crate::proto::v1 as pb;
 use crate::proto::v1::escalation_service_server::EscalationService;
 
@@ -98,7 +99,7 @@ impl EscalationService for Api {
         )))
     }
 
-    type WatchEscalationsStream = WatchStream<pb::EscalationEvent>;
+    type WatchEscalationsStream = WatchStream<encoded::EscalationEvent>;
 
     #[tracing::instrument(skip_all, name = "WatchEscalations")]
     async fn watch_escalations(
@@ -109,14 +110,13 @@ impl EscalationService for Api {
         let connection = request.extensions().get::<Connection>().cloned();
         let w = requests::watch_escalations(request.into_inner())?;
         let reviewer = w.select;
-        let select = Box::new(move |e: &Event| match &reviewer {
-            Some(id) if !e.concerns_reviewer(id) => None,
-            _ => convert::escalation_event(e),
+        let keep = Box::new(move |e: &Event| match &reviewer {
+            Some(id) => e.concerns_reviewer(id),
+            None => true,
         });
-        self.watch(
-            (&caller, connection),
-            WatchSpec::whole_log(w.after, self.stalled_stream, select),
-        )
+        let form = watch::ESCALATION_EVENT;
+        let spec = WatchSpec::whole_log(w.after, self.stalled_stream, keep, form);
+        self.watch((&caller, connection), spec)
     }
 
     #[tracing::instrument(skip_all, name = "GetEscalationStats")]

@@ -29,6 +29,7 @@ use tonic::{Response, Status};
 
 use crate::config::Limits;
 use crate::keys::Client;
+use crate::proto::encoded::Encoded;
 use crate::runtime::DeskHandle;
 use connections::Connection;
 use watch::{WatchSpec, WatchStream};
@@ -69,11 +70,11 @@ impl Api {
 
     /// Opens a watch for a request's `caller` on its `connection`, counted among the server's
     /// open streams while it lives, and ended when the caller's key is revoked.
-    fn watch<T: Send + 'static>(
+    fn watch<M: prost::Message + 'static>(
         &self,
         (caller, connection): (&Client, Option<Connection>),
-        spec: WatchSpec<T>,
-    ) -> Result<Response<WatchStream<T>>, Status> {
+        spec: WatchSpec<M>,
+    ) -> Result<Response<WatchStream<Encoded<M>>>, Status> {
         let slot = self.stream_slot()?;
         let revoked = self.revocation(caller);
         let on = (connection, self.stalled_connection);

@@ -3,6 +3,11 @@
 //! sent. A watcher that falls behind the broadcast (lagged) goes back to the store and catches
 //! up, so it never silently skips an event. Its outgoing buffer is bounded: a client that stops
 //! reading stalls only its own task, never the desk's memory.
+//!
+//! Every watch receives the same [`LiveEvent`]s. Whether a stream is about one is decided on the
+//! event's own fields (its kind, ticket, reviewer); the message it sends is the event's
+//! [`Form`], converted and encoded by the first watch that needs it and shared by the rest, so
+//! a thousand watchers cost one encoding per event, not a thousand.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,14 +21,19 @@ use tokio_util::sync::{CancellationToken, DropGuard, WaitForCancellationFutureOw
 use tonic::Status;
 
 use super::connections::Connection;
+use super::convert;
 use super::lag;
 use super::status;
 use crate::domain::event::Event;
-use crate::runtime::DeskHandle;
+use crate::proto::encoded::Encoded;
+use crate::proto::v1 as pb;
+use crate::runtime::{DeskHandle, LiveEvent, FORMS};
 use crate::store::{Retained, Store, StoreError};
 
-/// Events read from the store per catch-up query.
-const REPLAY_PAGE: usize = 512;
+/// Events read from the store per catch-up query. A watch holds one page at a time, decoded
+/// (a ticket event is a few KB in memory): a watch that fell behind costs the store a query per
+/// page, not memory, however far behind it is.
+const REPLAY_PAGE: usize = 32;
 /// Messages buffered per stream before the watcher waits for the client.
 const STREAM_BUFFER: usize = 64;
 
@@ -39,17 +49,55 @@ pub enum Source {
     },
 }
 
-/// Turns a log event into a stream's message, or `None` for events the stream is not about.
-pub type Select<T> = Box<dyn Fn(&Event) -> Option<T> + Send + Sync>;
+/// A stream's message type: how an event becomes it, and which of the [`LiveEvent`]'s slots
+/// keeps it encoded for every watch that sends it.
+pub struct Form<M> {
+    slot: usize,
+    convert: fn(&Event) -> Option<M>,
+}
+
+/// `WatchEvents`: every event is a `DeskEvent`.
+pub const DESK_EVENT: Form<pb::DeskEvent> = Form {
+    slot: 0,
+    convert: |e| Some(convert::desk_event(e)),
+};
+/// `WatchTicket`: ticket events.
+pub const TICKET_EVENT: Form<pb::TicketEvent> = Form {
+    slot: 1,
+    convert: convert::ticket_event,
+};
+/// `WatchEscalations`: escalation events.
+pub const ESCALATION_EVENT: Form<pb::EscalationEvent> = Form {
+    slot: 2,
+    convert: convert::escalation_event,
+};
+const _: () =
+    assert!(DESK_EVENT.slot < FORMS && TICKET_EVENT.slot < FORMS && ESCALATION_EVENT.slot < FORMS);
+
+impl<M: prost::Message> Form<M> {
+    /// `event` as this form's message, encoded once for every watch that sends it.
+    fn message(&self, event: &LiveEvent) -> Option<Encoded<M>> {
+        event
+            .form(self.slot, |e| {
+                (self.convert)(e).map(|m| m.encode_to_vec().into())
+            })
+            .map(Encoded::from_encoded)
+    }
+}
+
+/// Tells whether a stream is about an event, from the event's own fields.
+pub type Keep = Box<dyn Fn(&Event) -> bool + Send + Sync>;
 
 /// Reads the store to tell whether a watch has nothing left to wait for.
 pub type DoneCheck = Box<dyn Fn(&dyn Store) -> Result<bool, StoreError> + Send + Sync>;
 
-pub struct WatchSpec<T> {
+pub struct WatchSpec<M> {
     pub after: u64,
     pub source: Source,
-    /// Keeps the events this stream is about and turns them into its message type.
-    pub select: Select<T>,
+    /// Whether the stream is about an event; events of no `form` are skipped as well.
+    pub keep: Keep,
+    /// What the stream sends each event it keeps as.
+    pub form: Form<M>,
     /// True for the event after which the stream ends (a ticket's final event).
     pub ends: Box<dyn Fn(&Event) -> bool + Send + Sync>,
     /// Asked after the replay (and after subscribing to live events, so nothing can slip
@@ -60,14 +108,15 @@ pub struct WatchSpec<T> {
     pub stall: Duration,
 }
 
-impl<T> WatchSpec<T> {
+impl<M> WatchSpec<M> {
     /// A watch of the whole log from `after`, for as long as the client reads: each event
-    /// that `select` keeps, turned into the stream's message.
-    pub fn whole_log(after: u64, stall: Duration, select: Select<T>) -> Self {
+    /// that `keep` keeps, sent as `form`.
+    pub fn whole_log(after: u64, stall: Duration, keep: Keep, form: Form<M>) -> Self {
         WatchSpec {
             after,
             source: Source::All,
-            select,
+            keep,
+            form,
             ends: Box::new(|_| false),
             done_after_replay: None,
             stall,
@@ -83,13 +132,13 @@ impl<T> WatchSpec<T> {
 /// not) is not reading at all; HTTP/2 flow control would keep the stream's buffers for as
 /// long as its connection lives, so `connection` (when known) is closed, with every other
 /// stream on it.
-pub fn watch<T: Send + 'static>(
+pub fn watch<M: prost::Message + 'static>(
     handle: DeskHandle,
-    spec: WatchSpec<T>,
+    spec: WatchSpec<M>,
     slot: OwnedSemaphorePermit,
     revoked: CancellationToken,
     (connection, reset_after): (Option<Connection>, Duration),
-) -> WatchStream<T> {
+) -> WatchStream<Encoded<M>> {
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
     let (end_tx, end_rx) = oneshot::channel();
     let live = handle.subscribe();
@@ -202,18 +251,25 @@ enum Flow {
     Done,
 }
 
-async fn deliver<T>(
+/// The messages a watch has ready for its client.
+type Outbox<M> = mpsc::Sender<Result<Encoded<M>, Status>>;
+
+async fn deliver<M: prost::Message>(
     handle: &DeskHandle,
-    spec: &WatchSpec<T>,
-    event: &Event,
+    spec: &WatchSpec<M>,
+    live: &LiveEvent,
     last: &mut u64,
-    tx: &mpsc::Sender<Result<T, Status>>,
+    tx: &Outbox<M>,
 ) -> Result<Flow, Status> {
+    let event = &live.event;
     if event.seq <= *last {
         return Ok(Flow::Continue);
     }
     *last = event.seq;
-    if let Some(message) = (spec.select)(event) {
+    let message = (spec.keep)(event)
+        .then(|| spec.form.message(live))
+        .flatten();
+    if let Some(message) = message {
         tokio::select! {
             sent = tx.send(Ok(message)) => if sent.is_err() { return Ok(Flow::Done) },
             _ = handle.closing().cancelled() => return Err(status::unavailable("the server is shutting down; resume from the last sequence you received")),
@@ -233,11 +289,11 @@ async fn deliver<T>(
     })
 }
 
-async fn replay<T>(
+async fn replay<M: prost::Message>(
     handle: &DeskHandle,
-    spec: &WatchSpec<T>,
+    spec: &WatchSpec<M>,
     last: &mut u64,
-    tx: &mpsc::Sender<Result<T, Status>>,
+    tx: &Outbox<M>,
 ) -> Result<Flow, Status> {
     loop {
         if tx.is_closed() {
@@ -268,8 +324,10 @@ async fn replay<T>(
             )));
         }
         let full = page.len() == REPLAY_PAGE;
-        for event in &page {
-            if let Flow::Done = deliver(handle, spec, event, last, tx).await? {
+        for event in page {
+            // Read back for this watch alone: encoded for it alone.
+            let event = LiveEvent::new(event);
+            if let Flow::Done = deliver(handle, spec, &event, last, tx).await? {
                 return Ok(Flow::Done);
             }
         }
@@ -279,11 +337,11 @@ async fn replay<T>(
     }
 }
 
-async fn pump<T>(
+async fn pump<M: prost::Message>(
     handle: &DeskHandle,
-    mut spec: WatchSpec<T>,
-    mut live: broadcast::Receiver<Arc<Event>>,
-    tx: &mpsc::Sender<Result<T, Status>>,
+    mut spec: WatchSpec<M>,
+    mut live: broadcast::Receiver<Arc<LiveEvent>>,
+    tx: &Outbox<M>,
 ) -> Result<(), Status> {
     let mut last = spec.after;
     // A resume point past the log's end was never handed out by this desk: its store was
@@ -334,6 +392,41 @@ async fn pump<T>(
                     "the desk stopped; resume from the last sequence you received",
                 ));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::event::{EventBody, TicketEventKind};
+    use crate::store::tests_support::any_ticket;
+    use proptest::prelude::*;
+    use prost::Message;
+
+    proptest! {
+        /// What a client decodes from the shared bytes is what converting the event for it
+        /// alone gives, and every watch sends the very same bytes.
+        #[test]
+        fn a_shared_encoding_is_the_message_each_watch_would_have_sent(
+            ticket in any_ticket(), seq in 1u64..u64::MAX, time_ms in 0i64..4_000_000_000_000,
+        ) {
+            let event = Event {
+                seq,
+                time_ms,
+                body: EventBody::Ticket { kind: TicketEventKind::Assigned, detail: "d".into(), ticket },
+            };
+            let live = LiveEvent::new(event.clone());
+            let sent = DESK_EVENT.message(&live).unwrap();
+            prop_assert_eq!(pb::DeskEvent::decode(sent.bytes().clone())?, convert::desk_event(&event));
+            let again = DESK_EVENT.message(&live).unwrap();
+            prop_assert_eq!(sent.bytes().as_ptr(), again.bytes().as_ptr());
+            let sent = TICKET_EVENT.message(&live).unwrap();
+            prop_assert_eq!(Some(pb::TicketEvent::decode(sent.bytes().clone())?), convert::ticket_event(&event));
+            prop_assert!(ESCALATION_EVENT.message(&live).is_none());
+            // Decoding the encoded form keeps every field, in order.
+            let decoded = Encoded::<pb::TicketEvent>::decode(sent.encode_to_vec().as_slice())?;
+            prop_assert_eq!(decoded, sent);
         }
     }
 }

@@ -11,11 +11,11 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::core::Core;
+use super::live::LiveEvent;
 use super::writer::StoreHealth;
 use super::DeskError;
 use crate::clock::Clock;
 use crate::domain::error::DomainError;
-use crate::domain::event::Event;
 use crate::domain::triage::Triage;
 use crate::keys::KeyRing;
 use crate::store::{Store, StoreError};
@@ -30,7 +30,7 @@ pub(super) type Job = Box<dyn FnOnce(&mut Core, i64) -> Option<Reply> + Send>;
 pub struct DeskHandle {
     jobs: mpsc::Sender<Job>,
     store: Arc<dyn Store>,
-    events: broadcast::Sender<Arc<Event>>,
+    events: broadcast::Sender<Arc<LiveEvent>>,
     keys: Arc<RwLock<KeyRing>>,
     closing: CancellationToken,
     stream_ids: Arc<AtomicU64>,
@@ -45,7 +45,7 @@ pub struct DeskHandle {
 pub(super) struct Parts {
     pub jobs: mpsc::Sender<Job>,
     pub store: Arc<dyn Store>,
-    pub events: broadcast::Sender<Arc<Event>>,
+    pub events: broadcast::Sender<Arc<LiveEvent>>,
     pub keys: Arc<RwLock<KeyRing>>,
     pub closing: CancellationToken,
     pub triage: Arc<Triage>,
@@ -134,7 +134,7 @@ impl DeskHandle {
     }
 
     /// Committed events as they are published, for live watchers.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveEvent>> {
         self.events.subscribe()
     }
 

@@ -20,6 +20,7 @@ mod commands;
 mod core;
 mod handle;
 mod inquiry;
+mod live;
 #[cfg(test)]
 mod properties;
 #[cfg(test)]
@@ -42,6 +43,7 @@ use crate::store::{Store, StoreError};
 pub use commands::{AgentSession, DeskStatus, Seed};
 pub use handle::DeskHandle;
 pub use inquiry::{Answer, Inquiry};
+pub use live::{LiveEvent, FORMS};
 pub use writer::StoreHealth;
 
 /// Why the runtime could not answer.

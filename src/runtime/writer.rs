@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::event::Event;
+use super::live::LiveEvent;
 use crate::store::{CommitBatch, CommitReport, Store, StoreError};
 
 /// Batches committed ahead of the runtime: enough to overlap one commit with the next batch.
@@ -52,7 +52,7 @@ pub(super) struct Batch {
 
 /// What the writer thread shares with the rest of the runtime.
 pub(super) struct Shared {
-    pub events: broadcast::Sender<Arc<Event>>,
+    pub events: broadcast::Sender<Arc<LiveEvent>>,
     pub closing: CancellationToken,
     pub compaction_backlog: Arc<AtomicBool>,
     pub health: Arc<watch::Sender<StoreHealth>>,
@@ -78,7 +78,7 @@ pub(super) fn spawn(
                 }
                 for event in batch.commit.events {
                     // No subscribers is fine: the event is in the store.
-                    let _ = shared.events.send(Arc::new(event));
+                    let _ = shared.events.send(Arc::new(LiveEvent::new(event)));
                 }
                 for reply in batch.replies {
                     reply();

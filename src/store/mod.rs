@@ -15,7 +15,7 @@ mod files;
 mod records;
 mod sqlite;
 #[cfg(test)]
-mod tests_support;
+pub(crate) mod tests_support;
 
 use std::path::PathBuf;
 use std::sync::Arc;
