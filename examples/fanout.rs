@@ -546,6 +546,21 @@ struct Delivery {
     ending: Option<Ending>,
 }
 
+impl Delivery {
+    /// A stream that has received nothing yet, or never will (`ending`).
+    fn nothing(ending: Option<Ending>) -> Self {
+        Delivery {
+            received: 0,
+            gaps: 0,
+            duplicates: 0,
+            latency: Histogram::new(),
+            bytes: 0,
+            weighed: 0,
+            ending,
+        }
+    }
+}
+
 /// What one stream needs to follow its events.
 struct Watcher {
     index: usize,
@@ -558,15 +573,7 @@ struct Watcher {
 impl Watcher {
     /// Reads events until the stream ends or `stop`, checking their order and timing them.
     async fn follow<M: Observed>(&self, mut stream: Streaming<M>, weigh: bool) -> Delivery {
-        let mut delivery = Delivery {
-            received: 0,
-            gaps: 0,
-            duplicates: 0,
-            latency: Histogram::new(),
-            bytes: 0,
-            weighed: 0,
-            ending: None,
-        };
+        let mut delivery = Delivery::nothing(None);
         let mut next = self.after + 1;
         loop {
             let message = tokio::select! {
@@ -700,15 +707,7 @@ async fn watch(
         Ok(Opened::FloorProbe(stream)) => watcher.follow(stream, false).await,
         Err(status) => {
             watcher.progress.ended[watcher.index].store(true, Ordering::Relaxed);
-            Delivery {
-                received: 0,
-                gaps: 0,
-                duplicates: 0,
-                latency: Histogram::new(),
-                bytes: 0,
-                weighed: 0,
-                ending: Some(Ending::Refused(status)),
-            }
+            Delivery::nothing(Some(Ending::Refused(status)))
         }
     }
 }
