@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc, oneshot, OwnedSemaphorePermit};
+use tokio::sync::{broadcast, mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio_stream::Stream;
 use tokio_util::sync::{CancellationToken, DropGuard, WaitForCancellationFutureOwned};
 use tonic::Status;
@@ -34,6 +34,10 @@ use crate::store::{Retained, Store, StoreError};
 /// (a ticket event is a few KB in memory): a watch that fell behind costs the store a query per
 /// page, not memory, however far behind it is.
 const REPLAY_PAGE: usize = 32;
+/// Catch-up reads in flight at once, across every watch. Each runs on the blocking pool: a
+/// thousand watches catching up at once would otherwise start hundreds of threads (each with
+/// its stack and allocator cache) and hold as many pages, for no faster a store.
+static CATCH_UP_READS: Semaphore = Semaphore::const_new(8);
 /// Messages buffered per stream before the watcher waits for the client.
 const STREAM_BUFFER: usize = 64;
 
@@ -302,6 +306,10 @@ async fn replay<M: prost::Message>(
         }
         let source = spec.source.clone();
         let from = *last;
+        let turn = CATCH_UP_READS
+            .acquire()
+            .await
+            .expect("the catch-up semaphore is never closed");
         let (page, retained) = handle
             .read(move |store| {
                 let page = match &source {
@@ -314,6 +322,8 @@ async fn replay<M: prost::Message>(
             })
             .await
             .map_err(status::desk)?;
+        // Held for the read only: delivering may wait on a slow client.
+        drop(turn);
         if compacted_away(&spec.source, from, &page, &retained) {
             return Err(status::out_of_range(format!(
                 "events after sequence {from} are no longer kept: the log was compacted, and \
