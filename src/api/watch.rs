@@ -75,8 +75,13 @@ pub const ESCALATION_EVENT: Form<pb::EscalationEvent> = Form {
     slot: 2,
     convert: convert::escalation_event,
 };
-const _: () =
-    assert!(DESK_EVENT.slot < FORMS && TICKET_EVENT.slot < FORMS && ESCALATION_EVENT.slot < FORMS);
+// Each form has its own slot below FORMS: two forms sharing one would send one's bytes as the
+// other's message.
+const _: () = {
+    let slots = [DESK_EVENT.slot, TICKET_EVENT.slot, ESCALATION_EVENT.slot];
+    assert!(slots[0] < FORMS && slots[1] < FORMS && slots[2] < FORMS);
+    assert!(slots[0] != slots[1] && slots[0] != slots[2] && slots[1] != slots[2]);
+};
 
 impl<M: prost::Message> Form<M> {
     /// `event` as this form's message, encoded once for every watch that sends it.
