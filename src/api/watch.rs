@@ -1,23 +1,25 @@
 //! List-then-watch streams. A watcher subscribes to the live broadcast first, then replays the
 //! committed log from `after_sequence`, then follows live events, skipping what it already
 //! sent. A watcher that falls behind the broadcast (lagged) goes back to the store and catches
-//! up, so it never silently skips an event. Its outgoing buffer is bounded: a client that stops
-//! reading stalls only its own task, never the desk's memory.
+//! up, so it never silently skips an event. It works only when the client's connection asks
+//! for its next message: a client that stops reading costs the desk nothing but its place in
+//! the live feed, and is ended, resumable, once it has left a message unasked for too long.
 //!
 //! Every watch receives the same [`LiveEvent`]s. Whether a stream is about one is decided on the
 //! event's own fields (its kind, ticket, reviewer); the message it sends is the event's
 //! [`Form`], converted and encoded by the first watch that needs it and shared by the rest, so
 //! a thousand watchers cost one encoding per event, not a thousand.
 
-use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
 
-use tokio::sync::{broadcast, mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use futures_util::task::AtomicWaker;
+use tokio::sync::{broadcast, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_stream::Stream;
-use tokio_util::sync::{CancellationToken, DropGuard, WaitForCancellationFutureOwned};
+use tokio_util::sync::{CancellationToken, DropGuard};
 use tonic::Status;
 
 use super::connections::Connection;
@@ -34,12 +36,11 @@ use crate::store::{Retained, Store, StoreError};
 /// (a ticket event is a few KB in memory): a watch that fell behind costs the store a query per
 /// page, not memory, however far behind it is.
 const REPLAY_PAGE: usize = 32;
-/// Catch-up reads in flight at once, across every watch. Each runs on the blocking pool: a
-/// thousand watches catching up at once would otherwise start hundreds of threads (each with
-/// its stack and allocator cache) and hold as many pages, for no faster a store.
-static CATCH_UP_READS: Semaphore = Semaphore::const_new(8);
-/// Messages buffered per stream before the watcher waits for the client.
-const STREAM_BUFFER: usize = 64;
+/// Store reads in flight at once, across every watch (catch-up pages, resume-point and
+/// done checks). Each runs on the blocking pool: ten thousand watches opening or catching up
+/// at once would otherwise start hundreds of threads (each with its stack, allocator cache
+/// and store connection) and hold as many pages, for no faster a store.
+static WATCH_READS: Semaphore = Semaphore::const_new(8);
 
 /// What a stream replays from the store: the whole log or one ticket's events.
 #[derive(Clone)]
@@ -133,14 +134,17 @@ impl<M> WatchSpec<M> {
     }
 }
 
-/// Starts a watch: its task replays, then follows, until the client goes, the watched thing
-/// ends, the server drains, or `revoked` (the caller's key) is cancelled. The stream holds
-/// `slot`, one of the server's open streams, until hyper lets go of it.
+/// Starts a watch: it replays, then follows, until the client goes, the watched thing ends,
+/// the server drains, or `revoked` (the caller's key) is cancelled. The stream holds `slot`,
+/// one of the server's open streams, until hyper lets go of it.
 ///
-/// A client that still takes nothing `reset_after` the task ended (ended for its stalling or
-/// not) is not reading at all; HTTP/2 flow control would keep the stream's buffers for as
-/// long as its connection lives, so `connection` (when known) is closed, with every other
-/// stream on it.
+/// The stream does its work when hyper asks it for a message, on hyper's task: no task of its
+/// own and no buffer between it and the connection. A small [`watchdog`] task waits beside
+/// it for what can end a stream that is not being asked: a client that stopped reading, a
+/// revoked key, shutdown. A client that still takes nothing `reset_after` the stream ended
+/// (ended for its stalling or not) is not reading at all; HTTP/2 flow control would keep the
+/// stream's buffers for as long as its connection lives, so `connection` (when known) is
+/// closed, with every other stream on it.
 pub fn watch<M: prost::Message + 'static>(
     handle: DeskHandle,
     spec: WatchSpec<M>,
@@ -148,61 +152,63 @@ pub fn watch<M: prost::Message + 'static>(
     revoked: CancellationToken,
     (connection, reset_after): (Option<Connection>, Duration),
 ) -> WatchStream<Encoded<M>> {
-    let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-    let (end_tx, end_rx) = oneshot::channel();
-    let live = handle.subscribe();
-    let revoked_stream = revoked.clone();
+    let shared = Arc::new(Shared::new(spec.after));
     // Cancelled when hyper drops the stream: its buffers are gone.
     let gone = CancellationToken::new();
-    let gone_guard = gone.clone().drop_guard();
-    tokio::spawn(async move {
-        let ended = tokio::select! {
-            ended = pump(&handle, spec, live, &tx) => ended,
-            _ = revoked.cancelled() => Err(status::unauthenticated(
-                "the API key this stream was opened with was revoked",
-            )),
-        };
-        drop(handle);
-        let end_tx = match ended {
-            // Never waits: the client reads it after what is buffered, or never.
-            Err(status) => {
-                let _ = end_tx.send(status);
-                None
-            }
-            Ok(()) => Some(end_tx),
-        };
-        // The client's side ends once it has what was buffered: nothing more will come.
-        drop(tx);
-        drop(end_tx);
-        let Some(connection) = connection else {
-            return;
-        };
-        tokio::select! {
-            _ = gone.cancelled() => {}
-            _ = tokio::time::sleep(reset_after) => {
-                tracing::info!(after_secs = reset_after.as_secs(), "a watch's client takes nothing; closing its connection to free its buffers");
-                connection.kill();
-            }
-        }
+    let ending = Ending {
+        revoked,
+        closing: handle.closing().clone(),
+        gone: gone.clone(),
+        stall: spec.stall,
+        connection,
+        reset_after,
+    };
+    tokio::spawn(watchdog(shared.clone(), ending));
+    // Subscribed before the replay reads the store: nothing committed in between is missed.
+    let (live, published) = handle.subscribe();
+    let follow = Follow {
+        live,
+        published,
+        last: spec.after,
+        handle,
+        spec,
+        phase: Phase::Start,
+        page: Vec::new().into_iter(),
+        more: false,
+    };
+    let steps = futures_util::stream::unfold(follow, |mut follow| async move {
+        let step = follow.next().await?;
+        Some((step, follow))
     });
     WatchStream {
-        data: rx,
-        end: Some(end_rx),
-        revoked: Box::pin(revoked_stream.cancelled_owned()),
+        steps: Box::pin(steps),
+        steps_waker: Waker::from(shared.clone()),
+        shared,
         done: false,
         _slot: slot,
-        _gone: gone_guard,
+        _gone: gone.drop_guard(),
     }
 }
 
-/// A watch as the client sees it: the buffered events, then the error that ended it (if
-/// one did). It counts among the server's open streams until hyper drops it, which is when
-/// its buffers are gone.
+/// One message a watch hands to its client.
+struct Step<T> {
+    /// The sequence of the event it carries.
+    seq: u64,
+    message: T,
+    /// The watched thing ended with it: nothing follows.
+    last: bool,
+}
+
+type Steps<T> = Pin<Box<dyn Stream<Item = Result<Step<T>, Status>> + Send>>;
+
+/// A watch as the client sees it: the events, then the error that ended it (if one did). It
+/// counts among the server's open streams until hyper drops it, which is when its buffers
+/// are gone.
 pub struct WatchStream<T> {
-    data: mpsc::Receiver<Result<T, Status>>,
-    end: Option<oneshot::Receiver<Status>>,
-    /// The caller's key was revoked: nothing more goes out, not even what is buffered.
-    revoked: Pin<Box<WaitForCancellationFutureOwned>>,
+    steps: Steps<T>,
+    /// Wakes the stream through [`Shared`]'s [`Wake`].
+    steps_waker: Waker,
+    shared: Arc<Shared>,
     done: bool,
     _slot: OwnedSemaphorePermit,
     _gone: DropGuard,
@@ -212,28 +218,166 @@ impl<T> Stream for WatchStream<T> {
     type Item = Result<T, Status>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.done {
+        let this = &mut *self;
+        if this.done {
             return Poll::Ready(None);
         }
-        if self.revoked.as_mut().poll(cx).is_ready() {
-            self.done = true;
-            return Poll::Ready(Some(Err(status::unauthenticated(
-                "the API key this stream was opened with was revoked",
-            ))));
+        this.shared.asked();
+        // Registered before looking, so that an end set in between still wakes this stream.
+        this.shared.waker.register(cx.waker());
+        if let Some(status) = this.shared.ended() {
+            // Revoked, stalled or shutting down: nothing more goes out, not even what the
+            // watch could send right now.
+            this.done = true;
+            return Poll::Ready(Some(Err(status)));
         }
-        match self.data.poll_recv(cx) {
-            Poll::Ready(None) => {}
-            other => return other,
-        }
-        let Some(end) = self.end.as_mut() else {
-            return Poll::Ready(None);
-        };
-        match Pin::new(end).poll(cx) {
+        // The steps wake the stream through `shared`, which notes that the stream has work
+        // before it wakes hyper.
+        let mut steps_cx = Context::from_waker(&this.steps_waker);
+        match this.steps.as_mut().poll_next(&mut steps_cx) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(result) => {
-                self.done = true;
-                Poll::Ready(result.ok().map(Err))
+            Poll::Ready(Some(Ok(step))) => {
+                this.shared.handed(step.seq);
+                if step.last {
+                    this.done = true;
+                    this.shared.finished.notify_one();
+                }
+                Poll::Ready(Some(Ok(step.message)))
             }
+            end => {
+                this.done = true;
+                this.shared.finished.notify_one();
+                end.map(|end| end.map(|item| item.map(|step| step.message)))
+            }
+        }
+    }
+}
+
+/// What a watch and its watchdog share. Only the stream writes `asks` and `sent`.
+struct Shared {
+    /// The stream's waker, for an end the watchdog sets.
+    waker: AtomicWaker,
+    /// Set once, by the watchdog; taken by the stream's next poll.
+    end: Mutex<Option<Status>>,
+    ending: AtomicBool,
+    /// Times hyper asked for a message.
+    asks: AtomicU64,
+    /// The stream has work (it handed a message over, was woken by the desk, or was never
+    /// asked) and hyper has not asked since: the stream waits on its client, not on the desk.
+    owed: AtomicBool,
+    /// The sequence of the last event handed over: where a resumed watch starts.
+    sent: AtomicU64,
+    /// The stream ended by itself (its last message, or an error).
+    finished: Notify,
+}
+
+impl Shared {
+    fn new(after: u64) -> Self {
+        Shared {
+            waker: AtomicWaker::new(),
+            end: Mutex::new(None),
+            ending: AtomicBool::new(false),
+            asks: AtomicU64::new(0),
+            owed: AtomicBool::new(true),
+            sent: AtomicU64::new(after),
+            finished: Notify::new(),
+        }
+    }
+
+    fn asked(&self) {
+        // A single writer: a load and a store, not a read-modify-write.
+        let asks = self.asks.load(Ordering::Relaxed);
+        self.asks.store(asks.wrapping_add(1), Ordering::Relaxed);
+        self.owed.store(false, Ordering::Relaxed);
+    }
+
+    fn handed(&self, seq: u64) {
+        self.sent.store(seq, Ordering::Relaxed);
+        self.owed.store(true, Ordering::Relaxed);
+    }
+
+    fn ended(&self) -> Option<Status> {
+        if !self.ending.load(Ordering::Acquire) {
+            return None;
+        }
+        self.end.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Ends the stream with `status` at its next poll, and wakes it for that poll.
+    fn end(&self, status: Status) {
+        *self.end.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
+        self.ending.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+}
+
+impl Wake for Shared {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.owed.store(true, Ordering::Relaxed);
+        self.waker.wake();
+    }
+}
+
+/// What can end a watch from outside it, and what follows its end.
+struct Ending {
+    revoked: CancellationToken,
+    closing: CancellationToken,
+    gone: CancellationToken,
+    stall: Duration,
+    connection: Option<Connection>,
+    reset_after: Duration,
+}
+
+/// Ends the watch when its key is revoked, the server closes, or its client leaves a message
+/// unasked for `stall`; then, once the stream has ended for any reason, closes the client's
+/// connection if hyper still holds the stream `reset_after` later.
+async fn watchdog(shared: Arc<Shared>, ending: Ending) {
+    // Looked at four times per `stall`: a stall is seen within 1.25 `stall`.
+    let tick = (ending.stall / 4).max(Duration::from_millis(10));
+    let mut seen = (shared.asks.load(Ordering::Relaxed), Instant::now());
+    loop {
+        tokio::select! {
+            _ = ending.gone.cancelled() => return,
+            _ = shared.finished.notified() => break,
+            _ = ending.revoked.cancelled() => {
+                shared.end(status::unauthenticated(
+                    "the API key this stream was opened with was revoked",
+                ));
+                break;
+            }
+            _ = ending.closing.cancelled() => {
+                shared.end(status::unavailable(
+                    "the server is shutting down; resume from the last sequence you received",
+                ));
+                break;
+            }
+            _ = tokio::time::sleep(tick) => {
+                let asks = shared.asks.load(Ordering::Relaxed);
+                if asks != seen.0 {
+                    seen = (asks, Instant::now());
+                } else if shared.owed.load(Ordering::Relaxed) && seen.1.elapsed() >= ending.stall {
+                    // The client stopped reading. It is dropped rather than held for ever;
+                    // what it has not read is in the store.
+                    let resume = shared.sent.load(Ordering::Relaxed);
+                    tracing::info!(resume_after = resume, "a watch's client stopped reading; its stream ends, resumable");
+                    shared.end(status::stalled(resume, ending.stall));
+                    break;
+                }
+            }
+        }
+    }
+    let Some(connection) = ending.connection else {
+        return;
+    };
+    tokio::select! {
+        _ = ending.gone.cancelled() => {}
+        _ = tokio::time::sleep(ending.reset_after) => {
+            tracing::info!(after_secs = ending.reset_after.as_secs(), "a watch's client takes nothing; closing its connection to free its buffers");
+            connection.kill();
         }
     }
 }
@@ -255,67 +399,144 @@ fn compacted_away(source: &Source, from: u64, page: &[Event], retained: &Retaine
     }
 }
 
-enum Flow {
-    Continue,
-    Done,
+/// Where a watch is in its life.
+#[derive(Clone, Copy)]
+enum Phase {
+    /// Checks the resume point against the log.
+    Start,
+    /// Reads the store page by page; then goes on as said.
+    Replay(Then),
+    /// Follows the live feed.
+    Live,
+    /// Sends nothing more.
+    End,
 }
 
-/// The messages a watch has ready for its client.
-type Outbox<M> = mpsc::Sender<Result<Encoded<M>, Status>>;
+/// What follows a replay.
+#[derive(Clone, Copy)]
+enum Then {
+    /// Asks [`WatchSpec::done_after_replay`], then follows live events or replays once more.
+    CheckDone,
+    Live,
+    End,
+}
 
-async fn deliver<M: prost::Message>(
-    handle: &DeskHandle,
-    spec: &WatchSpec<M>,
-    live: &LiveEvent,
-    last: &mut u64,
-    tx: &Outbox<M>,
-) -> Result<Flow, Status> {
-    let event = &live.event;
-    if event.seq <= *last {
-        return Ok(Flow::Continue);
-    }
-    *last = event.seq;
-    let message = (spec.keep)(event)
-        .then(|| spec.form.message(live))
-        .flatten();
-    if let Some(message) = message {
-        tokio::select! {
-            sent = tx.send(Ok(message)) => if sent.is_err() { return Ok(Flow::Done) },
-            _ = handle.closing().cancelled() => return Err(status::unavailable("the server is shutting down; resume from the last sequence you received")),
-            // The buffer stayed full: the client stopped reading. It is dropped rather than
-            // held for ever; what it has not read is in the store.
-            _ = tokio::time::sleep(spec.stall) => {
-                let resume = event.seq - 1;
-                tracing::info!(resume_after = resume, "a watch's client stopped reading; its stream ends, resumable");
-                return Err(status::stalled(resume, spec.stall));
+/// A watch's state, advanced one message at a time as the client asks.
+struct Follow<M> {
+    handle: DeskHandle,
+    spec: WatchSpec<M>,
+    live: broadcast::Receiver<Arc<LiveEvent>>,
+    /// Every event after this sequence reaches `live`.
+    published: u64,
+    /// The last sequence sent or passed over: anything at or before it is not sent again.
+    last: u64,
+    phase: Phase,
+    /// The catch-up page being sent.
+    page: std::vec::IntoIter<Event>,
+    /// The store may hold more events after the page.
+    more: bool,
+}
+
+impl<M: prost::Message> Follow<M> {
+    /// The next message, the error that ends the watch, or `None` when it has ended.
+    async fn next(&mut self) -> Option<Result<Step<Encoded<M>>, Status>> {
+        loop {
+            let step = match self.advance().await {
+                Ok(Some(step)) => step,
+                Ok(None) => continue,
+                Err(status) => {
+                    self.phase = Phase::End;
+                    return Some(Err(status));
+                }
+            };
+            match step {
+                Advance::Send(step) => return Some(Ok(step)),
+                Advance::Ended => return None,
             }
         }
     }
-    Ok(if (spec.ends)(event) {
-        Flow::Done
-    } else {
-        Flow::Continue
-    })
-}
 
-async fn replay<M: prost::Message>(
-    handle: &DeskHandle,
-    spec: &WatchSpec<M>,
-    last: &mut u64,
-    tx: &Outbox<M>,
-) -> Result<Flow, Status> {
-    loop {
-        if tx.is_closed() {
-            // The client went away: stop reading the store for it.
-            return Ok(Flow::Done);
+    /// One move: an event to send, the end, or `None` when there is more to do.
+    async fn advance(&mut self) -> Result<Option<Advance<M>>, Status> {
+        match self.phase {
+            Phase::End => Ok(Some(Advance::Ended)),
+            Phase::Start => {
+                self.replay(Then::CheckDone);
+                if self.last == self.published {
+                    // Everything after the resume point comes live: nothing to read.
+                    self.more = false;
+                } else if self.last > self.published {
+                    self.check_resume_point().await?;
+                }
+                Ok(None)
+            }
+            Phase::Replay(then) => {
+                if let Some(event) = self.page.next() {
+                    // Read back for this watch alone: encoded for it alone.
+                    return Ok(self.offer(&LiveEvent::new(event)));
+                }
+                if self.more {
+                    self.read_page().await?;
+                    return Ok(None);
+                }
+                self.phase = match then {
+                    Then::Live => Phase::Live,
+                    Then::End => Phase::End,
+                    Then::CheckDone => match self.spec.done_after_replay.take() {
+                        None => Phase::Live,
+                        Some(check) => {
+                            if self.read(move |store| check(store)).await? {
+                                // Whatever ended it was committed before this read, so the
+                                // replay has it, unless the watch started past it; either way
+                                // a last pass delivers what is left.
+                                self.replay(Then::End);
+                                return Ok(None);
+                            }
+                            Phase::Live
+                        }
+                    },
+                };
+                Ok(None)
+            }
+            Phase::Live => match self.live.recv().await {
+                Ok(event) => Ok(self.offer(&event)),
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    // Fell behind the live feed: the store has every committed event.
+                    lag::fell_behind(missed, self.last);
+                    self.replay(Then::Live);
+                    Ok(None)
+                }
+                Err(broadcast::error::RecvError::Closed) => Err(status::unavailable(
+                    "the desk stopped; resume from the last sequence you received",
+                )),
+            },
         }
-        let source = spec.source.clone();
-        let from = *last;
-        let turn = CATCH_UP_READS
-            .acquire()
-            .await
-            .expect("the catch-up semaphore is never closed");
-        let (page, retained) = handle
+    }
+
+    /// A resume point past the log's end was never handed out by this desk: its store was
+    /// replaced or wiped. Waiting would look like a quiet desk; say so instead.
+    async fn check_resume_point(&self) -> Result<(), Status> {
+        let last = self.last;
+        let head = self.read(|s| s.head_seq()).await?;
+        if last > head {
+            return Err(status::out_of_range(format!(
+                "after_sequence {last} is beyond the last event of this desk ({head}); its \
+                 store may have been replaced: list again and watch from the list's sequence"
+            )));
+        }
+        Ok(())
+    }
+
+    fn replay(&mut self, then: Then) {
+        self.phase = Phase::Replay(then);
+        self.more = true;
+    }
+
+    /// Reads the next page after the last event sent.
+    async fn read_page(&mut self) -> Result<(), Status> {
+        let source = self.spec.source.clone();
+        let from = self.last;
+        let (page, retained) = self
             .read(move |store| {
                 let page = match &source {
                     Source::All => store.events_after(from, REPLAY_PAGE)?,
@@ -325,11 +546,8 @@ async fn replay<M: prost::Message>(
                 };
                 Ok((page, store.retained()?))
             })
-            .await
-            .map_err(status::desk)?;
-        // Held for the read only: delivering may wait on a slow client.
-        drop(turn);
-        if compacted_away(&spec.source, from, &page, &retained) {
+            .await?;
+        if compacted_away(&self.spec.source, from, &page, &retained) {
             return Err(status::out_of_range(format!(
                 "events after sequence {from} are no longer kept: the log was compacted, and \
                  the oldest sequence still available is {oldest}; list again, or watch with \
@@ -338,77 +556,54 @@ async fn replay<M: prost::Message>(
                 resume = retained.oldest_seq - 1
             )));
         }
-        let full = page.len() == REPLAY_PAGE;
-        for event in page {
-            // Read back for this watch alone: encoded for it alone.
-            let event = LiveEvent::new(event);
-            if let Flow::Done = deliver(handle, spec, &event, last, tx).await? {
-                return Ok(Flow::Done);
-            }
+        self.more = page.len() == REPLAY_PAGE;
+        self.page = page.into_iter();
+        Ok(())
+    }
+
+    /// Reads the store for this watch, taking a turn among every watch's reads.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, Status> {
+        let _turn = WATCH_READS
+            .acquire()
+            .await
+            .expect("the watch-read semaphore is never closed");
+        // The turn covers the read only: sending waits on the client, after it is given back.
+        self.handle.read(f).await.map_err(status::desk)
+    }
+
+    /// What `live` means to this watch: a message, the end, or nothing (`None`).
+    fn offer(&mut self, live: &LiveEvent) -> Option<Advance<M>> {
+        let event = &live.event;
+        if event.seq <= self.last {
+            return None;
         }
-        if !full {
-            return Ok(Flow::Continue);
+        self.last = event.seq;
+        let message = (self.spec.keep)(event)
+            .then(|| self.spec.form.message(live))
+            .flatten();
+        let last = (self.spec.ends)(event);
+        if last {
+            self.phase = Phase::End;
+        }
+        match message {
+            Some(message) => Some(Advance::Send(Step {
+                seq: event.seq,
+                message,
+                last,
+            })),
+            None if last => Some(Advance::Ended),
+            None => None,
         }
     }
 }
 
-async fn pump<M: prost::Message>(
-    handle: &DeskHandle,
-    mut spec: WatchSpec<M>,
-    mut live: broadcast::Receiver<Arc<LiveEvent>>,
-    tx: &Outbox<M>,
-) -> Result<(), Status> {
-    let mut last = spec.after;
-    // A resume point past the log's end was never handed out by this desk: its store was
-    // replaced or wiped. Waiting would look like a quiet desk; say so instead.
-    let head = handle.read(|s| s.head_seq()).await.map_err(status::desk)?;
-    if last > head {
-        return Err(status::out_of_range(format!(
-            "after_sequence {last} is beyond the last event of this desk ({head}); its store \
-             may have been replaced: list again and watch from the list's sequence"
-        )));
-    }
-    if let Flow::Done = replay(handle, &spec, &mut last, tx).await? {
-        return Ok(());
-    }
-    if let Some(check) = spec.done_after_replay.take() {
-        let done = handle.read(move |store| check(store)).await;
-        let done = done.map_err(status::desk)?;
-        if done {
-            // Whatever ended it was committed before this read, so the replay has it, unless
-            // the watch started past it; either way a last pass delivers what is left.
-            replay(handle, &spec, &mut last, tx).await?;
-            return Ok(());
-        }
-    }
-    loop {
-        let received = tokio::select! {
-            r = live.recv() => r,
-            _ = handle.closing().cancelled() => {
-                return Err(status::unavailable("the server is shutting down; resume from the last sequence you received"));
-            }
-            _ = tx.closed() => return Ok(()),
-        };
-        match received {
-            Ok(event) => {
-                if let Flow::Done = deliver(handle, &spec, &event, &mut last, tx).await? {
-                    return Ok(());
-                }
-            }
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
-                // Fell behind the live feed: the store has every committed event.
-                lag::fell_behind(missed, last);
-                if let Flow::Done = replay(handle, &spec, &mut last, tx).await? {
-                    return Ok(());
-                }
-            }
-            Err(broadcast::error::RecvError::Closed) => {
-                return Err(status::unavailable(
-                    "the desk stopped; resume from the last sequence you received",
-                ));
-            }
-        }
-    }
+/// A watch's move that the client sees.
+enum Advance<M> {
+    Send(Step<Encoded<M>>),
+    Ended,
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::core::Core;
-use super::live::LiveEvent;
+use super::live::{LiveEvent, LiveFeed};
 use super::writer::StoreHealth;
 use super::DeskError;
 use crate::clock::Clock;
@@ -30,7 +30,7 @@ pub(super) type Job = Box<dyn FnOnce(&mut Core, i64) -> Option<Reply> + Send>;
 pub struct DeskHandle {
     jobs: mpsc::Sender<Job>,
     store: Arc<dyn Store>,
-    events: broadcast::Sender<Arc<LiveEvent>>,
+    live: Arc<LiveFeed>,
     keys: Arc<RwLock<KeyRing>>,
     closing: CancellationToken,
     stream_ids: Arc<AtomicU64>,
@@ -45,7 +45,7 @@ pub struct DeskHandle {
 pub(super) struct Parts {
     pub jobs: mpsc::Sender<Job>,
     pub store: Arc<dyn Store>,
-    pub events: broadcast::Sender<Arc<LiveEvent>>,
+    pub live: Arc<LiveFeed>,
     pub keys: Arc<RwLock<KeyRing>>,
     pub closing: CancellationToken,
     pub triage: Arc<Triage>,
@@ -59,7 +59,7 @@ impl DeskHandle {
         DeskHandle {
             jobs: parts.jobs,
             store: parts.store,
-            events: parts.events,
+            live: parts.live,
             keys: parts.keys,
             closing: parts.closing,
             stream_ids: Arc::default(),
@@ -133,9 +133,10 @@ impl DeskHandle {
         }
     }
 
-    /// Committed events as they are published, for live watchers.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveEvent>> {
-        self.events.subscribe()
+    /// Committed events as they are published, for live watchers, and the sequence after
+    /// which every event reaches them (see [`LiveFeed::subscribe`]).
+    pub fn subscribe(&self) -> (broadcast::Receiver<Arc<LiveEvent>>, u64) {
+        self.live.subscribe()
     }
 
     /// Cancelled when the server starts shutting down: streams and waiting calls end.

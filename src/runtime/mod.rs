@@ -30,7 +30,7 @@ mod writer;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, SystemClock};
@@ -43,7 +43,7 @@ use crate::store::{Store, StoreError};
 pub use commands::{AgentSession, DeskStatus, Seed};
 pub use handle::DeskHandle;
 pub use inquiry::{Answer, Inquiry};
-pub use live::{LiveEvent, FORMS};
+pub use live::{LiveEvent, LiveFeed, FORMS};
 pub use writer::StoreHealth;
 
 /// Why the runtime could not answer.
@@ -121,7 +121,7 @@ impl Runtime {
         options: RuntimeOptions,
     ) -> Runtime {
         let (jobs_tx, jobs_rx) = mpsc::channel(batches::JOB_QUEUE);
-        let (events_tx, _) = broadcast::channel(options.live_event_buffer.max(1));
+        let live = Arc::new(LiveFeed::new(options.live_event_buffer, desk.last_seq()));
         let keys = Arc::new(RwLock::new(keys));
         let closing = CancellationToken::new();
         let stop = CancellationToken::new();
@@ -136,7 +136,7 @@ impl Runtime {
         let (writer_tx, writer) = writer::spawn(
             store.clone(),
             writer::Shared {
-                events: events_tx.clone(),
+                live: live.clone(),
                 closing: closing.clone(),
                 compaction_backlog: compaction_backlog.clone(),
                 health,
@@ -145,7 +145,7 @@ impl Runtime {
         let handle = DeskHandle::new(handle::Parts {
             jobs: jobs_tx.clone(),
             store,
-            events: events_tx,
+            live,
             keys: keys.clone(),
             closing: closing.clone(),
             triage: triage.clone(),

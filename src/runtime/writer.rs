@@ -16,10 +16,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::live::LiveEvent;
+use super::live::LiveFeed;
 use crate::store::{CommitBatch, CommitReport, Store, StoreError};
 
 /// Batches committed ahead of the runtime: enough to overlap one commit with the next batch.
@@ -52,7 +52,7 @@ pub(super) struct Batch {
 
 /// What the writer thread shares with the rest of the runtime.
 pub(super) struct Shared {
-    pub events: broadcast::Sender<Arc<LiveEvent>>,
+    pub live: Arc<LiveFeed>,
     pub closing: CancellationToken,
     pub compaction_backlog: Arc<AtomicBool>,
     pub health: Arc<watch::Sender<StoreHealth>>,
@@ -77,8 +77,7 @@ pub(super) fn spawn(
                         .store(report.compaction_backlog, Ordering::Relaxed);
                 }
                 for event in batch.commit.events {
-                    // No subscribers is fine: the event is in the store.
-                    let _ = shared.events.send(Arc::new(LiveEvent::new(event)));
+                    shared.live.publish(event);
                 }
                 for reply in batch.replies {
                     reply();
