@@ -1,5 +1,5 @@
-//! The writer thread: commits each batch in one transaction, then publishes its events and
-//! sends its replies, in batch order.
+//! The writer thread: commits each batch in one transaction, then sends its replies and
+//! publishes its events, in batch order.
 //!
 //! A commit that fails (a full disk, a store gone read-only) is retried, with backoff, until it
 //! succeeds: the state in memory is ahead of the disk by exactly that batch, and nobody heard of
@@ -76,11 +76,13 @@ pub(super) fn spawn(
                         .compaction_backlog
                         .store(report.compaction_backlog, Ordering::Relaxed);
                 }
-                for event in batch.commit.events {
-                    shared.live.publish(event);
-                }
+                // Replies first: a caller waiting on its commit is not queued behind every
+                // watch the events wake.
                 for reply in batch.replies {
                     reply();
+                }
+                for event in batch.commit.events {
+                    shared.live.publish(event);
                 }
             }
             Ok(())
