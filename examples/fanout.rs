@@ -94,6 +94,10 @@ struct Args {
     /// Further arguments for the desk's `serve`, e.g. `--server-arg=--config=x.toml`.
     #[arg(long = "server-arg")]
     server_args: Vec<String>,
+    /// Milliseconds every watcher waits after each event it reads: slow readers, which fall
+    /// behind a fast producer and, on the desk, catch up from the store (0: read at once).
+    #[arg(long, default_value_t = 0.0)]
+    read_delay_ms: f64,
 }
 
 /// Which server a measurement is of.
@@ -417,6 +421,17 @@ fn rss_kb(pid: u32) -> anyhow::Result<u64> {
         .with_context(|| format!("no VmRSS in /proc/{pid}/status"))
 }
 
+/// The highest resident set of process `pid`, sampled every 50 ms until `stop`, in KB (0 if
+/// it could not be read).
+async fn peak_rss_kb(pid: u32, stop: CancellationToken) -> u64 {
+    let mut peak = 0;
+    while !stop.is_cancelled() {
+        peak = peak.max(rss_kb(pid).unwrap_or(0));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    peak
+}
+
 /// CPU seconds process `pid` has used, user and system.
 fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -564,6 +579,8 @@ impl Delivery {
 /// What one stream needs to follow its events.
 struct Watcher {
     index: usize,
+    /// Waited after each event, to read slowly.
+    read_delay: Option<Duration>,
     /// Events up to this sequence were published before the stream opened.
     after: u64,
     progress: Arc<Progress>,
@@ -616,6 +633,9 @@ impl Watcher {
                 delivery.received += 1;
             }
             self.progress.highest[self.index].store(sequence, Ordering::Relaxed);
+            if let Some(delay) = self.read_delay {
+                tokio::time::sleep(delay).await;
+            }
         }
         self.progress.ended[self.index].store(true, Ordering::Relaxed);
         delivery
@@ -745,6 +765,8 @@ async fn open_watchers(
     for index in 0..args.subscribers {
         let watcher = Watcher {
             index,
+            read_delay: (args.read_delay_ms > 0.0)
+                .then(|| Duration::from_secs_f64(args.read_delay_ms / 1000.0)),
             after,
             progress: progress.clone(),
             stop: stop.clone(),
@@ -884,6 +906,8 @@ struct Report {
     event_rate: f64,
     rss_before_kb: u64,
     rss_open_kb: u64,
+    /// The highest resident set seen from the first inquiry to the end of the drain.
+    rss_peak_kb: u64,
     rss_end_kb: u64,
     server_cpu: f64,
     client_cpu: f64,
@@ -909,9 +933,9 @@ impl Report {
             && self.errors() == 0
     }
 
-    /// The growth of the resident set per stream, from before they opened to the end.
-    fn kb_per_stream(&self) -> f64 {
-        (self.rss_end_kb as f64 - self.rss_before_kb as f64) / self.subscribers as f64
+    /// The growth of the resident set per stream, from before they opened to `kb`.
+    fn kb_per_stream(&self, kb: u64) -> f64 {
+        (kb as f64 - self.rss_before_kb as f64) / self.subscribers as f64
     }
 }
 
@@ -951,6 +975,8 @@ async fn measure(
     let rss_open_kb = rss_kb(pid)?;
     let producers = connect(&server.addr, PRODUCER_CONNECTIONS).await?;
     let (server_cpu, client_cpu) = (cpu_seconds(pid)?, cpu_seconds(me)?);
+    let sampling = CancellationToken::new();
+    let peak = tokio::spawn(peak_rss_kb(pid, sampling.clone()));
     let produced = produce(args, &producers, &format!("{}{round}", side.name())).await?;
     let caused = produced.latencies.len() as u64 * EVENTS_PER_INQUIRY;
     let last = match side {
@@ -960,6 +986,8 @@ async fn measure(
     watchers.progress.last.store(last, Ordering::Relaxed);
     let drained_in = drain(&watchers.progress, last, args.drain_seconds).await;
     let rss_end_kb = rss_kb(pid)?;
+    sampling.cancel();
+    let rss_peak_kb = peak.await.context("the memory sampler")?.max(rss_end_kb);
     let server_cpu = cpu_seconds(pid)? - server_cpu;
     let client_cpu = cpu_seconds(me)? - client_cpu;
     watchers.stop.cancel();
@@ -985,6 +1013,7 @@ async fn measure(
         drained_in,
         rss_before_kb,
         rss_open_kb,
+        rss_peak_kb,
         rss_end_kb,
         server_cpu,
         client_cpu,
@@ -1138,16 +1167,20 @@ fn print_table(reports: &[Report]) {
     row("bytes per event", reports, |r| {
         format!("{:.0}", r.bytes_per_event)
     });
-    row("RSS MB before/open/end", reports, |r| {
+    row("RSS MB before/open/peak/end", reports, |r| {
         format!(
-            "{}/{}/{}",
+            "{}/{}/{}/{}",
             mb(r.rss_before_kb),
             mb(r.rss_open_kb),
+            mb(r.rss_peak_kb),
             mb(r.rss_end_kb)
         )
     });
     row("KB per stream (end-before)", reports, |r| {
-        format!("{:.1}", r.kb_per_stream())
+        format!("{:.1}", r.kb_per_stream(r.rss_end_kb))
+    });
+    row("KB per stream (peak-before)", reports, |r| {
+        format!("{:.1}", r.kb_per_stream(r.rss_peak_kb))
     });
     row("server CPU s", reports, |r| format!("{:.2}", r.server_cpu));
     row("benchmark CPU s", reports, |r| {
@@ -1182,7 +1215,10 @@ fn print_ratios(reports: &[Report]) {
                 desk.latency.percentile_ms(0.99),
                 floor.latency.percentile_ms(0.99)
             ),
-            ratio(desk.kb_per_stream(), floor.kb_per_stream()),
+            ratio(
+                desk.kb_per_stream(desk.rss_end_kb),
+                floor.kb_per_stream(floor.rss_end_kb)
+            ),
         );
     }
 }
