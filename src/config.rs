@@ -246,6 +246,9 @@ pub struct ServerLimits {
     /// Events kept in memory for live subscribers; one further behind catches up from the
     /// store instead of losing events.
     pub live_event_buffer: usize,
+    /// Bytes of events, about, kept in memory for live subscribers, with their encodings: the
+    /// oldest are let go past it, however few, and whoever still needs them reads the store.
+    pub live_event_bytes: usize,
     /// A server stream whose client reads nothing for this long is ended with
     /// RESOURCE_EXHAUSTED naming the sequence to resume from, so it holds no memory for ever.
     pub stalled_stream_secs: u64,
@@ -283,6 +286,7 @@ impl Default for ServerLimits {
             keepalive_interval_secs: 30,
             keepalive_timeout_secs: 10,
             live_event_buffer: 8192,
+            live_event_bytes: 64 << 20,
             max_open_streams: 10_000,
             stalled_stream_secs: 30,
             stalled_connection_secs: 60,
@@ -583,6 +587,7 @@ impl Config {
             || server.max_concurrent_requests > 1_000_000
             || server.max_open_streams > 1_000_000
             || !(1..=1_000_000).contains(&server.live_event_buffer)
+            || !(1..=1 << 40).contains(&server.live_event_bytes)
             || !(1..=24 * 3600).contains(&server.stalled_stream_secs)
             || !(1..=24 * 3600).contains(&server.stalled_connection_secs)
             || server
@@ -595,7 +600,8 @@ impl Config {
         {
             return Err(invalid(
                 "server limits must be positive (max_concurrent_requests, max_open_streams, \
-                 max_connections and live_event_buffer at most 1000000, \
+                 max_connections and live_event_buffer at most 1000000, live_event_bytes at \
+                 most 1 TiB, \
                  max_requests_per_client at most max_concurrent_requests, stalled_stream_secs \
                  and stalled_connection_secs at most a day, first_request_secs and request_body_secs at most an hour, \
                  idle_connection_secs at most a week) and max_message_bytes at least 64 KiB"

@@ -139,6 +139,7 @@ pub async fn open_desk(config: &Config) -> anyhow::Result<Runtime> {
     }
     let options = RuntimeOptions {
         live_event_buffer: config.server.live_event_buffer,
+        live_event_bytes: config.server.live_event_bytes,
         event_retention: config.event_retention,
         shutdown_grace: config.shutdown_grace,
         ..RuntimeOptions::default()

@@ -135,6 +135,30 @@ async fn a_subscriber_behind_the_live_feed_catches_up_from_the_store() {
 }
 
 #[tokio::test]
+async fn large_events_past_the_live_byte_budget_are_read_back_from_the_store() {
+    // 64 KiB of live events: each event below carries a 15 KiB inquiry, so the feed keeps
+    // one or two of them and the watchers read the rest back from the store.
+    let server = Server::start_with_config("[server]\nlive_event_bytes = 65536\n").await;
+    let start = head(&server).await;
+    let mut watches: Vec<_> = (0..3).map(|_| watch_from(&server, start)).collect();
+    traffic(&server, 30, "large", 15 * 1024).await;
+    let end = head(&server).await;
+    let expected: Vec<u64> = (start + 1..=end).collect();
+    for (i, watch) in watches.iter_mut().enumerate() {
+        let got = watch.until(|e| e.sequence >= end).await;
+        let got: Vec<u64> = got.iter().map(|e| e.sequence).collect();
+        assert_eq!(got, expected, "watch {i}: every event, once, in order");
+    }
+    // They did go to the store: the feed had let the events go.
+    server
+        .until_logged(
+            "watches fell behind the live events and catch up from the store",
+            Duration::from_secs(10),
+        )
+        .await;
+}
+
+#[tokio::test]
 async fn a_subscriber_that_stops_reading_is_closed_with_where_to_resume() {
     let server = Server::start_with_config("[server]\nstalled_stream_secs = 1\n").await;
     let start = head(&server).await;

@@ -29,7 +29,7 @@ use super::status;
 use crate::domain::event::Event;
 use crate::proto::encoded::Encoded;
 use crate::proto::v1 as pb;
-use crate::runtime::{DeskHandle, LiveEvent, FORMS};
+use crate::runtime::{DeskHandle, LiveEvent, Published, FORMS};
 use crate::store::{Retained, Store, StoreError};
 
 /// Events read from the store per catch-up query. A watch holds one page at a time, decoded
@@ -425,7 +425,7 @@ enum Then {
 struct Follow<M> {
     handle: DeskHandle,
     spec: WatchSpec<M>,
-    live: broadcast::Receiver<Arc<LiveEvent>>,
+    live: broadcast::Receiver<Published>,
     /// Every event after this sequence reaches `live`.
     published: u64,
     /// The last sequence sent or passed over: anything at or before it is not sent again.
@@ -499,7 +499,17 @@ impl<M: prost::Message> Follow<M> {
                 Ok(None)
             }
             Phase::Live => match self.live.recv().await {
-                Ok(event) => Ok(self.offer(&event)),
+                // Sent or passed over already (a replay went past it): not even looked at.
+                Ok(published) if published.seq <= self.last => Ok(None),
+                Ok(published) => match published.event() {
+                    Some(event) => Ok(self.offer(&event)),
+                    None => {
+                        // Let go of by the feed to stay within its bytes: the store has it.
+                        lag::fell_behind(published.seq - self.last, self.last);
+                        self.replay(Then::Live);
+                        Ok(None)
+                    }
+                },
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     // Fell behind the live feed: the store has every committed event.
                     lag::fell_behind(missed, self.last);

@@ -11,7 +11,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::core::Core;
-use super::live::{LiveEvent, LiveFeed};
+use super::live::{LiveFeed, Published};
 use super::writer::StoreHealth;
 use super::DeskError;
 use crate::clock::Clock;
@@ -135,7 +135,7 @@ impl DeskHandle {
 
     /// Committed events as they are published, for live watchers, and the sequence after
     /// which every event reaches them (see [`LiveFeed::subscribe`]).
-    pub fn subscribe(&self) -> (broadcast::Receiver<Arc<LiveEvent>>, u64) {
+    pub fn subscribe(&self) -> (broadcast::Receiver<Published>, u64) {
         self.live.subscribe()
     }
 

@@ -3,9 +3,17 @@
 //! it in. Every watch receives the same `Arc<LiveEvent>`; the first watch that sends it in a
 //! form encodes it, the others share those bytes. The runtime knows nothing of the forms: it
 //! hands out empty slots that the API layer numbers.
+//!
+//! The feed is bounded twice: by count (the broadcast's capacity) and by bytes. The broadcast
+//! holds only weak references; the events themselves are kept alive by the feed, newest
+//! first, within a byte budget. A watch that reaches an event let go of reads it from the
+//! store, as it does when it falls behind the count; so a run of 16 KiB inquiries costs the
+//! budget, not thousands of times their size.
 
+use std::collections::VecDeque;
+use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use bytes::Bytes;
 use tokio::sync::broadcast;
@@ -14,40 +22,118 @@ use crate::domain::event::Event;
 
 /// Committed events, published in sequence order, to every receiver subscribed at the time.
 pub struct LiveFeed {
-    events: broadcast::Sender<Arc<LiveEvent>>,
+    events: broadcast::Sender<Published>,
     /// The sequence of the last event published (the store's head when the desk opened).
     head: AtomicU64,
+    /// What keeps the published events alive. Locked by the writer only, as it publishes.
+    kept: Mutex<Kept>,
+}
+
+/// One event as the feed hands it out: its sequence, and the event while the feed keeps it.
+#[derive(Clone)]
+pub struct Published {
+    pub seq: u64,
+    event: Weak<LiveEvent>,
+}
+
+impl Published {
+    /// The event, or `None` when the feed let it go to stay within its bytes: the store has it.
+    pub fn event(&self) -> Option<Arc<LiveEvent>> {
+        self.event.upgrade()
+    }
+}
+
+/// The newest events within the budget, each with its weight.
+struct Kept {
+    events: VecDeque<(Arc<LiveEvent>, usize)>,
+    bytes: usize,
+    budget: usize,
+    capacity: usize,
+}
+
+impl Kept {
+    /// Keeps `event`, letting the oldest go past the budget or the count; the newest is kept
+    /// whatever it weighs.
+    fn keep(&mut self, event: Arc<LiveEvent>, weight: usize) {
+        self.events.push_back((event, weight));
+        self.bytes += weight;
+        while self.events.len() > 1
+            && (self.bytes > self.budget || self.events.len() > self.capacity)
+        {
+            if let Some((_, weight)) = self.events.pop_front() {
+                self.bytes -= weight;
+            }
+        }
+    }
 }
 
 impl LiveFeed {
-    /// A feed that keeps `capacity` events for receivers that fall behind, after the events
-    /// up to `head`, which are in the store already.
-    pub fn new(capacity: usize, head: u64) -> Self {
+    /// A feed that keeps `capacity` events, of about `budget` bytes at most, for receivers
+    /// that fall behind, after the events up to `head`, which are in the store already.
+    pub fn new((capacity, budget): (usize, usize), head: u64) -> Self {
+        let capacity = capacity.max(1);
         LiveFeed {
-            events: broadcast::channel(capacity.max(1)).0,
+            events: broadcast::channel(capacity).0,
             head: AtomicU64::new(head),
+            kept: Mutex::new(Kept {
+                events: VecDeque::new(),
+                bytes: 0,
+                budget,
+                capacity,
+            }),
         }
     }
 
     /// Publishes a committed event to every receiver.
     pub fn publish(&self, event: Event) {
+        let seq = event.seq;
+        let weight = weight(&event);
+        let event = Arc::new(LiveEvent::new(event));
+        let published = Published {
+            seq,
+            event: Arc::downgrade(&event),
+        };
+        self.kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keep(event, weight);
         // The head moves before the event goes out: whoever reads the head after subscribing
         // receives every event after it (see `subscribe`).
-        self.head.store(event.seq, Ordering::SeqCst);
+        self.head.store(seq, Ordering::SeqCst);
         // No receivers is fine: the event is in the store.
-        let _ = self.events.send(Arc::new(LiveEvent::new(event)));
+        let _ = self.events.send(published);
     }
 
     /// A receiver of what is published from now on, and a sequence every later event reaches
     /// it after: the events up to it are committed, so a watch resuming at it or later needs
     /// nothing from the store.
-    pub fn subscribe(&self) -> (broadcast::Receiver<Arc<LiveEvent>>, u64) {
+    pub fn subscribe(&self) -> (broadcast::Receiver<Published>, u64) {
         let receiver = self.events.subscribe();
         // Read after subscribing. An event published before the subscription moved the head
         // before it went out, so this read sees that event's sequence or a later one; an event
         // this read does not cover is published after the subscription, and received.
         (receiver, self.head.load(Ordering::SeqCst))
     }
+}
+
+/// About what `event` holds in memory once streams have encoded it: the event, counted by its
+/// JSON form (its strings, mostly), and as much again for each of the (at most two) forms
+/// a stream sends it in.
+fn weight(event: &Event) -> usize {
+    struct Count(usize);
+    impl Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Serializing plain data into a counter cannot fail.
+    let _ = serde_json::to_writer(&mut count, event);
+    count.0 * 3
 }
 
 /// Forms an event can be kept in at once.
@@ -78,6 +164,55 @@ mod tests {
     use super::*;
     use crate::domain::event::EventBody;
     use crate::domain::fixtures;
+
+    fn agent_event(seq: u64, detail_bytes: usize) -> Event {
+        Event {
+            seq,
+            time_ms: 0,
+            body: EventBody::Agent {
+                detail: "x".repeat(detail_bytes),
+                agent: fixtures::agent("L1_Agent_1", "L1", &["general"], 2),
+                deleted: false,
+            },
+        }
+    }
+
+    #[test]
+    fn the_feed_keeps_the_newest_events_within_its_bytes_and_its_count() {
+        // Two-digit sequences, as the kept ones below have: weights of equal length.
+        let small = weight(&agent_event(20, 0));
+        let large = weight(&agent_event(1, 10_000));
+        assert!(large > 10_000 * 3, "the weight counts the strings: {large}");
+        // Room for ten small events, or one large one; a count of 100.
+        let feed = LiveFeed::new((100, small * 10), 0);
+        let (mut receiver, head) = feed.subscribe();
+        assert_eq!(head, 0);
+        for seq in 1..=20 {
+            feed.publish(agent_event(seq, 0));
+        }
+        let published: Vec<Published> = (0..20).map(|_| receiver.try_recv().unwrap()).collect();
+        let kept: Vec<u64> = published
+            .iter()
+            .filter_map(|p| p.event().map(|e| e.event.seq))
+            .collect();
+        assert_eq!(kept, (11..=20).collect::<Vec<_>>(), "the newest ten");
+        assert_eq!(published.iter().map(|p| p.seq).max(), Some(20));
+        // A large event is kept alone, whatever it weighs; the small ones go.
+        feed.publish(agent_event(21, 10_000));
+        let large_one = receiver.try_recv().unwrap();
+        assert!(large_one.event().is_some(), "the newest is always kept");
+        assert!(published.iter().all(|p| p.event().is_none()));
+        assert_eq!(feed.subscribe().1, 21);
+        // The count bounds it too.
+        let feed = LiveFeed::new((3, usize::MAX), 0);
+        let (mut receiver, _) = feed.subscribe();
+        for seq in 1..=3 {
+            feed.publish(agent_event(seq, 0));
+        }
+        let first = receiver.try_recv().unwrap();
+        feed.publish(agent_event(4, 0));
+        assert!(first.event().is_none(), "past the count: let go");
+    }
 
     #[test]
     fn a_form_is_made_once_and_shared() {

@@ -43,7 +43,7 @@ use crate::store::{Store, StoreError};
 pub use commands::{AgentSession, DeskStatus, Seed};
 pub use handle::DeskHandle;
 pub use inquiry::{Answer, Inquiry};
-pub use live::{LiveEvent, LiveFeed, FORMS};
+pub use live::{LiveEvent, LiveFeed, Published, FORMS};
 pub use writer::StoreHealth;
 
 /// Why the runtime could not answer.
@@ -92,6 +92,8 @@ pub struct Runtime {
 pub struct RuntimeOptions {
     /// Events kept in memory for live subscribers; further behind, they read the store.
     pub live_event_buffer: usize,
+    /// Bytes of events, about, kept for live subscribers; the oldest go first past it.
+    pub live_event_bytes: usize,
     /// How long events are kept in the store; `None`: for ever.
     pub event_retention: Option<Duration>,
     /// How long calls in flight may take to finish once shutdown starts.
@@ -104,6 +106,7 @@ impl Default for RuntimeOptions {
     fn default() -> Self {
         RuntimeOptions {
             live_event_buffer: 8192,
+            live_event_bytes: 64 << 20,
             event_retention: None,
             shutdown_grace: Duration::from_secs(10),
             clock: Arc::new(SystemClock),
@@ -121,7 +124,10 @@ impl Runtime {
         options: RuntimeOptions,
     ) -> Runtime {
         let (jobs_tx, jobs_rx) = mpsc::channel(batches::JOB_QUEUE);
-        let live = Arc::new(LiveFeed::new(options.live_event_buffer, desk.last_seq()));
+        let live = Arc::new(LiveFeed::new(
+            (options.live_event_buffer, options.live_event_bytes),
+            desk.last_seq(),
+        ));
         let keys = Arc::new(RwLock::new(keys));
         let closing = CancellationToken::new();
         let stop = CancellationToken::new();
