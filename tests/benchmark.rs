@@ -1,8 +1,10 @@
-//! The benchmark tool and its floor, run briefly end to end: `examples/load.rs` starts the real
+//! The benchmark tools and their floor, run briefly end to end: `examples/load.rs` starts the real
 //! server and `examples/floor.rs`, measures both in one round, and stops the server to weigh its
 //! data directory. The rates mean nothing in a debug build on a shared machine and are not
 //! checked; that the tool measured what it claims is: every call answered as the mix expects,
 //! no errors, the floor answering a ticket the desk answered, and a footprint per ticket.
+//! `examples/fanout.rs` does the same for live streams: both servers' streams opened, and every
+//! event delivered to every one, in order, once.
 
 mod common;
 
@@ -69,5 +71,45 @@ fn the_load_tool_measures_the_desk_and_its_floor_in_the_same_round() {
     assert!(
         per_ticket > 0.0,
         "a store of answered tickets weighs nothing:\n{stdout}"
+    );
+}
+
+#[test]
+fn the_fanout_tool_measures_the_desk_and_its_floor_in_the_same_run() {
+    let output = Command::new(example_binary("fanout"))
+        .args(["--subscribers", "8", "--connections", "2"])
+        .args(["--rate", "50", "--seconds", "1", "--drain-seconds", "30"])
+        .output()
+        .expect("run the fanout example");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "fanout failed ({}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Both servers measured, every stream checked event by event: lossless on each.
+    for side in ["desk", "floor"] {
+        assert!(
+            stdout.contains(&format!("{side} round 1: 8 of 8 streams open")),
+            "{side} did not open every stream:\n{stdout}"
+        );
+    }
+    let lossless = stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with("delivered ") && l.ends_with("events: lossless"))
+        .count();
+    assert_eq!(lossless, 2, "both servers lossless:\n{stdout}");
+    let verdict = stdout
+        .lines()
+        .find(|l| l.starts_with("verdict"))
+        .unwrap_or_else(|| panic!("no verdict row:\n{stdout}"));
+    assert_eq!(
+        verdict.split_whitespace().collect::<Vec<_>>(),
+        ["verdict", "lossless", "lossless"]
+    );
+    assert!(
+        stdout.contains("round 1 desk/floor: p99 delivery latency"),
+        "no ratio line:\n{stdout}"
     );
 }
