@@ -25,20 +25,42 @@ fn answered(stdout: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no count in `{line}`"))
 }
 
-#[test]
-fn the_load_tool_measures_the_desk_and_its_floor_in_the_same_round() {
-    let output = Command::new(example_binary("load"))
-        .args(["--spawn", "--floor", "--footprint", "--mix", "first-tier"])
-        .args(["--rounds", "1", "--seconds", "1"])
-        .args(["--concurrency", "4", "--connections", "2"])
+/// Runs example `name` with `args` to its end, and returns what it printed; fails the test if
+/// the example failed.
+fn run(name: &str, args: &[&str]) -> String {
+    let output = Command::new(example_binary(name))
+        .args(args)
         .output()
-        .expect("run the load example");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+        .unwrap_or_else(|e| panic!("run the {name} example: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
-        "load failed ({}):\n{stdout}\n{}",
+        "{name} failed ({}):\n{stdout}\n{}",
         output.status,
         String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn the_load_tool_measures_the_desk_and_its_floor_in_the_same_round() {
+    let stdout = run(
+        "load",
+        &[
+            "--spawn",
+            "--floor",
+            "--footprint",
+            "--mix",
+            "first-tier",
+            "--rounds",
+            "1",
+            "--seconds",
+            "1",
+            "--concurrency",
+            "4",
+            "--connections",
+            "2",
+        ],
     );
     assert!(
         !stdout.contains("errors"),
@@ -76,17 +98,20 @@ fn the_load_tool_measures_the_desk_and_its_floor_in_the_same_round() {
 
 #[test]
 fn the_fanout_tool_measures_the_desk_and_its_floor_in_the_same_run() {
-    let output = Command::new(example_binary("fanout"))
-        .args(["--subscribers", "8", "--connections", "2"])
-        .args(["--rate", "50", "--seconds", "1", "--drain-seconds", "30"])
-        .output()
-        .expect("run the fanout example");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "fanout failed ({}):\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
+    let stdout = run(
+        "fanout",
+        &[
+            "--subscribers",
+            "8",
+            "--connections",
+            "2",
+            "--rate",
+            "50",
+            "--seconds",
+            "1",
+            "--drain-seconds",
+            "30",
+        ],
     );
     // Both servers measured, every stream checked event by event: lossless on each.
     for side in ["desk", "floor"] {
