@@ -86,24 +86,31 @@ pub async fn run(
 
 /// Opens the store, rebuilds the desk from it, starts the runtime, and seeds a new desk.
 pub async fn open_desk(config: &Config) -> anyhow::Result<Runtime> {
-    let data_dir = config.store.data_dir.display().to_string();
-    let store = store::open(&config.store)
-        .with_context(|| format!("cannot open the store in {data_dir}"))?;
-    let started = std::time::Instant::now();
+    let settings = config.store.clone();
     let depth = if config.full_check {
         store::CheckDepth::Full
     } else {
         store::CheckDepth::Start
     };
-    store
-        .check(depth)
-        .context("the store failed its check at start; the server did not start")?;
-    tracing::info!(
-        full = config.full_check,
-        ms = started.elapsed().as_millis() as u64,
-        "store checked"
-    );
-    let mut loaded = store.load().context("cannot read the store")?;
+    // Off the async workers: a PostgreSQL store's client blocks.
+    let (store, mut loaded) = tokio::task::spawn_blocking(move || {
+        let store = store::open(&settings)
+            .with_context(|| format!("cannot open the store in {}", settings.describe()))?;
+        let started = std::time::Instant::now();
+        store
+            .check(depth)
+            .context("the store failed its check at start; the server did not start")?;
+        tracing::info!(
+            store = %settings.describe(),
+            full = depth == store::CheckDepth::Full,
+            ms = started.elapsed().as_millis() as u64,
+            "store checked"
+        );
+        let loaded = store.load().context("cannot read the store")?;
+        anyhow::Ok((store, loaded))
+    })
+    .await
+    .context("opening the store stopped short")??;
     let stored_keys = std::mem::take(&mut loaded.keys);
     let last_seq = loaded.last_seq;
     let kb = match &config.knowledge_base {
@@ -125,8 +132,12 @@ pub async fn open_desk(config: &Config) -> anyhow::Result<Runtime> {
     let seeded = loaded.seeded;
     let open = loaded.open_tickets.len();
     let pending = loaded.pending_escalations.len();
-    desk.restore(loaded.into_restore(), now_ms())
-        .map_err(|e| anyhow::anyhow!("cannot restore the desk from {data_dir}: {e}"))?;
+    desk.restore(loaded.into_restore(), now_ms()).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot restore the desk from {}: {e}",
+            config.store.describe()
+        )
+    })?;
     tracing::info!(
         open_tickets = open,
         pending_reviews = pending,
@@ -311,6 +322,7 @@ pub fn check_store(data_dir: &Path, thorough: bool) -> anyhow::Result<Duration> 
     let settings = store::StoreSettings {
         data_dir: data_dir.to_path_buf(),
         durability: store::Durability::Full,
+        url: None,
     };
     let store = store::open_existing(&settings)
         .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;

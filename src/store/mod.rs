@@ -12,11 +12,13 @@
 
 mod delta;
 mod files;
+pub mod postgres;
 mod records;
 mod sqlite;
 #[cfg(test)]
 pub(crate) mod tests_support;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -38,10 +40,28 @@ pub struct StoreSettings {
     /// The directory of the embedded store (created if missing).
     pub data_dir: PathBuf,
     pub durability: Durability,
+    /// A PostgreSQL database (`postgres://...`) to keep the desk in instead of the embedded
+    /// store; `None`: the embedded store in `data_dir`.
+    pub url: Option<String>,
 }
 
-/// Opens (creating if needed) the store the settings describe.
+impl StoreSettings {
+    /// Where the store is, for logs and errors: the data directory, or the database's host,
+    /// port and name (never the URL, which may carry a password).
+    pub fn describe(&self) -> String {
+        match &self.url {
+            None => self.data_dir.display().to_string(),
+            Some(url) => postgres::describe(url),
+        }
+    }
+}
+
+/// Opens (creating if needed) the store the settings describe. A PostgreSQL store is opened
+/// with a blocking client: call this off the async workers (`spawn_blocking`).
 pub fn open(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
+    if let Some(url) = &settings.url {
+        return Ok(Arc::new(postgres::PostgresStore::connect(url)?));
+    }
     Ok(Arc::new(SqliteStore::open(
         &settings.data_dir,
         settings.durability,
@@ -67,7 +87,7 @@ pub fn open_existing(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreEr
 pub use sqlite::SqliteStore;
 
 use crate::domain::desk::{Settings, Stats};
-use crate::domain::event::Event;
+use crate::domain::event::{Event, EventBody};
 use crate::domain::mesh::Agent;
 use crate::domain::review::{Escalation, EscalationState, Reviewer};
 use crate::domain::ticket::{Ticket, TicketStatus};
@@ -137,6 +157,30 @@ pub struct CommitBatch {
 }
 
 impl CommitBatch {
+    /// Where each ticket's and each escalation's last event in the batch is (indexes into
+    /// `events`, in event order, tickets then escalations): the state its row takes.
+    pub(crate) fn last_states(&self) -> (Vec<usize>, Vec<usize>) {
+        let mut tickets: HashMap<&str, usize> = HashMap::new();
+        let mut escalations: HashMap<&str, usize> = HashMap::new();
+        for (i, event) in self.events.iter().enumerate() {
+            match &event.body {
+                EventBody::Ticket { ticket, .. } => {
+                    tickets.insert(&ticket.id, i);
+                }
+                EventBody::Escalation { escalation, .. } => {
+                    escalations.insert(&escalation.id, i);
+                }
+                _ => {}
+            }
+        }
+        let in_order = |rows: HashMap<&str, usize>| {
+            let mut rows: Vec<usize> = rows.into_values().collect();
+            rows.sort_unstable();
+            rows
+        };
+        (in_order(tickets), in_order(escalations))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.events.is_empty()
             && self.agents.is_empty()

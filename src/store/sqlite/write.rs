@@ -101,21 +101,7 @@ pub(super) fn commit(
 ) -> Result<CommitReport, StoreError> {
     let mut report = CommitReport::default();
     // The last state of each ticket and escalation in the batch is its row.
-    let mut last_ticket: HashMap<&str, usize> = HashMap::new();
-    let mut last_escalation: HashMap<&str, usize> = HashMap::new();
-    for (i, event) in batch.events.iter().enumerate() {
-        match &event.body {
-            EventBody::Ticket { ticket, .. } => {
-                last_ticket.insert(&ticket.id, i);
-            }
-            EventBody::Escalation { escalation, .. } => {
-                last_escalation.insert(&escalation.id, i);
-            }
-            _ => {}
-        }
-    }
-    let mut ticket_rows: Vec<usize> = last_ticket.into_values().collect();
-    ticket_rows.sort_unstable();
+    let (ticket_rows, escalation_rows) = batch.last_states();
     let mut ticket_ids = HashMap::with_capacity(ticket_rows.len());
     let mut closed = HashMap::new();
     for i in ticket_rows {
@@ -128,8 +114,6 @@ pub(super) fn commit(
             closed.insert(ticket.id.clone(), i);
         }
     }
-    let mut escalation_rows: Vec<usize> = last_escalation.into_values().collect();
-    escalation_rows.sort_unstable();
     let mut decided = HashMap::new();
     for i in escalation_rows {
         let EventBody::Escalation { escalation, .. } = &batch.events[i].body else {

@@ -1,0 +1,154 @@
+//! The configuration as it is read: defaults, bounds, and what each mistake is told.
+
+use super::*;
+
+fn resolve(text: &str) -> Result<Config, ConfigError> {
+    Config::resolve(
+        parse_file(text, Path::new("test.toml"))?,
+        Overrides::default(),
+    )
+}
+
+#[test]
+fn defaults_build_the_default_desk() {
+    let c = resolve("").unwrap();
+    let names: Vec<_> = c.tiers.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["L1", "L2", "Expert"]);
+    let agents: Vec<_> = c
+        .seed_agents
+        .iter()
+        .map(|a| (a.name.as_str(), a.capacity))
+        .collect();
+    assert_eq!(
+        agents,
+        [
+            ("L1_Agent_1", 5),
+            ("L1_Agent_2", 5),
+            ("L1_Agent_3", 5),
+            ("L2_Agent_1", 3),
+            ("L2_Agent_2", 3),
+            ("Expert_Agent_1", 3)
+        ]
+    );
+    assert!(c.seed_agents[2].specialties.contains("account"));
+    assert!(c.seed_agents[3].specialties.contains("how-to"));
+    assert!(c.seed_agents[4].specialties.contains("billing"));
+    assert_eq!(c.seed_reviewers.len(), 3);
+    assert_eq!(c.settings.escalation_timeout_ms, 15 * 60 * 1000);
+    assert!(
+        c.tiers[0].threshold > c.tiers[1].threshold && c.tiers[1].threshold > c.tiers[2].threshold
+    );
+    assert_eq!(c.listen.to_string(), "127.0.0.1:50051");
+}
+
+#[test]
+fn a_four_tier_desk_from_toml() {
+    let c = resolve(
+        r#"
+        [desk]
+        name = "Acme"
+        routing_strategy = "round_robin"
+        [[desk.tiers]]
+        name = "Support"
+        agents = 4
+        [[desk.tiers]]
+        name = "Technical"
+        agents = 3
+        [[desk.tiers]]
+        name = "Engineering"
+        agents = 2
+        [[desk.tiers]]
+        name = "Management"
+        agents = 1
+        "#,
+    )
+    .unwrap();
+    assert_eq!(c.seed_agents.len(), 10);
+    assert_eq!(c.settings.routing, RoutingStrategy::RoundRobin);
+    assert_eq!(c.desk_name, "Acme");
+}
+
+#[test]
+fn the_readme_sample_builds_the_four_tier_desk() {
+    let readme = include_str!("../../README.md");
+    let start = readme.find("```toml\n").expect("README has a toml block") + 8;
+    let len = readme[start..].find("```").expect("the toml block ends");
+    let c = resolve(&readme[start..start + len]).unwrap();
+    let tiers: Vec<_> = c.tiers.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(tiers, ["Support", "Technical", "Engineering", "Management"]);
+    let per_tier: Vec<usize> = tiers
+        .iter()
+        .map(|t| c.seed_agents.iter().filter(|a| a.tier == *t).count())
+        .collect();
+    assert_eq!(per_tier, [4, 3, 2, 1]);
+    assert_eq!(c.seed_reviewers.len(), 2);
+    assert_eq!(c.policy.rules().len(), 6);
+    assert_eq!(c.limits, Limits::default());
+    assert_eq!(c.server, ServerLimits::default());
+    assert_eq!(c.settings, Settings::default());
+}
+
+#[test]
+fn unknown_keys_and_bad_values_are_errors() {
+    assert!(resolve("listne = \"x\"").is_err());
+    assert!(resolve("listen = \"nowhere\"").is_err());
+    assert!(resolve("[desk]\nescalation_timeout_secs = 0").is_err());
+    assert!(resolve("[desk]\ntiers = []").is_err());
+    assert!(resolve("[[desk.tiers]]\nname = \"a\"\nthreshold = 1.5").is_err());
+    assert!(resolve("[limits]\ninquiry_bytes = 0").is_err());
+    assert!(resolve("[limits]\ninquiry_bytes = 99999999").is_err());
+    let twice = "[[desk.reviewers]]\nid = \"r\"\nname = \"A\"\n\
+                 [[desk.reviewers]]\nid = \"r\"\nname = \"B\"";
+    assert!(resolve(twice).is_err());
+    assert!(resolve("[[desk.reviewers]]\nid = \"r 1\"\nname = \"A\"").is_err());
+    let same_tier = "[[desk.tiers]]\nname = \"A\"\n[[desk.tiers]]\nname = \"a\"";
+    assert!(resolve(same_tier).is_err());
+}
+
+#[test]
+fn the_store_section_sets_durability_and_the_old_key_still_works_with_a_warning() {
+    let c = resolve("[store]\nsynchronous = \"normal\"").unwrap();
+    assert_eq!(c.store.durability, Durability::Normal);
+    assert!(c.warnings.is_empty());
+    let old = resolve("synchronous = \"normal\"").unwrap();
+    assert_eq!(old.store.durability, Durability::Normal);
+    assert_eq!(old.warnings.len(), 1);
+    assert!(old.warnings[0].contains("[store]"));
+    assert_eq!(resolve("").unwrap().store.durability, Durability::Full);
+    assert!(resolve("[store]\nsynchronous = \"sometimes\"").is_err());
+}
+
+#[test]
+fn the_store_url_names_a_postgresql_database_or_nothing() {
+    assert_eq!(resolve("").unwrap().store.url, None);
+    let c = resolve("[store]\nurl = \" postgres://desk@db:5432/desk \"").unwrap();
+    assert_eq!(c.store.url.as_deref(), Some("postgres://desk@db:5432/desk"));
+    let err = resolve("[store]\nurl = \"mysql://db/desk\"").unwrap_err();
+    assert!(err.to_string().contains("PostgreSQL URL"), "{err}");
+}
+
+#[test]
+fn settings_out_of_bounds_name_their_key() {
+    let err = resolve("[desk]\nmax_review_reassignments = 11")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("desk.max_review_reassignments"), "{err}");
+    let err = resolve("[desk]\nqueue_timeout_secs = 99999999999")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("desk.queue_timeout_secs"), "{err}");
+}
+
+#[test]
+fn overrides_win_over_the_file() {
+    let file = parse_file("listen = \"127.0.0.1:1\"", Path::new("t")).unwrap();
+    let c = Config::resolve(
+        file,
+        Overrides {
+            listen: Some("127.0.0.1:2".into()),
+            ..Overrides::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(c.listen.port(), 2);
+}
