@@ -465,6 +465,35 @@ fn postgres_keeps_everything_across_reopen() {
 }
 
 #[test]
+fn postgres_takes_a_batch_it_committed_before_a_lost_answer_as_committed() {
+    let Some(schema) = ScratchSchema::new("postgres_lost_commit_answer") else {
+        return;
+    };
+    let store = schema.connect();
+    let t = ticket("tkt_lost", "c", 1, TicketStatus::Queued);
+    let batch = CommitBatch {
+        events: vec![ticket_event(1, &t)],
+        ..CommitBatch::default()
+    };
+    store.commit(&batch).unwrap();
+    // Committed again for no reason: a duplicate, refused.
+    assert!(store.commit(&batch).is_err());
+    // Committed again after a failure that may have been a lost answer: already there.
+    store.doubt_the_last_commit();
+    store.commit(&batch).unwrap();
+    assert_eq!(store.head_seq().unwrap(), 1);
+    assert_eq!(store.events_after(0, 10).unwrap(), batch.events);
+    // A batch that is not there is written as usual after a doubt.
+    store.doubt_the_last_commit();
+    let next = CommitBatch {
+        events: vec![ticket_event(2, &t)],
+        ..CommitBatch::default()
+    };
+    store.commit(&next).unwrap();
+    assert_eq!(store.head_seq().unwrap(), 2);
+}
+
+#[test]
 fn postgres_holds_one_writer_and_migrates_once_when_two_start_at_once() {
     let Some(schema) = ScratchSchema::new("postgres_holds_one_writer") else {
         return;

@@ -21,6 +21,7 @@ mod write;
 pub(crate) mod scratch;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -137,6 +138,9 @@ pub struct PostgresStore {
     schema: Option<String>,
     /// `None` only once dropped.
     writer: Mutex<Option<Session>>,
+    /// The last commit failed, perhaps after the server carried it out: the next one first
+    /// looks whether its batch is there.
+    uncertain: AtomicBool,
     readers: Mutex<Vec<Session>>,
 }
 
@@ -170,8 +174,15 @@ impl PostgresStore {
             config,
             schema,
             writer: Mutex::new(Some(writer)),
+            uncertain: AtomicBool::new(false),
             readers: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Has the next commit look whether its batch is there already, as after a failed one.
+    #[cfg(test)]
+    pub(crate) fn doubt_the_last_commit(&self) {
+        self.uncertain.store(true, Ordering::Relaxed);
     }
 
     /// A new connection, set up as every one of this store's is.
@@ -363,6 +374,27 @@ fn head(client: &mut impl GenericClient, statements: &mut Statements) -> Result<
     seq.map_or(Ok(0), log::seq_from)
 }
 
+/// Whether `batch` was committed already: its first event is in the log (a batch is written
+/// whole or not at all, and sequences are never reused). A batch without events is written
+/// again: its rows are upserts, apart from a settings change's audit row, which may then be
+/// there twice.
+fn committed_already(
+    client: &mut impl GenericClient,
+    statements: &mut Statements,
+    batch: &CommitBatch,
+) -> Result<bool, StoreError> {
+    let Some(first) = batch.events.first() else {
+        return Ok(false);
+    };
+    let row = query_opt(
+        client,
+        statements,
+        "SELECT 1 FROM events WHERE seq = $1",
+        &[&log::seq_column(first.seq)?],
+    )?;
+    Ok(row.is_some())
+}
+
 /// A page's `LIMIT`: one more than asked, to know whether more follow.
 fn fetch(limit: usize) -> i64 {
     i64::try_from(limit).map_or(i64::MAX, |limit| limit.saturating_add(1))
@@ -523,9 +555,20 @@ impl Store for PostgresStore {
         };
         let Session { client, statements } = session;
         let mut tx = client.transaction()?;
-        let report = write::commit(&mut tx, statements, batch)?;
-        tx.commit()?;
-        Ok(report)
+        // After a failure the runtime commits the same batch again; if the failure was the
+        // answer to a COMMIT that the server carried out (the connection broke on the way
+        // back), the batch is there already, whole: that is success, not a duplicate.
+        if self.uncertain.load(Ordering::Relaxed) && committed_already(&mut tx, statements, batch)?
+        {
+            self.uncertain.store(false, Ordering::Relaxed);
+            return Ok(CommitReport::default());
+        }
+        let committed = write::commit(&mut tx, statements, batch).and_then(|report| {
+            tx.commit()?;
+            Ok(report)
+        });
+        self.uncertain.store(committed.is_err(), Ordering::Relaxed);
+        committed
     }
 
     fn get_ticket(&self, ticket_id: &str) -> Result<Option<Ticket>, StoreError> {
