@@ -81,6 +81,26 @@ fn off_the_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     std::thread::scope(|scope| scope.spawn(f).join().expect("the blocking call panicked"))
 }
 
+/// Runs a server with `config` that must stop on its own, and what it said.
+async fn serve_to_exit(config: &str) -> Exited {
+    let root = tempfile::tempdir().unwrap();
+    let config_path = root.path().join("servicedesk.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let args: Vec<std::ffi::OsString> = vec![
+        "serve".into(),
+        "--dev".into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--data-dir".into(),
+        root.path().join("data").into(),
+        "--config".into(),
+        config_path.into(),
+    ];
+    run_to_exit(&args, EXIT_LIMIT)
+        .await
+        .expect("the server must stop on its own")
+}
+
 /// The sequence of every event up to the desk's head, as a watch from 0 delivers them.
 async fn the_log(server: &Server) -> Vec<u64> {
     let head = ok(
@@ -139,22 +159,7 @@ async fn a_second_server_on_the_same_postgresql_desk_is_refused() {
     };
     let config = desk.config();
     let server = Server::start_with_config(&config).await;
-    let root = tempfile::tempdir().unwrap();
-    let config_path = root.path().join("servicedesk.toml");
-    std::fs::write(&config_path, &config).unwrap();
-    let args: Vec<std::ffi::OsString> = vec![
-        "serve".into(),
-        "--dev".into(),
-        "--listen".into(),
-        "127.0.0.1:0".into(),
-        "--data-dir".into(),
-        root.path().join("data").into(),
-        "--config".into(),
-        config_path.into(),
-    ];
-    let second = run_to_exit(&args, EXIT_LIMIT)
-        .await
-        .expect("a second server on a desk in use must stop on its own");
+    let second = serve_to_exit(&config).await;
     assert!(!second.status.success(), "{second:?}");
     assert!(
         second
@@ -166,4 +171,22 @@ async fn a_second_server_on_the_same_postgresql_desk_is_refused() {
     // The first serves on.
     let answer = ask(&mut server.desk(), inquiry("cust_pg_lock", PASSWORD_RESET)).await;
     assert_eq!(answer.ticket.unwrap().status(), TicketStatus::Resolved);
+}
+
+#[tokio::test]
+async fn a_desk_in_a_schema_that_does_not_exist_is_refused_saying_what_to_do() {
+    let Some(desk) = Desk::new("a_desk_in_a_schema_that_does_not_exist") else {
+        return;
+    };
+    let missing = Desk {
+        admin_url: desk.admin_url.clone(),
+        schema: format!("{}_missing", desk.schema),
+    };
+    let refused = serve_to_exit(&missing.config()).await;
+    assert!(!refused.status.success(), "{refused:?}");
+    assert!(
+        refused.output.contains("CREATE SCHEMA"),
+        "the log says what to do: {}",
+        refused.output
+    );
 }

@@ -108,6 +108,21 @@ fn migrate(client: &mut Client, schema: Option<&str>) -> Result<(), StoreError> 
             super::quote_identifier(schema)
         ))?;
     }
+    let row = client.query_one(
+        "SELECT current_schema(), current_setting('search_path')",
+        &[],
+    )?;
+    let (current, search_path): (Option<String>, String) = (row.try_get(0)?, row.try_get(1)?);
+    if current.is_none() {
+        return Err(StoreError::Backend(
+            format!(
+                "no schema of the search path ({search_path}) exists in this database: create \
+                 it (CREATE SCHEMA name) or name an existing one in the URL's \
+                 options=-csearch_path%3Dname"
+            )
+            .into(),
+        ));
+    }
     client.batch_execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
              version INTEGER PRIMARY KEY,
