@@ -10,6 +10,9 @@
 //! - no ticket waits in the queue past its timeout, and the remote agent holds nothing;
 //! - the event log runs 1..=head, and loads equal the work held.
 //!
+//! The same runs with the desk on PostgreSQL (`[store] url`), where the kill also breaks the
+//! server's sessions with the database.
+//!
 //! The random moments come from a seed printed at the start; `CRASH_SEED=N` replays a run.
 
 mod common;
@@ -19,6 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::database::ScratchDesk;
 use common::*;
 use prost_types::Timestamp;
 use servicedesk::proto::v1::attach_response::Message;
@@ -405,6 +409,20 @@ fn remote_agent(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_under_load_loses_nothing_that_was_acknowledged() {
+    survive_sigkills(CONFIG.to_string()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_under_load_on_postgresql_loses_nothing_that_was_acknowledged() {
+    let Some(desk) = ScratchDesk::new("sigkill_under_load_on_postgresql") else {
+        return;
+    };
+    survive_sigkills(format!("{CONFIG}{}", desk.config())).await;
+}
+
+/// Runs the load on a server with `config`, kills it [`CYCLES`] times and checks after every
+/// restart that it lost nothing that was acknowledged (see the module documentation).
+async fn survive_sigkills(config: String) {
     let seed = std::env::var("CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -423,7 +441,7 @@ async fn sigkill_under_load_loses_nothing_that_was_acknowledged() {
     let remote_id = Arc::new(Mutex::new(None));
 
     for cycle in 0..CYCLES {
-        let server = Server::start_with(root, &[], Some(CONFIG)).await;
+        let server = Server::start_with(root, &[], Some(&config)).await;
         let mut acknowledged = ledger.lock().unwrap().clone();
         verify(&server, &mut acknowledged, cycle).await;
         ledger.lock().unwrap().deadlines = acknowledged.deadlines;
@@ -515,7 +533,7 @@ async fn sigkill_under_load_loses_nothing_that_was_acknowledged() {
         acknowledged_total = size;
     }
 
-    let server = Server::start_with(root, &[], Some(CONFIG)).await;
+    let server = Server::start_with(root, &[], Some(&config)).await;
     let mut acknowledged = ledger.lock().unwrap().clone();
     verify(&server, &mut acknowledged, CYCLES).await;
     // What the run went through, so a quiet run cannot pass for a thorough one.

@@ -7,79 +7,13 @@ mod common;
 
 use std::time::Duration;
 
+use common::database::ScratchDesk;
 use common::*;
 use servicedesk::proto::v1::{
     DeskEvent, GetTicketRequest, ListTicketsRequest, TicketStatus, WatchEventsRequest,
 };
 
-/// Where the tests find PostgreSQL unless `SERVICEDESK_TEST_POSTGRES` says otherwise.
-const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 const EXIT_LIMIT: Duration = Duration::from_secs(30);
-
-/// A schema of its own for one test, dropped with everything in it at the end.
-struct Desk {
-    admin_url: String,
-    schema: String,
-}
-
-impl Desk {
-    /// A fresh schema, or `None` (after saying so) when no PostgreSQL answers at the default
-    /// URL; a server named in `SERVICEDESK_TEST_POSTGRES` must answer.
-    fn new(test: &str) -> Option<Desk> {
-        off_the_runtime(|| Desk::create(test))
-    }
-
-    fn create(test: &str) -> Option<Desk> {
-        let named = std::env::var("SERVICEDESK_TEST_POSTGRES").ok();
-        let admin_url = named.clone().unwrap_or_else(|| DEFAULT_URL.into());
-        let mut client = match postgres::Client::connect(&admin_url, postgres::NoTls) {
-            Ok(client) => client,
-            Err(err) => {
-                assert!(
-                    named.is_none(),
-                    "{test}: SERVICEDESK_TEST_POSTGRES names {admin_url}, which does not answer: {err}"
-                );
-                eprintln!("skipped {test}: no PostgreSQL at {admin_url} ({err})");
-                return None;
-            }
-        };
-        let schema = format!("sd_e2e_{:016x}", rand::random::<u64>());
-        client
-            .batch_execute(&format!("CREATE SCHEMA {schema}"))
-            .expect("create the test schema");
-        Some(Desk { admin_url, schema })
-    }
-
-    /// The server's configuration: the desk in this schema.
-    fn config(&self) -> String {
-        let separator = if self.admin_url.contains('?') {
-            '&'
-        } else {
-            '?'
-        };
-        format!(
-            "[store]\nurl = \"{}{separator}options=-csearch_path%3D{}\"\n",
-            self.admin_url, self.schema
-        )
-    }
-}
-
-impl Drop for Desk {
-    fn drop(&mut self) {
-        off_the_runtime(|| {
-            if let Ok(mut client) = postgres::Client::connect(&self.admin_url, postgres::NoTls) {
-                let drop = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema);
-                let _ = client.batch_execute(&drop);
-            }
-        })
-    }
-}
-
-/// Runs `f` on a thread of its own: the blocking PostgreSQL client must not run on the
-/// test's async runtime.
-fn off_the_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|scope| scope.spawn(f).join().expect("the blocking call panicked"))
-}
 
 /// Runs a server with `config` that must stop on its own, and what it said.
 async fn serve_to_exit(config: &str) -> Exited {
@@ -121,7 +55,8 @@ async fn the_log(server: &Server) -> Vec<u64> {
 
 #[tokio::test]
 async fn a_desk_on_postgresql_keeps_its_tickets_and_log_across_a_restart() {
-    let Some(desk) = Desk::new("a_desk_on_postgresql_keeps_its_tickets_and_log_across_a_restart")
+    let Some(desk) =
+        ScratchDesk::new("a_desk_on_postgresql_keeps_its_tickets_and_log_across_a_restart")
     else {
         return;
     };
@@ -154,7 +89,8 @@ async fn a_desk_on_postgresql_keeps_its_tickets_and_log_across_a_restart() {
 
 #[tokio::test]
 async fn a_second_server_on_the_same_postgresql_desk_is_refused() {
-    let Some(desk) = Desk::new("a_second_server_on_the_same_postgresql_desk_is_refused") else {
+    let Some(desk) = ScratchDesk::new("a_second_server_on_the_same_postgresql_desk_is_refused")
+    else {
         return;
     };
     let config = desk.config();
@@ -175,10 +111,10 @@ async fn a_second_server_on_the_same_postgresql_desk_is_refused() {
 
 #[tokio::test]
 async fn a_desk_in_a_schema_that_does_not_exist_is_refused_saying_what_to_do() {
-    let Some(desk) = Desk::new("a_desk_in_a_schema_that_does_not_exist") else {
+    let Some(desk) = ScratchDesk::new("a_desk_in_a_schema_that_does_not_exist") else {
         return;
     };
-    let missing = Desk {
+    let missing = ScratchDesk {
         admin_url: desk.admin_url.clone(),
         schema: format!("{}_missing", desk.schema),
     };

@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod database;
+
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::future::Future;

@@ -1,0 +1,71 @@
+//! A desk of its own on the test PostgreSQL for one test: a fresh schema, dropped with
+//! everything in it when the test ends, on the server `SERVICEDESK_TEST_POSTGRES` names (CI
+//! sets it), else on the local default, where a test without a server says it skipped.
+
+/// Where the tests find PostgreSQL unless `SERVICEDESK_TEST_POSTGRES` says otherwise.
+const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// A schema of its own for one test, dropped with everything in it at the end.
+pub struct ScratchDesk {
+    pub admin_url: String,
+    pub schema: String,
+}
+
+impl ScratchDesk {
+    /// A fresh schema, or `None` (after saying so) when no PostgreSQL answers at the default
+    /// URL; a server named in `SERVICEDESK_TEST_POSTGRES` must answer.
+    pub fn new(test: &str) -> Option<ScratchDesk> {
+        off_the_runtime(|| ScratchDesk::create(test))
+    }
+
+    fn create(test: &str) -> Option<ScratchDesk> {
+        let named = std::env::var("SERVICEDESK_TEST_POSTGRES").ok();
+        let admin_url = named.clone().unwrap_or_else(|| DEFAULT_URL.into());
+        let mut client = match postgres::Client::connect(&admin_url, postgres::NoTls) {
+            Ok(client) => client,
+            Err(err) => {
+                assert!(
+                    named.is_none(),
+                    "{test}: SERVICEDESK_TEST_POSTGRES names {admin_url}, which does not answer: {err}"
+                );
+                eprintln!("skipped {test}: no PostgreSQL at {admin_url} ({err})");
+                return None;
+            }
+        };
+        let schema = format!("sd_e2e_{:016x}", rand::random::<u64>());
+        client
+            .batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .expect("create the test schema");
+        Some(ScratchDesk { admin_url, schema })
+    }
+
+    /// The server's configuration: the desk in this schema.
+    pub fn config(&self) -> String {
+        let separator = if self.admin_url.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        format!(
+            "[store]\nurl = \"{}{separator}options=-csearch_path%3D{}\"\n",
+            self.admin_url, self.schema
+        )
+    }
+}
+
+impl Drop for ScratchDesk {
+    fn drop(&mut self) {
+        off_the_runtime(|| {
+            if let Ok(mut client) = postgres::Client::connect(&self.admin_url, postgres::NoTls) {
+                let drop = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema);
+                let _ = client.batch_execute(&drop);
+            }
+        })
+    }
+}
+
+/// Runs `f` on a thread of its own: the blocking PostgreSQL client must not run on the
+/// test's async runtime.
+fn off_the_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| scope.spawn(f).join().expect("the blocking call panicked"))
+}
