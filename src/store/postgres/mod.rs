@@ -8,9 +8,10 @@
 //! (the [`super::Durability`] of the configuration does not apply: the server decides). A
 //! page and its sequence are read in one `REPEATABLE READ` transaction, so in one snapshot.
 //!
-//! The sequence numbers are the log's primary key: a second server writing the same store
-//! (which the desk does not support: it numbers events in memory) would have its commit
-//! refused on the first sequence both used, rather than interleave two logs.
+//! One server writes a desk: its writer session holds the desk's advisory lock
+//! ([`hold_the_desk`]), and a second server on the same database and schema is refused at
+//! start. Were two ever to write, the sequence numbers being the log's primary key would refuse
+//! the second's commit on the first sequence both used, rather than interleave two logs.
 
 mod check;
 mod log;
