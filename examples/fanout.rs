@@ -41,11 +41,12 @@
 //! buffer and catch up from the store (the floor's broadcast drops them instead), and the
 //! growth of the peak from 20 to 200 such streams is what one lagging stream costs.
 
+#[path = "support/spawned.rs"]
+mod spawned;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -59,6 +60,7 @@ use servicedesk::proto::v1::{
     DeskEvent, GetDeskStatusRequest, HandleInquiryRequest, TicketEvent, TicketStatus,
     WatchEventsRequest, WatchTicketRequest,
 };
+use spawned::Spawned;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -140,8 +142,6 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(60);
 const PRODUCER_CONNECTIONS: usize = 2;
 /// Deadline of one inquiry.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
-/// Lines of a server's log shown at most (its warnings and errors).
-const SHOWN_LOG_LINES: usize = 20;
 
 /// What a watcher reads of each event: its sequence and time.
 trait Observed: Message + Default + Send + Sync + 'static {
@@ -275,147 +275,6 @@ impl Latencies {
 
 /// A server this benchmark started, stopped (killed, if need be) when dropped, its data
 /// directory with it.
-struct Server {
-    name: &'static str,
-    child: Child,
-    /// `http://ADDR`, from its log.
-    addr: String,
-    _data_dir: tempfile::TempDir,
-}
-
-/// The binary `name` of this build, at `dir` relative to this example's directory (`..` for
-/// the server, `.` for another example).
-fn beside(dir: &str, name: &str) -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe().context("where this example runs from")?;
-    exe.parent()
-        .map(|examples| examples.join(dir).join(name))
-        .filter(|path| path.is_file())
-        .with_context(|| {
-            format!(
-                "no {name} binary beside this example: run `cargo build --release --bins --examples` first"
-            )
-        })
-}
-
-impl Server {
-    /// Starts `binary` with `args`, `--listen 127.0.0.1:0` and a fresh `--data-dir`, and waits
-    /// for its log to say `listening on ADDR`. Its warnings and errors are shown as they come,
-    /// the first few.
-    fn start(name: &'static str, binary: &Path, args: &[String]) -> anyhow::Result<Server> {
-        let data_dir = tempfile::tempdir().context("a temporary data directory")?;
-        let mut child = Command::new(binary)
-            .args(args)
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir.path())
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        let (listening, addr) = std::sync::mpsc::channel();
-        let shown = Arc::new(AtomicUsize::new(0));
-        let outputs: [Option<Box<dyn Read + Send>>; 2] = [
-            child
-                .stdout
-                .take()
-                .map(|o| Box::new(o) as Box<dyn Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|o| Box::new(o) as Box<dyn Read + Send>),
-        ];
-        for output in outputs.into_iter().flatten() {
-            let listening = listening.clone();
-            let shown = shown.clone();
-            std::thread::spawn(move || read_log(name, output, &listening, &shown));
-        }
-        let addr = addr
-            .recv_timeout(Duration::from_secs(60))
-            .with_context(|| {
-                format!(
-                    "{} did not log `listening on` within 60 s",
-                    binary.display()
-                )
-            })?;
-        println!("started the {name} ({}) on {addr}", binary.display());
-        Ok(Server {
-            name,
-            child,
-            addr: format!("http://{addr}"),
-            _data_dir: data_dir,
-        })
-    }
-
-    /// Starts the desk: `serve --dev` and `extra`.
-    fn desk(binary: Option<&Path>, extra: &[String]) -> anyhow::Result<Server> {
-        let binary = match binary {
-            Some(binary) => binary.to_path_buf(),
-            None => beside("..", "servicedesk")?,
-        };
-        let mut args: Vec<String> = vec!["serve".into(), "--dev".into()];
-        args.extend_from_slice(extra);
-        Server::start("desk", &binary, &args)
-    }
-
-    /// Starts the floor, answering every inquiry with `answer` (an encoded
-    /// `HandleInquiryResponse`).
-    fn floor(answer: &[u8]) -> anyhow::Result<Server> {
-        let args = ["--answer-hex".to_string(), hex::encode(answer)];
-        Server::start("floor", &beside(".", "floor")?, &args)
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Stops it cleanly (SIGINT: the desk drains) and waits, killing it after 30 s.
-    fn stop(mut self) -> anyhow::Result<()> {
-        // SAFETY: signalling our own child, which has not been waited for, by its pid.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                anyhow::ensure!(status.success(), "the {} exited with {status}", self.name);
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                anyhow::bail!("the {} did not stop within 30 s of SIGINT", self.name);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // Nothing to do for a child already waited for.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Reads one of a server's outputs to its end: sends the address of its `listening on` line,
-/// and shows its warnings and errors, the first [`SHOWN_LOG_LINES`] of both outputs.
-fn read_log(
-    name: &str,
-    output: Box<dyn Read + Send>,
-    listening: &std::sync::mpsc::Sender<String>,
-    shown: &AtomicUsize,
-) {
-    for line in BufReader::new(output).lines().map_while(Result::ok) {
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            let addr = rest.split_whitespace().next().unwrap_or_default();
-            let _ = listening.send(addr.to_string());
-        } else if line.contains("WARN") || line.contains("ERROR") {
-            match shown.fetch_add(1, Ordering::Relaxed) {
-                n if n < SHOWN_LOG_LINES => eprintln!("  [{name}] {line}"),
-                SHOWN_LOG_LINES => eprintln!("  [{name}] (further warnings not shown)"),
-                _ => {}
-            }
-        }
-    }
-}
-
 /// The resident set of process `pid`, in KB.
 fn rss_kb(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -492,7 +351,7 @@ async fn desk_head(channel: &Channel) -> anyhow::Result<u64> {
 }
 
 /// One first-tier answer of the desk, encoded: what the floor answers every inquiry with.
-async fn first_tier_answer(desk: &Server) -> anyhow::Result<Vec<u8>> {
+async fn first_tier_answer(desk: &Spawned) -> anyhow::Result<Vec<u8>> {
     let channel = connect(&desk.addr, 1).await?.remove(0);
     let request = with_key(
         HandleInquiryRequest {
@@ -950,7 +809,7 @@ impl Report {
 async fn measure(
     args: &Args,
     side: Side,
-    server: &Server,
+    server: &Spawned,
     after: u64,
     round: usize,
 ) -> anyhow::Result<Report> {
@@ -1256,16 +1115,22 @@ async fn main() -> anyhow::Result<()> {
         Some(side) => vec![side],
         None => vec![Side::Desk, Side::Floor],
     };
-    let mut desk = Some(Server::desk(args.server_bin.as_deref(), &args.server_args)?);
+    let mut desk = Some(Spawned::desk(
+        args.server_bin.as_deref(),
+        &args.server_args,
+    )?);
     let floor = if sides.contains(&Side::Floor) {
         let answer = first_tier_answer(desk.as_ref().context("the desk")?).await?;
-        Some(Server::floor(&answer)?)
+        Some(Spawned::floor(&[
+            "--answer-hex".to_string(),
+            hex::encode(answer),
+        ])?)
     } else {
         None
     };
     if !sides.contains(&Side::Desk) {
         // Measured alone, the floor shares the machine with nothing.
-        if let Some(desk) = desk.take() {
+        if let Some(mut desk) = desk.take() {
             desk.stop()?;
         }
     }
@@ -1301,9 +1166,8 @@ async fn main() -> anyhow::Result<()> {
     }
     print_table(&reports);
     print_ratios(&reports);
-    for server in [desk, floor].into_iter().flatten() {
-        let name = server.name;
-        if let Err(e) = server.stop() {
+    for (name, server) in [("desk", desk), ("floor", floor)] {
+        if let Some(Err(e)) = server.map(|mut server| server.stop()) {
             eprintln!("stopping the {name}: {e:#}");
         }
     }

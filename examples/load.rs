@@ -35,9 +35,10 @@
 //! `--footprint` (with `--spawn`) stops the server cleanly after measuring and prints the bytes
 //! its data directory holds per ticket.
 
+#[path = "support/spawned.rs"]
+mod spawned;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
@@ -49,6 +50,7 @@ use servicedesk::proto::v1::{
     ApproveEscalationRequest, CreateAgentRequest, GetDeskStatusRequest, GetTicketRequest,
     HandleInquiryRequest, ListTicketsRequest, TicketStatus,
 };
+use spawned::Spawned;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
@@ -280,109 +282,6 @@ struct Sample {
     measured: bool,
 }
 
-/// A server this benchmark started, stopped with SIGINT (cleanly) when dropped.
-struct Spawned {
-    child: Child,
-    data_dir: tempfile::TempDir,
-    addr: String,
-}
-
-/// The binary `name` of this build at `dir` relative to this example's directory (`..` for the
-/// server, `.` for another example).
-fn beside(dir: &str, name: &str) -> anyhow::Result<std::path::PathBuf> {
-    std::env::current_exe()?
-        .parent()
-        .map(|examples| examples.join(dir).join(name))
-        .filter(|path| path.is_file())
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "no {name} binary beside this example: run `cargo build --release --examples --bins` first"
-            )
-        })
-}
-
-impl Spawned {
-    /// Starts the desk (`serve --dev`) with `extra` arguments.
-    fn desk(binary: Option<&std::path::Path>, extra: &[String]) -> anyhow::Result<Spawned> {
-        let binary = match binary {
-            Some(binary) => binary.to_path_buf(),
-            None => beside("..", "servicedesk")?,
-        };
-        let mut args: Vec<String> = ["serve", "--dev"].map(String::from).to_vec();
-        args.extend_from_slice(extra);
-        Spawned::start(&binary, &args)
-    }
-
-    /// Starts `binary` with `args`, `--listen 127.0.0.1:0` and a fresh `--data-dir`, and waits
-    /// for it to log `listening on ADDR`.
-    fn start(binary: &std::path::Path, args: &[String]) -> anyhow::Result<Spawned> {
-        let data_dir = tempfile::tempdir()?;
-        let mut child = Command::new(binary)
-            .args(args)
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir.path())
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        for output in [
-            Box::new(child.stdout.take().expect("piped")) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().expect("piped")),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(output).lines().map_while(Result::ok) {
-                    if let Some(addr) = line.split("listening on ").nth(1) {
-                        let addr = addr.split_whitespace().next().unwrap_or_default();
-                        let _ = tx.send(addr.to_string());
-                    }
-                }
-            });
-        }
-        let addr = rx.recv_timeout(Duration::from_secs(60)).map_err(|_| {
-            anyhow::anyhow!(
-                "{} did not log `listening on` within 60 s",
-                binary.display()
-            )
-        })?;
-        println!(
-            "spawned {} on {addr}, data in {}",
-            binary.display(),
-            data_dir.path().display()
-        );
-        Ok(Spawned {
-            child,
-            data_dir,
-            addr: format!("http://{addr}"),
-        })
-    }
-
-    /// Stops the server cleanly and waits for it.
-    fn stop(&mut self) -> anyhow::Result<()> {
-        // SAFETY: signalling our own child process by its pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let status = self.child.wait()?;
-        anyhow::ensure!(status.success(), "the server exited with {status}");
-        Ok(())
-    }
-
-    fn bytes_on_disk(&self) -> anyhow::Result<u64> {
-        let mut total = 0;
-        for entry in std::fs::read_dir(self.data_dir.path())? {
-            total += entry?.metadata()?.len();
-        }
-        Ok(total)
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -414,10 +313,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let floor = if args.floor {
         let answer = first_tier_answer(&args, &channels[0]).await?;
-        let floor = Spawned::start(
-            &beside(".", "floor")?,
-            &["--answer-hex".to_string(), hex::encode(answer)],
-        )?;
+        let floor = Spawned::floor(&["--answer-hex".to_string(), hex::encode(answer)])?;
         let channels = connect(&floor.addr, args.connections).await?;
         Some((floor, channels))
     } else {
