@@ -51,6 +51,16 @@ pub struct TlsSection {
     pub client_ca: Option<PathBuf>,
 }
 
+/// How servers sharing one desk (in PostgreSQL) choose the one that writes, and reach it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Replication {
+    /// What the other servers dial to forward changes to this one while it leads; `None`:
+    /// derived from the address listened on.
+    pub advertise_address: Option<String>,
+    /// How long the desk's lease lasts unless renewed.
+    pub lease_ttl: std::time::Duration,
+}
+
 /// How the store commits.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,6 +73,13 @@ pub struct StoreSection {
     /// Keep the desk in this PostgreSQL database (`postgres://user@host:port/db`) instead of
     /// the embedded store.
     pub url: Option<String>,
+    /// With `url`: the address the other servers sharing the desk reach this one at, to forward
+    /// changes while it leads (`http://host:port`); default: the listen address (loopback when
+    /// listening on every interface).
+    pub advertise_address: Option<String>,
+    /// With `url`: how long the desk's lease lasts unless renewed (renewed five times as
+    /// often), which bounds a failover; default 5.
+    pub lease_ttl_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -324,6 +341,8 @@ pub struct SeedAgent {
 #[derive(Debug)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// How servers sharing a desk in PostgreSQL choose and reach the one that writes.
+    pub replication: Replication,
     pub dev: bool,
     pub store: StoreSettings,
     /// Run the thorough consistency check of the store at start, not the quick one.
@@ -624,7 +643,9 @@ impl Config {
             .synchronous
             .or(file.synchronous)
             .unwrap_or_default();
+        let replication = replication(&file.store)?;
         Ok(Config {
+            replication,
             listen,
             dev,
             store: StoreSettings {
@@ -649,6 +670,42 @@ impl Config {
             warnings,
         })
     }
+}
+
+/// `[store] advertise_address` and `lease_ttl_secs`, checked.
+fn replication(store: &StoreSection) -> Result<Replication, ConfigError> {
+    let ttl = store.lease_ttl_secs.unwrap_or(5);
+    if !(1..=300).contains(&ttl) {
+        return Err(ConfigError::Invalid(
+            "[store] lease_ttl_secs must be within 1..=300".into(),
+        ));
+    }
+    let advertise = match store.advertise_address.as_deref().map(str::trim) {
+        None => None,
+        Some(address) => {
+            let full = if address.contains("://") {
+                address.to_string()
+            } else {
+                format!("http://{address}")
+            };
+            // `http://host:port`, nothing after: the servers dial it as it is.
+            let host_port = full.strip_prefix("http://").unwrap_or_default();
+            let well_formed = host_port.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && !host.contains('/') && port.parse::<u16>().is_ok()
+            });
+            if !well_formed {
+                return Err(ConfigError::Invalid(format!(
+                    "[store] advertise_address {address:?} must be http://host:port (servers \
+                     forward to each other in plaintext h2c; put TLS in the mesh between them)"
+                )));
+            }
+            Some(full)
+        }
+    };
+    Ok(Replication {
+        advertise_address: advertise,
+        lease_ttl: std::time::Duration::from_secs(ttl),
+    })
 }
 
 /// `[store] url`, checked: a PostgreSQL URL, or nothing (the embedded store).

@@ -177,6 +177,20 @@ impl KeyRing {
         );
     }
 
+    /// Brings the ring up to the keys as stored by another server: adds the new ones and
+    /// revokes (ending their streams) the ones revoked since.
+    pub fn follow(&mut self, records: Vec<KeyRecord>) {
+        for record in records {
+            match self.keys.get(&record.key_id) {
+                None => self.insert(record),
+                Some(held) if record.revoked && !held.record.revoked => {
+                    self.revoke(&record.key_id);
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
     /// Marks a key revoked, which ends the streams opened with it; returns its record as it
     /// is now.
     pub fn revoke(&mut self, key_id: &str) -> Option<KeyRecord> {

@@ -471,49 +471,13 @@ async fn survive_sigkills(config: String) {
             }));
         }
         for decider in 0..2 {
-            let mut escalations = server.escalations_as(ADMIN_KEY);
-            let (running, ledger) = (running.clone(), ledger.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut decided = 0u64;
-                while running.load(Ordering::Relaxed) {
-                    let Ok(page) = escalations
-                        .list_escalations(ListEscalationsRequest {
-                            page_size: 10,
-                            ..Default::default()
-                        })
-                        .await
-                    else {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        continue;
-                    };
-                    let pending = page.into_inner().escalations;
-                    let Some(pick) = pending.get(decider % pending.len().max(1)) else {
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    };
-                    decided += 1;
-                    let id = pick.escalation_id.clone();
-                    let result = if decided.is_multiple_of(3) {
-                        escalations
-                            .reject_escalation(RejectEscalationRequest {
-                                escalation_id: id.clone(),
-                                reason: "outside policy".into(),
-                                ..Default::default()
-                            })
-                            .await
-                    } else {
-                        escalations
-                            .approve_escalation(ApproveEscalationRequest {
-                                escalation_id: id.clone(),
-                                ..Default::default()
-                            })
-                            .await
-                    };
-                    if let Ok(e) = result {
-                        ledger.lock().unwrap().decided.insert(id, e.into_inner());
-                    }
-                }
-            }));
+            let escalations = server.escalations_as(ADMIN_KEY);
+            tasks.push(tokio::spawn(decide(
+                escalations,
+                decider,
+                running.clone(),
+                ledger.clone(),
+            )));
         }
 
         let remote = remote_agent(&server, remote_id.clone(), ledger.clone());
@@ -536,7 +500,12 @@ async fn survive_sigkills(config: String) {
     let server = Server::start_with(root, &[], Some(&config)).await;
     let mut acknowledged = ledger.lock().unwrap().clone();
     verify(&server, &mut acknowledged, CYCLES).await;
-    // What the run went through, so a quiet run cannot pass for a thorough one.
+    went_through(&server, &acknowledged, CYCLES, "SIGKILLs of the server").await;
+}
+
+/// Checks that the run went through what it tests, so a quiet run cannot pass for a thorough
+/// one: decisions, expired reviews, the remote agent's answers.
+async fn went_through(server: &Server, acknowledged: &Ledger, kills: usize, what: &str) {
     let mut escalations = server.escalations_as(ADMIN_KEY);
     let mut expired = 0;
     for id in &acknowledged.reviews {
@@ -559,7 +528,7 @@ async fn survive_sigkills(config: String) {
         .count();
     eprintln!(
         "{} acknowledged tickets ({by_remote} through the remote agent), {} reviews ({expired} \
-         expired), {} decisions survived {CYCLES} SIGKILLs",
+         expired), {} decisions survived {kills} {what}",
         acknowledged.tickets.len(),
         acknowledged.reviews.len(),
         acknowledged.decided.len()
@@ -570,4 +539,233 @@ async fn survive_sigkills(config: String) {
     );
     assert!(expired > 0, "reviews expired");
     assert!(by_remote > 0, "the remote agent answered");
+}
+
+/// Leaders killed in the run on three servers.
+const LEADER_KILLS: usize = 3;
+/// The desk's lease on three servers: short, so that failovers fit in a test.
+const LEASE_TTL_SECS: u64 = 2;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_servers_on_postgresql_lose_nothing_when_the_leader_is_killed_three_times() {
+    let Some(desk) = ScratchDesk::new("three_servers_lose_nothing") else {
+        return;
+    };
+    let config = format!(
+        "{CONFIG}{}lease_ttl_secs = {LEASE_TTL_SECS}\n",
+        desk.config()
+    );
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let remote_id = Arc::new(Mutex::new(None));
+    let mut servers = Vec::new();
+    for _ in 0..3 {
+        servers.push(Server::start_with_config(&config).await);
+    }
+    let mut failovers = Vec::new();
+    for cycle in 0..LEADER_KILLS {
+        let running = Arc::new(AtomicBool::new(true));
+        let mut tasks = Vec::new();
+        for asker in 0..ASKERS {
+            let desks: Vec<DeskClient> = servers.iter().map(Server::desk).collect();
+            let (running, ledger) = (running.clone(), ledger.clone());
+            let base = (cycle * 100_000) as u64;
+            tasks.push(tokio::spawn(ask_with_retries(
+                desks, asker, base, running, ledger,
+            )));
+        }
+        for decider in 0..2 {
+            let escalations = servers[decider % 3].escalations_as(ADMIN_KEY);
+            tasks.push(tokio::spawn(decide(
+                escalations,
+                decider,
+                running.clone(),
+                ledger.clone(),
+            )));
+        }
+        let leader = desk.lease_holder_pid().expect("a server leads the desk");
+        let at = servers
+            .iter()
+            .position(|s| s.pid() == leader)
+            .expect("the leader is ours");
+        // The remote agent attaches through a follower: its stream is forwarded to the leader.
+        let through = servers.iter().find(|s| s.pid() != leader).unwrap();
+        let remote = remote_agent(through, remote_id.clone(), ledger.clone());
+
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let before = ledger.lock().unwrap().tickets.len();
+        let killed = std::time::Instant::now();
+        drop(servers.remove(at).kill().await);
+        // Failover: from the kill to the first inquiry the new leader acknowledges.
+        let mut probe = servers[0].desk();
+        let mut n = 0;
+        loop {
+            n += 1;
+            let mut call =
+                tonic::Request::new(inquiry(&format!("probe_{cycle}_{n}"), PASSWORD_RESET));
+            call.set_timeout(Duration::from_secs(5));
+            if let Ok(answer) = probe.handle_inquiry(call).await {
+                ledger
+                    .lock()
+                    .unwrap()
+                    .acknowledge(answer.into_inner().ticket.unwrap());
+                break;
+            }
+            assert!(
+                killed.elapsed() < Duration::from_secs(30),
+                "no server took over within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        failovers.push(killed.elapsed());
+        // The load goes on against the new leader for a while, then stops.
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        running.store(false, Ordering::Relaxed);
+        for task in tasks {
+            task.await.unwrap();
+        }
+        remote.abort();
+        let _ = remote.await;
+        assert!(
+            ledger.lock().unwrap().tickets.len() > before,
+            "cycle {cycle}: the load got answers across the failover"
+        );
+        // A new server replaces the one killed, and follows.
+        servers.push(Server::start_with_config(&config).await);
+        let mut acknowledged = ledger.lock().unwrap().clone();
+        verify(&servers[2], &mut acknowledged, cycle).await;
+        ledger.lock().unwrap().deadlines = acknowledged.deadlines;
+    }
+    let ttl = Duration::from_secs(LEASE_TTL_SECS);
+    eprintln!("failovers (SIGKILL of the leader to the first acknowledged inquiry): {failovers:?}, lease TTL {ttl:?}");
+    for took in &failovers {
+        assert!(
+            *took <= 2 * ttl,
+            "a failover took {took:?}, more than twice the lease TTL"
+        );
+    }
+    // Let the last reviews' deadlines pass, then look at everything once more, through a
+    // server that never led.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut acknowledged = ledger.lock().unwrap().clone();
+    verify(&servers[2], &mut acknowledged, LEADER_KILLS).await;
+    no_ticket_twice(&servers[2]).await;
+    went_through(
+        &servers[2],
+        &acknowledged,
+        LEADER_KILLS,
+        "SIGKILLs of the leader",
+    )
+    .await;
+}
+
+/// Every customer of the load asked once (under one idempotency key, retried): no customer
+/// has two tickets.
+async fn no_ticket_twice(server: &Server) {
+    let desk = server.desk_as(ADMIN_KEY);
+    let tickets = all_pages(|token| {
+        let mut desk = desk.clone();
+        async move {
+            let call = desk.list_tickets(ListTicketsRequest {
+                page_size: 500,
+                page_token: token,
+                ..Default::default()
+            });
+            let page = ok(call.await, "ListTickets");
+            (page.tickets, page.next_page_token)
+        }
+    })
+    .await;
+    let mut seen = HashSet::new();
+    for t in &tickets {
+        assert!(
+            seen.insert(t.customer_id.clone()),
+            "customer {} has two tickets: an inquiry retried with its idempotency key was \
+             taken twice",
+            t.customer_id
+        );
+    }
+}
+
+/// One client of the load on three servers: each inquiry under an idempotency key, sent to
+/// the servers in turn and retried, the same key every time, until one acknowledges it.
+async fn ask_with_retries(
+    mut desks: Vec<DeskClient>,
+    asker: usize,
+    mut n: u64,
+    running: Arc<AtomicBool>,
+    ledger: Arc<Mutex<Ledger>>,
+) {
+    let mut turn = asker;
+    while running.load(Ordering::Relaxed) {
+        n += 1;
+        let mut request = request(n, asker);
+        request.idempotency_key = format!("ask-{asker}-{n}");
+        while running.load(Ordering::Relaxed) {
+            turn += 1;
+            let desk = &mut desks[turn % 3];
+            let mut call = tonic::Request::new(request.clone());
+            call.set_timeout(Duration::from_secs(10));
+            match desk.handle_inquiry(call).await {
+                Ok(answer) => {
+                    let answer = answer.into_inner();
+                    let mut ledger = ledger.lock().unwrap();
+                    ledger.acknowledge(answer.ticket.unwrap());
+                    if !answer.escalation_id.is_empty() {
+                        ledger.reviews.insert(answer.escalation_id);
+                    }
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
+}
+
+/// A reviewer of the load: approves two pending reviews in three and rejects the third, and
+/// puts what each decision acknowledged in the ledger.
+async fn decide(
+    mut escalations: EscalationClient,
+    decider: usize,
+    running: Arc<AtomicBool>,
+    ledger: Arc<Mutex<Ledger>>,
+) {
+    let mut decided = 0u64;
+    while running.load(Ordering::Relaxed) {
+        let Ok(page) = escalations
+            .list_escalations(ListEscalationsRequest {
+                page_size: 10,
+                ..Default::default()
+            })
+            .await
+        else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        let pending = page.into_inner().escalations;
+        let Some(pick) = pending.get(decider % pending.len().max(1)) else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        decided += 1;
+        let id = pick.escalation_id.clone();
+        let result = if decided.is_multiple_of(3) {
+            escalations
+                .reject_escalation(RejectEscalationRequest {
+                    escalation_id: id.clone(),
+                    reason: "outside policy".into(),
+                    ..Default::default()
+                })
+                .await
+        } else {
+            escalations
+                .approve_escalation(ApproveEscalationRequest {
+                    escalation_id: id.clone(),
+                    ..Default::default()
+                })
+                .await
+        };
+        if let Ok(e) = result {
+            ledger.lock().unwrap().decided.insert(id, e.into_inner());
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! The desk on PostgreSQL, against the real binary: `[store] url` keeps everything in the
-//! database across a restart, and a second server on the same desk is refused while the first
-//! holds it. Each test works in a schema of its own on the server `SERVICEDESK_TEST_POSTGRES`
+//! database across a restart, and a second server on the same desk follows the first (reads
+//! served, changes forwarded) and takes over when it stops. Each test works in a schema of its own on the server `SERVICEDESK_TEST_POSTGRES`
 //! names (CI sets it); without it, on the local default, or the test says it skipped.
 
 mod common;
@@ -88,25 +88,77 @@ async fn a_desk_on_postgresql_keeps_its_tickets_and_log_across_a_restart() {
 }
 
 #[tokio::test]
-async fn a_second_server_on_the_same_postgresql_desk_is_refused() {
-    let Some(desk) = ScratchDesk::new("a_second_server_on_the_same_postgresql_desk_is_refused")
-    else {
+async fn a_second_server_on_the_same_desk_follows_it_and_takes_over_when_the_first_stops() {
+    let Some(desk) = ScratchDesk::new("a_second_server_follows") else {
         return;
     };
     let config = desk.config();
-    let server = Server::start_with_config(&config).await;
-    let second = serve_to_exit(&config).await;
-    assert!(!second.status.success(), "{second:?}");
-    assert!(
-        second
-            .output
-            .contains("in use by another servicedesk process"),
-        "the log says why: {}",
-        second.output
+    let first = Server::start_with_config(&config).await;
+    let second = Server::start_with_config(&config).await;
+    assert_eq!(
+        desk.lease_holder_pid(),
+        Some(first.pid()),
+        "the first server leads"
     );
-    // The first serves on.
-    let answer = ask(&mut server.desk(), inquiry("cust_pg_lock", PASSWORD_RESET)).await;
-    assert_eq!(answer.ticket.unwrap().status(), TicketStatus::Resolved);
+    second
+        .until_logged("following the desk's leader", Duration::from_secs(10))
+        .await;
+    // A change sent to the follower is forwarded to the leader, with the caller's key; a read
+    // on the follower sees it at once (it reads the shared store).
+    let answer = ask(
+        &mut second.desk(),
+        inquiry("cust_pg_follow", PASSWORD_RESET),
+    )
+    .await;
+    let ticket = answer.ticket.unwrap();
+    assert_eq!(ticket.status(), TicketStatus::Resolved);
+    let read = ok(
+        second
+            .desk()
+            .get_ticket(GetTicketRequest {
+                ticket_id: ticket.ticket_id.clone(),
+            })
+            .await,
+        "GetTicket on the follower",
+    );
+    assert_eq!(read, ticket);
+    // A key the follower does not know is refused there, as anywhere.
+    expect_code(
+        second
+            .desk_as("not-a-key")
+            .get_ticket(GetTicketRequest {
+                ticket_id: ticket.ticket_id.clone(),
+            })
+            .await,
+        tonic::Code::Unauthenticated,
+        "a wrong key on the follower",
+    );
+    // Both logs are the same, on either server.
+    assert_eq!(the_log(&second).await, the_log(&first).await);
+
+    // The leader stops and lets the lease go: the follower leads without waiting for it to
+    // expire, and the log goes on where it was.
+    let before = the_log(&second).await;
+    let stopped = std::time::Instant::now();
+    drop(first.terminate().await);
+    let answer = poll_until(Duration::from_secs(10), "the second server leads", || {
+        let mut desk = second.desk();
+        async move {
+            desk.handle_inquiry(inquiry("cust_pg_takeover", PASSWORD_RESET))
+                .await
+                .ok()
+        }
+    })
+    .await;
+    eprintln!("a planned handover took {:?}", stopped.elapsed());
+    assert_eq!(
+        answer.into_inner().ticket.unwrap().status(),
+        TicketStatus::Resolved
+    );
+    assert_eq!(desk.lease_holder_pid(), Some(second.pid()));
+    let after = the_log(&second).await;
+    assert!(after.len() > before.len());
+    assert_eq!(after, (1..=after.len() as u64).collect::<Vec<_>>());
 }
 
 #[tokio::test]

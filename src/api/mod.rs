@@ -14,6 +14,7 @@ mod convert;
 mod desk;
 mod edge;
 mod escalation;
+mod forward;
 mod lag;
 mod requests;
 pub mod status;
@@ -36,6 +37,7 @@ use watch::{WatchSpec, WatchStream};
 
 pub use auth::ApiKeyCheck;
 pub use edge::{EdgeLayer, EdgeLimits};
+pub use forward::{ForwardLayer, Route, FORWARDED};
 
 /// The state every service handler shares.
 #[derive(Clone)]

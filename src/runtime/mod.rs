@@ -18,6 +18,7 @@
 mod batches;
 mod commands;
 mod core;
+mod follower;
 mod handle;
 mod inquiry;
 mod live;
@@ -41,6 +42,7 @@ use crate::keys::KeyRing;
 use crate::store::{Store, StoreError};
 
 pub use commands::{AgentSession, DeskStatus, Seed};
+pub use follower::Follower;
 pub use handle::DeskHandle;
 pub use inquiry::{Answer, Inquiry};
 pub use live::{LiveEvent, LiveFeed, Published, FORMS};

@@ -111,6 +111,13 @@ fn commit(
                 }
                 return Ok(report);
             }
+            // Another server leads now: retrying can only fail again, and nothing of this
+            // batch was acknowledged. The desk stops; its callers hear UNAVAILABLE.
+            Err(err @ StoreError::Deposed(_)) => {
+                tracing::error!(error = %err, events = batch.events.len(), "deposed: stopping without writing");
+                shared.closing.cancel();
+                return Err(err);
+            }
             Err(err) => err,
         };
         match &mut failing_since {

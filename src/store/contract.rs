@@ -494,36 +494,64 @@ fn postgres_takes_a_batch_it_committed_before_a_lost_answer_as_committed() {
 }
 
 #[test]
-fn postgres_holds_one_writer_and_migrates_once_when_two_start_at_once() {
-    let Some(schema) = ScratchSchema::new("postgres_holds_one_writer") else {
+fn postgres_lets_one_server_lead_and_fences_the_one_it_replaced() {
+    use crate::store::SharedStore;
+    let Some(schema) = ScratchSchema::new("postgres_lease_fences") else {
         return;
     };
-    // Two processes starting on one desk at once: one migrates and holds the desk, the other
-    // is refused, saying why; once the first is gone, the desk opens again.
-    let opened: Vec<Result<PostgresStore, StoreError>> = std::thread::scope(|scope| {
-        let connecting: Vec<_> = (0..2)
-            .map(|_| scope.spawn(|| PostgresStore::connect_in_schema(schema.url(), schema.name())))
-            .collect();
+    // Two servers starting on one desk at once: both open it, each migration is applied once.
+    let opened: Vec<PostgresStore> = std::thread::scope(|scope| {
+        let connecting: Vec<_> = (0..2).map(|_| scope.spawn(|| schema.connect())).collect();
         connecting.into_iter().map(|c| c.join().unwrap()).collect()
     });
-    let (held, refused): (Vec<_>, Vec<_>) = opened.into_iter().partition(Result::is_ok);
-    assert_eq!((held.len(), refused.len()), (1, 1));
-    match &refused[0] {
-        Err(StoreError::InUse(why)) => {
-            assert!(why.contains("another servicedesk process"), "{why}")
-        }
-        other => panic!(
-            "the second store was not refused as in use: {:?}",
-            other.as_ref().err()
-        ),
+    let [first, second]: [PostgresStore; 2] = opened.try_into().ok().unwrap();
+    let ttl = std::time::Duration::from_millis(300);
+    let epoch = first.try_lead("first", "http://127.0.0.1:1", ttl).unwrap();
+    assert_eq!(epoch, Some(1));
+    assert_eq!(
+        second
+            .try_lead("second", "http://127.0.0.1:2", ttl)
+            .unwrap(),
+        None
+    );
+    let lease = second.lease().unwrap().unwrap();
+    assert_eq!(
+        (lease.holder.as_str(), lease.address.as_str()),
+        ("first", "http://127.0.0.1:1")
+    );
+    assert!(lease.expires_in_ms > 0, "{lease:?}");
+    first.commit(&batch_at(1)).unwrap();
+    assert!(first.renew(1, ttl).unwrap());
+
+    // The first stops renewing; once its lease expired, the second takes it, and from then on
+    // every commit of the first fails as deposed, whatever it believes.
+    std::thread::sleep(ttl * 2);
+    assert_eq!(
+        second
+            .try_lead("second", "http://127.0.0.1:2", ttl)
+            .unwrap(),
+        Some(2)
+    );
+    match first.commit(&batch_at(2)) {
+        Err(StoreError::Deposed(why)) => assert!(why.contains("no longer leads"), "{why}"),
+        other => panic!("a deposed leader's commit was not refused: {other:?}"),
     }
-    held.into_iter()
-        .next()
-        .unwrap()
-        .unwrap()
-        .check(CheckDepth::Start)
-        .unwrap();
-    schema.connect().check(CheckDepth::Start).unwrap();
+    assert!(!first.renew(1, ttl).unwrap(), "a deposed leader renewed");
+    assert_eq!(
+        second.head_seq().unwrap(),
+        1,
+        "the deposed commit left nothing"
+    );
+    second.commit(&batch_at(2)).unwrap();
+    assert_eq!(first.head_seq().unwrap(), 2);
+
+    // A leader stopping lets the lease go at once.
+    second.release(2).unwrap();
+    assert_eq!(
+        first.try_lead("first", "http://127.0.0.1:1", ttl).unwrap(),
+        Some(3)
+    );
+
     let mut client = ::postgres::Client::connect(schema.url(), ::postgres::NoTls).unwrap();
     let applied: i64 = client
         .query_one(
@@ -535,7 +563,21 @@ fn postgres_holds_one_writer_and_migrates_once_when_two_start_at_once() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(applied, 1, "each migration is applied once");
+    assert_eq!(applied, 2, "each migration is applied once");
+}
+
+/// A commit of one event with sequence `seq`.
+fn batch_at(seq: u64) -> CommitBatch {
+    let t = ticket(
+        &format!("tkt_{seq}"),
+        "cust",
+        1_000 + seq as i64,
+        TicketStatus::Queued,
+    );
+    CommitBatch {
+        events: vec![ticket_event(seq, &t)],
+        ..CommitBatch::default()
+    }
 }
 
 /// One change in a generated commit: the new state of ticket `n` or escalation `n`.

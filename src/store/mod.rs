@@ -56,16 +56,29 @@ impl StoreSettings {
     }
 }
 
+/// A store as [`open`] opens it: the store, and, when several servers may share it, the means
+/// to choose which one writes.
+pub struct Opened {
+    pub store: Arc<dyn Store>,
+    /// `None` for the embedded store, which one process holds alone.
+    pub shared: Option<Arc<dyn SharedStore>>,
+}
+
 /// Opens (creating if needed) the store the settings describe. A PostgreSQL store is opened
 /// with a blocking client: call this off the async workers (`spawn_blocking`).
-pub fn open(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
+pub fn open(settings: &StoreSettings) -> Result<Opened, StoreError> {
     if let Some(url) = &settings.url {
-        return Ok(Arc::new(postgres::PostgresStore::connect(url)?));
+        let store = Arc::new(postgres::PostgresStore::connect(url)?);
+        return Ok(Opened {
+            store: store.clone(),
+            shared: Some(store),
+        });
     }
-    Ok(Arc::new(SqliteStore::open(
-        &settings.data_dir,
-        settings.durability,
-    )?))
+    let store = SqliteStore::open(&settings.data_dir, settings.durability)?;
+    Ok(Opened {
+        store: Arc::new(store),
+        shared: None,
+    })
 }
 
 /// Opens the store the settings describe, which must already exist, as it is (an older
@@ -111,6 +124,9 @@ pub enum StoreError {
     /// The store's own consistency check failed: it must not be written to.
     #[error("{0}")]
     Damaged(String),
+    /// Another server took the desk's lease: this one must never write again (fencing).
+    #[error("{0}")]
+    Deposed(String),
 }
 
 /// An API key as persisted: never the secret, only its SHA-256.
@@ -361,6 +377,52 @@ pub trait Store: Send + Sync + 'static {
     /// Cuts short a [`Store::maintain`] that is running, so a closing desk does not wait for
     /// it; the cut work is done again by the next call, if any.
     fn interrupt_maintenance(&self) {}
+}
+
+/// Who holds a shared store's lease, as the store last recorded it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// The holder's name for itself (unique per process).
+    pub holder: String,
+    /// The gRPC address the holder advertised, which the other servers forward changes to.
+    pub address: String,
+    /// Raised by one each time the lease changes hands.
+    pub epoch: u64,
+    /// Milliseconds until the lease expires unless renewed (by the store's clock); zero or
+    /// less: expired, and any server may take it.
+    pub expires_in_ms: i64,
+}
+
+/// A store several servers share (PostgreSQL), of which one at a time writes: the one that
+/// holds the desk's lease. The lease is a record with the holder, its address, an epoch and an
+/// expiry, all read and written by the store's own clock, so the servers' clocks do not
+/// matter. Every commit of a leader checks, in its transaction, that the lease's epoch is still
+/// the one it took (fencing): once another server took it, the old leader's commits fail with
+/// [`StoreError::Deposed`], whatever that leader believes.
+///
+/// Every method blocks: call them from a plain thread or the blocking pool.
+pub trait SharedStore: Send + Sync + 'static {
+    /// Takes the lease for `ttl` if nobody holds it or its holder let it expire, returning the
+    /// new epoch; from then on this store's commits are fenced by it. `None`: another server
+    /// holds it.
+    fn try_lead(
+        &self,
+        holder: &str,
+        address: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Option<u64>, StoreError>;
+    /// Extends the lease of `epoch` to `ttl` from now; false when it is no longer this epoch's.
+    fn renew(&self, epoch: u64, ttl: std::time::Duration) -> Result<bool, StoreError>;
+    /// Lets the lease of `epoch` expire now (a leader stopping), so that another server takes
+    /// over at once instead of after the TTL.
+    fn release(&self, epoch: u64) -> Result<(), StoreError>;
+    /// The lease as recorded, if it was ever taken.
+    fn lease(&self) -> Result<Option<Lease>, StoreError>;
+    /// Returns when a commit may have happened since the last call, or after `timeout`: a
+    /// wake-up for servers that follow the log (spurious wake-ups are allowed).
+    fn wait_for_commits(&self, timeout: std::time::Duration) -> Result<(), StoreError>;
+    /// Every API key as committed, for servers that authenticate without leading.
+    fn keys(&self) -> Result<Vec<KeyRecord>, StoreError>;
 }
 
 /// What a commit tells the runtime beyond success.

@@ -69,3 +69,24 @@ impl Drop for ScratchDesk {
 fn off_the_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     std::thread::scope(|scope| scope.spawn(f).join().expect("the blocking call panicked"))
 }
+
+impl ScratchDesk {
+    /// The process id of the server holding the desk's lease, while it is valid.
+    pub fn lease_holder_pid(&self) -> Option<u32> {
+        off_the_runtime(|| {
+            let mut client = postgres::Client::connect(&self.admin_url, postgres::NoTls).ok()?;
+            let row = client
+                .query_opt(
+                    &format!(
+                        "SELECT holder FROM {}.desk_lease WHERE expires_at > clock_timestamp()",
+                        self.schema
+                    ),
+                    &[],
+                )
+                .ok()??;
+            // The holder is `host/pid/random`.
+            let holder: String = row.get(0);
+            holder.split('/').nth(1)?.parse().ok()
+        })
+    }
+}

@@ -8,12 +8,15 @@
 //! (the [`super::Durability`] of the configuration does not apply: the server decides). A
 //! page and its sequence are read in one `REPEATABLE READ` transaction, so in one snapshot.
 //!
-//! One server writes a desk: its writer session holds the desk's advisory lock
-//! ([`hold_the_desk`]), and a second server on the same database and schema is refused at
-//! start. Were two ever to write, the sequence numbers being the log's primary key would refuse
-//! the second's commit on the first sequence both used, rather than interleave two logs.
+//! Several servers may share a desk; one writes at a time, the one holding the desk's lease
+//! ([`lease`]), and every commit checks the lease in its own transaction, so a server that lost
+//! it can never write again. Were two ever to write regardless, the sequence numbers being the
+//! log's primary key would refuse the second's commit on the first sequence both used, rather
+//! than interleave two logs. A commit notifies [`lease::CHANNEL`], which wakes the servers
+//! following the log.
 
 mod check;
+mod lease;
 mod log;
 mod schema;
 mod write;
@@ -22,7 +25,7 @@ mod write;
 pub(crate) mod scratch;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -38,7 +41,7 @@ use crate::domain::desk::{Settings, Stats};
 use crate::domain::event::Event;
 use crate::domain::review::{Escalation, EscalationState};
 use crate::domain::ticket::Ticket;
-use write::code_column;
+use write::{code_column, committed_already};
 
 /// Reader connections kept open between reads; more are opened when that many are busy, and
 /// closed after their read.
@@ -143,6 +146,12 @@ pub struct PostgresStore {
     /// looks whether its batch is there.
     uncertain: AtomicBool,
     readers: Mutex<Vec<Session>>,
+    /// The lease epoch every commit checks ([`lease::fence`]); 0 until this store leads.
+    fence: AtomicU64,
+    /// The connection that takes and renews the lease.
+    lease: Mutex<Option<Session>>,
+    /// The connection that listens for commits, for a server following the log.
+    listener: Mutex<Option<Client>>,
 }
 
 impl PostgresStore {
@@ -170,13 +179,15 @@ impl PostgresStore {
         }
         let mut writer = connect_session(&config, schema.as_deref())?;
         schema::prepare(&mut writer.client, schema.as_deref())?;
-        hold_the_desk(&mut writer.client)?;
         Ok(PostgresStore {
             config,
             schema,
             writer: Mutex::new(Some(writer)),
             uncertain: AtomicBool::new(false),
             readers: Mutex::new(Vec::new()),
+            fence: AtomicU64::new(0),
+            lease: Mutex::new(None),
+            listener: Mutex::new(None),
         })
     }
 
@@ -264,42 +275,6 @@ pub fn describe(url: &str) -> String {
     )
 }
 
-/// The first key of the advisory lock a desk's writer holds; the second is its schema's.
-const DESK_LOCK: i32 = 0x5344_4b31; // "SDK1"
-/// How long a start waits for the desk's lock: a session that just closed (a process that
-/// stopped or was killed a moment ago) lets it go as soon as PostgreSQL notices.
-const DESK_LOCK_WAIT: Duration = Duration::from_secs(3);
-
-/// Takes the session-level advisory lock that makes `client` the one writer of the desk in
-/// its schema, as SQLite's directory lock does: a second process on the same store is
-/// refused at start, and the lock goes when the session does (a killed process's connection
-/// closes, and PostgreSQL lets it go).
-fn hold_the_desk(client: &mut Client) -> Result<(), StoreError> {
-    let deadline = std::time::Instant::now() + DESK_LOCK_WAIT;
-    let (database, schema) = loop {
-        let row = client.query_one(
-            "SELECT pg_try_advisory_lock($1, hashtext(current_schema())), current_database(), \
-             current_schema()",
-            &[&DESK_LOCK],
-        )?;
-        let (held, database, schema): (bool, String, Option<String>) =
-            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-        if held {
-            return Ok(());
-        }
-        if std::time::Instant::now() >= deadline {
-            break (database, schema);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    Err(StoreError::InUse(format!(
-        "the desk in PostgreSQL database {database}, schema {schema}, is in use by another \
-         servicedesk process (it holds the desk's advisory lock); stop that process, or give \
-         this one its own database or schema",
-        schema = schema.as_deref().unwrap_or("(none)")
-    )))
-}
-
 impl Drop for PostgresStore {
     fn drop(&mut self) {
         let writer = self
@@ -312,10 +287,20 @@ impl Drop for PostgresStore {
                 .get_mut()
                 .unwrap_or_else(PoisonError::into_inner),
         );
+        let lease = self
+            .lease
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let listener = self
+            .listener
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         // A blocking client closes its connection with a call of its own as it drops, which
         // panics on an async worker (where the desk's last handle may go): there, on a thread.
         if tokio::runtime::Handle::try_current().is_ok() {
-            let closing = std::thread::spawn(move || drop((writer, readers)));
+            let closing = std::thread::spawn(move || drop((writer, readers, lease, listener)));
             let _ = closing.join();
         }
     }
@@ -373,27 +358,6 @@ fn head(client: &mut impl GenericClient, statements: &mut Statements) -> Result<
         None => None,
     };
     seq.map_or(Ok(0), log::seq_from)
-}
-
-/// Whether `batch` was committed already: its first event is in the log (a batch is written
-/// whole or not at all, and sequences are never reused). A batch without events is written
-/// again: its rows are upserts, apart from a settings change's audit row, which may then be
-/// there twice.
-fn committed_already(
-    client: &mut impl GenericClient,
-    statements: &mut Statements,
-    batch: &CommitBatch,
-) -> Result<bool, StoreError> {
-    let Some(first) = batch.events.first() else {
-        return Ok(false);
-    };
-    let row = query_opt(
-        client,
-        statements,
-        "SELECT 1 FROM events WHERE seq = $1",
-        &[&log::seq_column(first.seq)?],
-    )?;
-    Ok(row.is_some())
 }
 
 /// A page's `LIMIT`: one more than asked, to know whether more follow.
@@ -470,14 +434,40 @@ fn key_from(row: &postgres::Row) -> Result<KeyRecord, StoreError> {
     })
 }
 
+/// Every API key, oldest first.
+fn read_keys(
+    client: &mut impl GenericClient,
+    statements: &mut Statements,
+) -> Result<Vec<KeyRecord>, StoreError> {
+    query(
+        client,
+        statements,
+        "SELECT key_id, client_id, client_name, permissions, secret_sha256, created_ms, last_used_ms, revoked
+         FROM api_keys ORDER BY created_ms, key_id",
+        &[],
+    )?
+    .iter()
+    .map(key_from)
+    .collect()
+}
+
 impl Store for PostgresStore {
     fn load(&self) -> Result<Loaded, StoreError> {
         self.read_snapshot(|tx, statements| {
-            let seeded =
-                query_opt(tx, statements, "SELECT value FROM meta WHERE key = 'seeded'", &[])?
-                    .is_some();
+            let seeded = query_opt(
+                tx,
+                statements,
+                "SELECT value FROM meta WHERE key = 'seeded'",
+                &[],
+            )?
+            .is_some();
             let agents = bodies(
-                &query(tx, statements, "SELECT body FROM agents ORDER BY agent_id", &[])?,
+                &query(
+                    tx,
+                    statements,
+                    "SELECT body FROM agents ORDER BY agent_id",
+                    &[],
+                )?,
                 records::agent_from,
             )?;
             let mut reviewers = bodies(
@@ -500,16 +490,7 @@ impl Store for PostgresStore {
                 )?,
                 records::escalation_from,
             )?;
-            let keys = query(
-                tx,
-                statements,
-                "SELECT key_id, client_id, client_name, permissions, secret_sha256, created_ms, last_used_ms, revoked
-                 FROM api_keys ORDER BY created_ms, key_id",
-                &[],
-            )?
-            .iter()
-            .map(key_from)
-            .collect::<Result<Vec<_>, _>>()?;
+            let keys = read_keys(tx, statements)?;
             let settings = query_opt(
                 tx,
                 statements,
@@ -518,10 +499,15 @@ impl Store for PostgresStore {
             )?
             .map(|row| from_json::<Settings>("settings", row.try_get(0)?))
             .transpose()?;
-            let stats = query_opt(tx, statements, "SELECT value FROM meta WHERE key = 'stats'", &[])?
-                .map(|row| from_json::<Stats>("running totals", row.try_get(0)?))
-                .transpose()?
-                .unwrap_or_default();
+            let stats = query_opt(
+                tx,
+                statements,
+                "SELECT value FROM meta WHERE key = 'stats'",
+                &[],
+            )?
+            .map(|row| from_json::<Stats>("running totals", row.try_get(0)?))
+            .transpose()?
+            .unwrap_or_default();
             let last_seq = head(tx, statements)?;
             Ok(Loaded {
                 seeded,
@@ -548,14 +534,11 @@ impl Store for PostgresStore {
         // runtime's retries of a failed commit reach the server again.
         let session = match writer.as_mut() {
             Some(session) if !session.client.is_closed() => session,
-            _ => {
-                let mut session = self.new_session()?;
-                hold_the_desk(&mut session.client)?;
-                writer.insert(session)
-            }
+            _ => writer.insert(self.new_session()?),
         };
         let Session { client, statements } = session;
         let mut tx = client.transaction()?;
+        lease::fence(&mut tx, statements, self.fence.load(Ordering::SeqCst))?;
         // After a failure the runtime commits the same batch again; if the failure was the
         // answer to a COMMIT that the server carried out (the connection broke on the way
         // back), the batch is there already, whole: that is success, not a duplicate.

@@ -83,6 +83,17 @@ CREATE TABLE config_changes (
     body TEXT NOT NULL
 );
 "#,
+    // 2: the desk's lease (one row): which of the servers sharing the desk writes, until when
+    // by the database's clock, and the epoch every commit checks.
+    r#"
+CREATE TABLE desk_lease (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    holder TEXT NOT NULL,
+    address TEXT NOT NULL,
+    epoch BIGINT NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL
+);
+"#,
 ];
 
 /// The version this code reads and writes.

@@ -2,11 +2,11 @@
 //! state in it), then its events, then agents, reviewers, keys, settings and totals, and the
 //! batch's compaction, all in the caller's one transaction.
 
-use postgres::Transaction;
+use postgres::{GenericClient, Transaction};
 
 use super::super::records::{self, encode};
 use super::super::{CommitBatch, CommitReport, KeyChange, StoreError};
-use super::{log, Statements};
+use super::{log, query_opt, Statements};
 use crate::domain::event::EventBody;
 use crate::domain::review::{Escalation, EscalationState};
 use crate::domain::ticket::Ticket;
@@ -30,6 +30,11 @@ pub(super) fn commit(
         }
     }
     log::append(tx, statements, &batch.events)?;
+    if !batch.events.is_empty() {
+        // Delivered when (and only if) the transaction commits: wakes the followers.
+        let statement = statements.prepare(tx, "SELECT pg_notify($1, current_schema())")?;
+        tx.execute(&statement, &[&super::lease::CHANNEL])?;
+    }
 
     for agent in &batch.agents {
         let statement = statements.prepare(
@@ -228,4 +233,25 @@ fn key_change(
         }
     }
     Ok(())
+}
+
+/// Whether `batch` was committed already: its first event is in the log (a batch is written
+/// whole or not at all, and sequences are never reused). A batch without events is written
+/// again: its rows are upserts, apart from a settings change's audit row, which may then be
+/// there twice.
+pub(super) fn committed_already(
+    client: &mut impl GenericClient,
+    statements: &mut Statements,
+    batch: &CommitBatch,
+) -> Result<bool, StoreError> {
+    let Some(first) = batch.events.first() else {
+        return Ok(false);
+    };
+    let row = query_opt(
+        client,
+        statements,
+        "SELECT 1 FROM events WHERE seq = $1",
+        &[&log::seq_column(first.seq)?],
+    )?;
+    Ok(row.is_some())
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::Router;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
@@ -19,7 +20,7 @@ use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
 use crate::api::connections::{self, ConnectionLimits};
-use crate::api::{Api, ApiKeyCheck, EdgeLayer, EdgeLimits};
+use crate::api::{Api, ApiKeyCheck, EdgeLayer, EdgeLimits, ForwardLayer};
 use crate::clock::now_ms;
 use crate::config::{Config, ServerLimits, TlsSection};
 use crate::domain::desk::Desk;
@@ -32,8 +33,16 @@ use crate::proto::v1::admin_service_server::AdminServiceServer;
 use crate::proto::v1::agent_service_server::AgentServiceServer;
 use crate::proto::v1::desk_service_server::DeskServiceServer;
 use crate::proto::v1::escalation_service_server::EscalationServiceServer;
-use crate::runtime::{Runtime, RuntimeOptions, Seed};
+use crate::runtime::{DeskHandle, Runtime, RuntimeOptions, Seed, StopError};
 use crate::store;
+
+mod replicas;
+
+/// The layers in front of every service: the edge (load, limits), then forwarding.
+type Layers = tower::layer::util::Stack<
+    ForwardLayer,
+    tower::layer::util::Stack<EdgeLayer, tower::layer::util::Identity>,
+>;
 
 /// Name of the file holding the first admin key of a store started without `--dev`.
 pub const ADMIN_KEY_FILE: &str = "admin.key";
@@ -60,59 +69,101 @@ pub async fn run(
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
-    let runtime = open_desk(&config).await?;
+    let stop = CancellationToken::new();
+    let stopping = stop.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopping.cancel();
+    });
+    let opened = open_store(&config).await?;
+    // Bound once: a server that changes role keeps its address and the connections waiting.
+    let listener = std::net::TcpListener::bind(config.listen)
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    listener.set_nonblocking(true)?;
+    match opened.shared {
+        None => {
+            lead(&config, opened.store, &listener, None, &stop).await?;
+            Ok(())
+        }
+        Some(shared) => replicas::run(&config, (opened.store, shared), &listener, &stop).await,
+    }
+}
+
+/// How a leader's term ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    /// Shutdown was asked for (or the desk stopped itself).
+    Stopped,
+    /// Another server took the desk's lease: this one wrote nothing after.
+    Deposed,
+}
+
+/// Runs the desk in this server until shutdown or, with a lease, until the lease is lost:
+/// restore it from the store, serve, then flush the store.
+async fn lead(
+    config: &Config,
+    store: Arc<dyn store::Store>,
+    listener: &std::net::TcpListener,
+    lease: Option<replicas::Term>,
+    stop: &CancellationToken,
+) -> anyhow::Result<Ended> {
+    let runtime = start_desk(config, store).await?;
+    let handle = runtime.handle.clone();
+    let keeper = lease.map(|term| term.keep(handle.closing().clone()));
     let (health, health_service) = tonic_health::server::health_reporter();
     for service in SERVICES.into_iter().chain([STORE_HEALTH]) {
         health
             .set_service_status(service, ServingStatus::Serving)
             .await;
     }
-    tokio::spawn(report_store_health(runtime.handle.clone(), health.clone()));
-    let limits = &config.server;
-    let edge = EdgeLayer::new(EdgeLimits {
-        calls: limits.max_concurrent_requests,
-        per_client: limits.per_client(),
-        body_deadline: Duration::from_secs(limits.request_body_secs),
-    });
-    let router = services(&config, &runtime, health_service, edge.clone())?;
-    serve(&config, &runtime, router, (health, edge), shutdown).await?;
-    runtime
-        .shutdown()
-        .await
-        .context("the store could not be flushed")?;
+    tokio::spawn(report_store_health(handle.clone(), health.clone()));
+    let edge = edge_layer(&config.server);
+    let router = services(
+        config,
+        &handle,
+        health_service,
+        (edge.clone(), ForwardLayer::leads()),
+    )?;
+    serve(config, &handle, listener, router, (health, edge), stop).await?;
+    let deposed = keeper.as_ref().is_some_and(|k| k.deposed());
+    match runtime.shutdown().await {
+        Err(StopError::Store(store::StoreError::Deposed(why))) => {
+            tracing::warn!("{why}");
+            return Ok(Ended::Deposed);
+        }
+        result => result.context("the store could not be flushed")?,
+    }
+    if let Some(keeper) = keeper {
+        if deposed {
+            return Ok(Ended::Deposed);
+        }
+        keeper.release().await;
+    }
     tracing::info!("stopped; every acknowledged change is on disk");
-    Ok(())
+    Ok(Ended::Stopped)
 }
 
-/// Opens the store, rebuilds the desk from it, starts the runtime, and seeds a new desk.
-pub async fn open_desk(config: &Config) -> anyhow::Result<Runtime> {
-    let settings = config.store.clone();
-    let depth = if config.full_check {
-        store::CheckDepth::Full
-    } else {
-        store::CheckDepth::Start
-    };
-    // Off the async workers: a PostgreSQL store's client blocks.
-    let (store, mut loaded) = tokio::task::spawn_blocking(move || {
-        let store = store::open(&settings)
-            .with_context(|| format!("cannot open the store in {}", settings.describe()))?;
-        let started = std::time::Instant::now();
-        store
-            .check(depth)
-            .context("the store failed its check at start; the server did not start")?;
-        tracing::info!(
-            store = %settings.describe(),
-            full = depth == store::CheckDepth::Full,
-            ms = started.elapsed().as_millis() as u64,
-            "store checked"
-        );
-        let loaded = store.load().context("cannot read the store")?;
-        anyhow::Ok((store, loaded))
-    })
-    .await
-    .context("opening the store stopped short")??;
-    let stored_keys = std::mem::take(&mut loaded.keys);
-    let last_seq = loaded.last_seq;
+/// The key ring of the stored keys, with the development keys under `--dev`.
+fn key_ring(config: &Config, stored: Vec<store::KeyRecord>) -> KeyRing {
+    if config.dev {
+        tracing::warn!("development mode: the well-known keys test-key-123 and admin-key-456 are accepted; never use --dev in production");
+    }
+    KeyRing::new(stored, config.dev)
+}
+
+/// How the runtime keeps events and stops, from the configuration.
+fn runtime_options(config: &Config) -> RuntimeOptions {
+    RuntimeOptions {
+        live_event_buffer: config.server.live_event_buffer,
+        live_event_bytes: config.server.live_event_bytes,
+        event_retention: config.event_retention,
+        shutdown_grace: config.shutdown_grace,
+        ..RuntimeOptions::default()
+    }
+}
+
+/// The classifier and knowledge base the configuration names.
+fn triage(config: &Config) -> anyhow::Result<Arc<Triage>> {
     let kb = match &config.knowledge_base {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -122,6 +173,56 @@ pub async fn open_desk(config: &Config) -> anyhow::Result<Runtime> {
         }
         None => KnowledgeBase::default_kb(),
     };
+    Ok(Arc::new(Triage::new(config.classifier.clone(), kb)))
+}
+
+/// The edge layer of `[server]`'s limits.
+fn edge_layer(limits: &ServerLimits) -> EdgeLayer {
+    EdgeLayer::new(EdgeLimits {
+        calls: limits.max_concurrent_requests,
+        per_client: limits.per_client(),
+        body_deadline: Duration::from_secs(limits.request_body_secs),
+    })
+}
+
+/// Opens the store and checks it.
+async fn open_store(config: &Config) -> anyhow::Result<store::Opened> {
+    let settings = config.store.clone();
+    let depth = if config.full_check {
+        store::CheckDepth::Full
+    } else {
+        store::CheckDepth::Start
+    };
+    // Off the async workers: a PostgreSQL store's client blocks.
+    tokio::task::spawn_blocking(move || {
+        let opened = store::open(&settings)
+            .with_context(|| format!("cannot open the store in {}", settings.describe()))?;
+        let started = std::time::Instant::now();
+        opened
+            .store
+            .check(depth)
+            .context("the store failed its check at start; the server did not start")?;
+        tracing::info!(
+            store = %settings.describe(),
+            full = depth == store::CheckDepth::Full,
+            ms = started.elapsed().as_millis() as u64,
+            "store checked"
+        );
+        anyhow::Ok(opened)
+    })
+    .await
+    .context("opening the store stopped short")?
+}
+
+/// Rebuilds the desk from the store, starts the runtime, and seeds a new desk.
+async fn start_desk(config: &Config, store: Arc<dyn store::Store>) -> anyhow::Result<Runtime> {
+    let reading = store.clone();
+    let mut loaded = tokio::task::spawn_blocking(move || reading.load())
+        .await
+        .context("reading the store stopped short")?
+        .context("cannot read the store")?;
+    let stored_keys = std::mem::take(&mut loaded.keys);
+    let last_seq = loaded.last_seq;
     let mesh =
         Mesh::new(config.tiers.clone()).map_err(|e| anyhow::anyhow!("invalid tiers: {e}"))?;
     let settings = loaded
@@ -144,19 +245,8 @@ pub async fn open_desk(config: &Config) -> anyhow::Result<Runtime> {
         last_sequence = last_seq,
         "desk restored"
     );
-    let keys = KeyRing::new(stored_keys, config.dev);
-    if config.dev {
-        tracing::warn!("development mode: the well-known keys test-key-123 and admin-key-456 are accepted; never use --dev in production");
-    }
-    let options = RuntimeOptions {
-        live_event_buffer: config.server.live_event_buffer,
-        live_event_bytes: config.server.live_event_bytes,
-        event_retention: config.event_retention,
-        shutdown_grace: config.shutdown_grace,
-        ..RuntimeOptions::default()
-    };
-    let triage = Arc::new(Triage::new(config.classifier.clone(), kb));
-    let runtime = Runtime::start(desk, keys, store, triage, options);
+    let keys = key_ring(config, stored_keys);
+    let runtime = Runtime::start(desk, keys, store, triage(config)?, runtime_options(config));
     if !seeded {
         seed(config, &runtime).await?;
     }
@@ -165,15 +255,14 @@ pub async fn open_desk(config: &Config) -> anyhow::Result<Runtime> {
 
 /// The desk's four services behind their API-key interceptors, health and reflection, behind
 /// the edge layer (load shedding, oversized requests, per-call debug lines).
-pub fn services(
+fn services(
     config: &Config,
-    runtime: &Runtime,
+    handle: &DeskHandle,
     health: tonic_health::pb::health_server::HealthServer<
         impl tonic_health::pb::health_server::Health,
     >,
-    edge: EdgeLayer,
-) -> anyhow::Result<Router<tower::layer::util::Stack<EdgeLayer, tower::layer::util::Identity>>> {
-    let handle = &runtime.handle;
+    (edge, forward): (EdgeLayer, ForwardLayer),
+) -> anyhow::Result<Router<Layers>> {
     let api = Api::new(
         handle.clone(),
         config.limits.clone(),
@@ -222,6 +311,7 @@ pub fn services(
         .http2_keepalive_timeout(Some(Duration::from_secs(limits.keepalive_timeout_secs)))
         .http2_max_pending_accept_reset_streams(Some(100))
         .layer(edge)
+        .layer(forward)
         .add_service(health)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
@@ -234,24 +324,24 @@ pub fn services(
 /// Listens and serves until `shutdown` resolves or the desk stops itself; then drains: health
 /// NOT_SERVING, no new connections, streams and waiting calls end, unary calls in flight get
 /// the grace period.
-pub async fn serve(
+async fn serve(
     config: &Config,
-    runtime: &Runtime,
-    router: Router<tower::layer::util::Stack<EdgeLayer, tower::layer::util::Identity>>,
+    handle: &DeskHandle,
+    listener: &std::net::TcpListener,
+    router: Router<Layers>,
     (health, edge): (HealthReporter, EdgeLayer),
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    stop: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listener = TcpListener::from_std(listener.try_clone()?)?;
     let addr = listener.local_addr()?;
     let incoming = connections::incoming(listener, connection_limits(&config.server));
-    let closing = runtime.handle.closing().clone();
+    let closing = handle.closing().clone();
     let draining = closing.clone();
+    let shutdown = stop.clone();
     let signal = async move {
         tokio::select! {
-            _ = shutdown => tracing::info!("shutdown requested: draining"),
-            _ = draining.cancelled() => tracing::error!("the desk stopped itself: draining"),
+            _ = shutdown.cancelled() => tracing::info!("shutdown requested: draining"),
+            _ = draining.cancelled() => tracing::info!("this server's part in the desk ended: draining"),
         }
         for service in SERVICES.into_iter().chain([""]) {
             health

@@ -1,0 +1,164 @@
+//! Forwarding to the leader: on a server that follows the desk, every call that changes it
+//! (and every read only the desk in memory answers: agents, reviewers, keys, status) goes to
+//! the server holding the desk's lease, whole: its metadata (the caller's key), its deadline
+//! (`grpc-timeout`) and its messages, streams included, with the leader's answer coming back
+//! as it is. Reads the store answers (tickets, escalations, histories) and every watch are
+//! served where they arrive.
+//!
+//! A forwarded call carries [`FORWARDED`]; a server that receives one without leading (the
+//! lease changed hands on the way) answers UNAVAILABLE rather than forward it again, and so
+//! does a follower that knows no leader (during a failover): clients retry, with their
+//! idempotency key where the call has one.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::sync::watch;
+use tonic::codegen::http;
+use tonic::transport::Channel;
+use tower::{Layer, Service};
+
+use super::status;
+
+/// The header a forwarded call carries: the forwarding server's name.
+pub const FORWARDED: &str = "servicedesk-forwarded-by";
+
+/// The calls a follower answers itself: reads of the store, and watches of the log.
+const SERVED_HERE: &[&str] = &[
+    "/servicedesk.v1.DeskService/GetTicket",
+    "/servicedesk.v1.DeskService/ListTickets",
+    "/servicedesk.v1.DeskService/WatchTicket",
+    "/servicedesk.v1.DeskService/GetCustomerHistory",
+    "/servicedesk.v1.EscalationService/GetEscalation",
+    "/servicedesk.v1.EscalationService/ListEscalations",
+    "/servicedesk.v1.EscalationService/WatchEscalations",
+    "/servicedesk.v1.AdminService/WatchEvents",
+];
+
+/// Services every server answers itself, whatever its role.
+const LOCAL_SERVICES: &[&str] = &["/grpc.health.v1.", "/grpc.reflection."];
+
+/// Where a server sends the calls it does not answer itself.
+#[derive(Clone, Debug)]
+pub enum Route {
+    /// This server leads: it answers everything.
+    Leads,
+    /// Another server leads, at this address.
+    Follows { leader: String, channel: Channel },
+    /// Nobody leads right now (the lease expired and is not taken yet).
+    NoLeader,
+}
+
+/// The tower layer that forwards: a pass-through while the route says this server leads.
+#[derive(Clone)]
+pub struct ForwardLayer {
+    route: watch::Receiver<Route>,
+    /// This server's name, sent with what it forwards.
+    name: http::HeaderValue,
+}
+
+impl ForwardLayer {
+    pub fn new(route: watch::Receiver<Route>, name: &str) -> Self {
+        ForwardLayer {
+            route,
+            name: http::HeaderValue::from_str(name)
+                .unwrap_or_else(|_| http::HeaderValue::from_static("servicedesk")),
+        }
+    }
+
+    /// A layer for a server that always leads (on the embedded store).
+    pub fn leads() -> Self {
+        Self::new(watch::channel(Route::Leads).1, "servicedesk")
+    }
+}
+
+impl<S> Layer<S> for ForwardLayer {
+    type Service = Forward<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Forward {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Forward<S> {
+    inner: S,
+    layer: ForwardLayer,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// Whether a follower answers `path` itself.
+fn served_here(path: &str) -> bool {
+    SERVED_HERE.contains(&path) || LOCAL_SERVICES.iter().any(|s| path.starts_with(s))
+}
+
+impl<S, ResBody> Service<http::Request<tonic::body::Body>> for Forward<S>
+where
+    S: Service<http::Request<tonic::body::Body>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ResBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    ResBody::Error: Into<tonic::codegen::StdError>,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<tonic::body::Body>) -> Self::Future {
+        let route = self.layer.route.borrow().clone();
+        let here = matches!(route, Route::Leads) || served_here(request.uri().path());
+        if here {
+            let call = self.inner.call(request);
+            return Box::pin(async move { Ok(call.await?.map(tonic::body::Body::new)) });
+        }
+        let channel = match route {
+            _ if request.headers().contains_key(FORWARDED) => {
+                return refuse(
+                    "this server does not lead the desk (the lease changed hands); retry",
+                )
+            }
+            Route::Follows { channel, .. } => channel,
+            Route::Leads | Route::NoLeader => {
+                return refuse(
+                    "no server leads the desk right now (a failover is under way); retry in a \
+                     moment",
+                )
+            }
+        };
+        request
+            .headers_mut()
+            .insert(FORWARDED, self.layer.name.clone());
+        Box::pin(async move {
+            let mut channel = channel;
+            let ready = std::future::poll_fn(|cx| channel.poll_ready(cx)).await;
+            let answer = match ready {
+                Ok(()) => channel.call(request).await,
+                Err(e) => Err(e),
+            };
+            Ok(answer.unwrap_or_else(|e| {
+                tracing::debug!(error = %e, "forwarding to the leader failed");
+                status::unavailable(&format!(
+                    "the server leading the desk cannot be reached ({e}); retry"
+                ))
+                .into_http()
+            }))
+        })
+    }
+}
+
+/// UNAVAILABLE at once, saying why.
+fn refuse<E: Send + 'static>(
+    message: &str,
+) -> BoxFuture<Result<http::Response<tonic::body::Body>, E>> {
+    let refused = status::unavailable(message).into_http();
+    Box::pin(async move { Ok(refused) })
+}

@@ -1,0 +1,166 @@
+//! A desk this server follows without leading it: another server (the lease's holder) runs
+//! the desk and commits to the shared store; this one serves reads and watches from the store.
+//!
+//! A follower has no desk in memory and no job queue: its [`DeskHandle`] reads the store, and
+//! a command sent to it fails as unavailable (the API forwards commands to the leader before
+//! they get here). The tail thread follows the committed log by sequence, woken by the store's
+//! commit notifications or a short poll, and publishes each event on a [`LiveFeed`] exactly
+//! as a leader's writer does: watches on a follower see every event once, in order, and
+//! resume by sequence as anywhere else. It also keeps the key ring in step with the stored
+//! keys (a key revoked on the leader ends its streams here too), and reports a store it cannot
+//! read as failing.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::handle::{self, DeskHandle};
+use super::live::LiveFeed;
+use super::{RuntimeOptions, StoreHealth};
+use crate::domain::triage::Triage;
+use crate::keys::KeyRing;
+use crate::store::{SharedStore, Store};
+
+/// The longest a follower waits for a commit notification before it reads the log anyway
+/// (engines without notifications, a notification lost with its connection).
+const POLL: Duration = Duration::from_millis(250);
+/// Events read from the log at a time.
+const TAIL_PAGE: usize = 512;
+/// How often the key ring is read again from the store.
+const KEYS_EVERY: Duration = Duration::from_secs(1);
+/// The longest wait between two attempts on a store that fails.
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// A followed desk: its handle, and the tail thread feeding it.
+pub struct Follower {
+    pub handle: DeskHandle,
+    tail: std::thread::JoinHandle<()>,
+}
+
+impl Follower {
+    /// Starts following the log after `head` (the store's head when the keys were read).
+    pub fn start(
+        (store, shared): (Arc<dyn Store>, Arc<dyn SharedStore>),
+        (keys, head): (KeyRing, u64),
+        triage: Arc<Triage>,
+        options: &RuntimeOptions,
+    ) -> Follower {
+        let live = Arc::new(LiveFeed::new(
+            (options.live_event_buffer, options.live_event_bytes),
+            head,
+        ));
+        let keys = Arc::new(RwLock::new(keys));
+        let closing = CancellationToken::new();
+        let (health, store_health) = watch::channel(StoreHealth::Healthy);
+        // No task takes jobs: a command sent here fails as unavailable.
+        let (jobs, _) = mpsc::channel(1);
+        let handle = DeskHandle::new(handle::Parts {
+            jobs,
+            store: store.clone(),
+            live: live.clone(),
+            keys: keys.clone(),
+            closing: closing.clone(),
+            triage,
+            clock: options.clock.clone(),
+            answer_grace: options.shutdown_grace / 2,
+            store_health,
+        });
+        let tail = Tail {
+            store,
+            shared,
+            live,
+            keys,
+            health,
+            closing,
+            head,
+        };
+        let tail = std::thread::Builder::new()
+            .name("desk-follower".into())
+            .spawn(move || tail.run())
+            .expect("spawn the follower thread");
+        Follower { handle, tail }
+    }
+
+    /// Ends the follower's streams and its tail thread.
+    pub async fn stop(self) {
+        self.handle.closing().cancel();
+        let tail = self.tail;
+        let _ = tokio::task::spawn_blocking(move || tail.join()).await;
+    }
+}
+
+struct Tail {
+    store: Arc<dyn Store>,
+    shared: Arc<dyn SharedStore>,
+    live: Arc<LiveFeed>,
+    keys: Arc<RwLock<KeyRing>>,
+    health: watch::Sender<StoreHealth>,
+    closing: CancellationToken,
+    head: u64,
+}
+
+impl Tail {
+    fn run(mut self) {
+        let mut keys_read = Instant::now();
+        let mut wait = Duration::ZERO;
+        let mut full_page = false;
+        while !self.closing.is_cancelled() {
+            let step = self.step(&mut keys_read, full_page);
+            match step {
+                Ok(full) => {
+                    full_page = full;
+                    wait = Duration::ZERO;
+                    if !matches!(*self.health.borrow(), StoreHealth::Healthy) {
+                        tracing::info!("the store answers again; following the log");
+                        self.health.send_replace(StoreHealth::Healthy);
+                    }
+                }
+                Err(err) => {
+                    if matches!(*self.health.borrow(), StoreHealth::Healthy) {
+                        tracing::error!(error = %err, "cannot read the shared store; retrying");
+                    }
+                    self.health
+                        .send_replace(StoreHealth::Failing(err.to_string()));
+                    wait = (wait * 2).clamp(Duration::from_millis(50), RETRY_MAX);
+                    std::thread::sleep(wait);
+                }
+            }
+        }
+    }
+
+    /// Waits for a commit (unless the last page was full), publishes what was committed,
+    /// and reads the keys when due; true when a full page was read (more may wait).
+    fn step(
+        &mut self,
+        keys_read: &mut Instant,
+        full_page: bool,
+    ) -> Result<bool, crate::store::StoreError> {
+        if !full_page {
+            self.shared.wait_for_commits(POLL)?;
+        }
+        let events = self.store.events_after(self.head, TAIL_PAGE)?;
+        let full = events.len() == TAIL_PAGE;
+        for event in events {
+            if event.seq != self.head + 1 {
+                tracing::warn!(
+                    expected = self.head + 1,
+                    found = event.seq,
+                    "the followed log skips sequences (compacted past this follower)"
+                );
+            }
+            self.head = event.seq;
+            self.live.publish(event);
+        }
+        if keys_read.elapsed() >= KEYS_EVERY {
+            let stored = self.shared.keys()?;
+            self.keys
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .follow(stored);
+            *keys_read = Instant::now();
+        }
+        Ok(full)
+    }
+}

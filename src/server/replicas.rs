@@ -1,0 +1,308 @@
+//! Servers sharing one desk in PostgreSQL: each either leads it (holds the desk's lease, runs
+//! the desk in memory and commits) or follows it (serves reads and watches from the store,
+//! forwards the rest to the leader), and changes role as the lease changes hands.
+//!
+//! A server starts by trying to take the lease. The leader renews it every fifth of its TTL;
+//! when a renewal finds the lease taken (it was paused or cut off for longer than the TTL), or
+//! no renewal succeeded for a whole TTL, the desk stops at once, and the server follows. A
+//! follower reads the lease as often, dials the leader it names, and takes the lease once it
+//! expired: it stops serving as a follower, restores the desk from the store and leads. The
+//! listening socket stays open throughout, so connections that arrive during a change wait
+//! for the new role instead of being refused.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Endpoint;
+use tonic_health::ServingStatus;
+
+use super::{
+    edge_layer, key_ring, lead, report_store_health, runtime_options, serve, services, triage,
+    Ended, SERVICES, STORE_HEALTH,
+};
+use crate::api::{ForwardLayer, Route};
+use crate::config::Config;
+use crate::runtime::Follower;
+use crate::store::{SharedStore, Store};
+
+/// This server as the others see it.
+#[derive(Clone, Debug)]
+struct Me {
+    /// Unique per process: the lease's holder.
+    name: String,
+    /// What the others dial to forward to it.
+    address: String,
+}
+
+/// Runs this server as one of the desk's servers until shutdown.
+pub(super) async fn run(
+    config: &Config,
+    (store, shared): (Arc<dyn Store>, Arc<dyn SharedStore>),
+    listener: &std::net::TcpListener,
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
+    let me = Me {
+        name: holder_name(),
+        address: advertised(config, listener.local_addr()?),
+    };
+    let ttl = config.replication.lease_ttl;
+    tracing::info!(name = %me.name, address = %me.address, lease_ttl_secs = ttl.as_secs(), "one of the servers sharing the desk");
+    let mut term = take_lease(&shared, &me, ttl).await?;
+    loop {
+        let now = match term.take() {
+            Some(term) => term,
+            None => match follow(config, (&store, &shared), listener, &me, stop).await? {
+                Some(term) => term,
+                None => return Ok(()),
+            },
+        };
+        tracing::info!(epoch = now.epoch, address = %me.address, "this server leads the desk");
+        match lead(config, store.clone(), listener, Some(now), stop).await? {
+            Ended::Stopped => return Ok(()),
+            Ended::Deposed if stop.is_cancelled() => return Ok(()),
+            Ended::Deposed => {
+                tracing::warn!("this server no longer leads the desk; it follows the new leader")
+            }
+        }
+    }
+}
+
+/// The lease, if it is free.
+async fn take_lease(
+    shared: &Arc<dyn SharedStore>,
+    me: &Me,
+    ttl: Duration,
+) -> anyhow::Result<Option<Term>> {
+    let (asking, name, address) = (shared.clone(), me.name.clone(), me.address.clone());
+    let epoch = tokio::task::spawn_blocking(move || asking.try_lead(&name, &address, ttl))
+        .await?
+        .context("cannot read the desk's lease")?;
+    Ok(epoch.map(|epoch| Term {
+        shared: shared.clone(),
+        epoch,
+        ttl,
+    }))
+}
+
+/// A name no other process has: the host, the process id and a random part.
+fn holder_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "servicedesk".into());
+    format!(
+        "{host}/{}/{:04x}",
+        std::process::id(),
+        rand::random::<u16>()
+    )
+}
+
+/// The address the configuration advertises, else the one listened on (loopback for every
+/// interface, which only servers on the same machine can dial: a warning says so).
+fn advertised(config: &Config, listening: SocketAddr) -> String {
+    if let Some(address) = &config.replication.advertise_address {
+        return address.clone();
+    }
+    let mut address = listening;
+    if address.ip().is_unspecified() {
+        address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        tracing::warn!(%address, "listening on every interface without [store] advertise_address: the other servers of the desk can forward to this one only from this machine");
+    }
+    format!("http://{address}")
+}
+
+/// A lease this server holds.
+pub(super) struct Term {
+    shared: Arc<dyn SharedStore>,
+    epoch: u64,
+    ttl: Duration,
+}
+
+impl Term {
+    /// Renews the lease every fifth of its TTL while the desk runs. Once a renewal finds it
+    /// taken, or none succeeded for a whole TTL, ends the desk (`closing`): it takes no more
+    /// work, and its commits would be refused anyway.
+    pub(super) fn keep(self, closing: CancellationToken) -> Keeper {
+        let deposed = Arc::new(AtomicBool::new(false));
+        let (shared, epoch, ttl) = (self.shared.clone(), self.epoch, self.ttl);
+        let lost = deposed.clone();
+        let task = tokio::spawn(async move {
+            let mut valid_until = Instant::now() + ttl;
+            loop {
+                tokio::select! {
+                    _ = closing.cancelled() => return,
+                    _ = tokio::time::sleep(ttl / 5) => {}
+                }
+                let asked = Instant::now();
+                let renewing = shared.clone();
+                let renewed = tokio::task::spawn_blocking(move || renewing.renew(epoch, ttl)).await;
+                let why = match renewed {
+                    Ok(Ok(true)) => {
+                        valid_until = asked + ttl;
+                        continue;
+                    }
+                    Ok(Ok(false)) => "another server took the desk's lease".to_string(),
+                    Ok(Err(e)) if Instant::now() < valid_until => {
+                        tracing::warn!(error = %e, "cannot renew the desk's lease; retrying");
+                        continue;
+                    }
+                    Ok(Err(e)) => format!("the lease could not be renewed for a whole TTL ({e})"),
+                    Err(e) => format!("the lease renewal failed ({e})"),
+                };
+                tracing::error!(epoch, "{why}: this server stops leading the desk");
+                lost.store(true, Ordering::SeqCst);
+                closing.cancel();
+                return;
+            }
+        });
+        Keeper {
+            term: self,
+            deposed,
+            task,
+        }
+    }
+}
+
+/// The renewal of a lease held.
+pub(super) struct Keeper {
+    term: Term,
+    deposed: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Keeper {
+    /// Whether the lease was lost.
+    pub(super) fn deposed(&self) -> bool {
+        self.deposed.load(Ordering::SeqCst)
+    }
+
+    /// Lets the lease go now (the desk stopped and flushed): another server takes over at
+    /// once instead of after the TTL.
+    pub(super) async fn release(self) {
+        self.task.abort();
+        let (shared, epoch) = (self.term.shared.clone(), self.term.epoch);
+        match tokio::task::spawn_blocking(move || shared.release(epoch)).await {
+            Ok(Ok(())) => tracing::info!(epoch, "let the desk's lease go"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "could not let the lease go; it expires by itself")
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Follows the desk until shutdown (`None`) or until this server took the lease.
+async fn follow(
+    config: &Config,
+    (store, shared): (&Arc<dyn Store>, &Arc<dyn SharedStore>),
+    listener: &std::net::TcpListener,
+    me: &Me,
+    stop: &CancellationToken,
+) -> anyhow::Result<Option<Term>> {
+    let (reading, listing) = (store.clone(), shared.clone());
+    let (keys, head) =
+        tokio::task::spawn_blocking(move || anyhow::Ok((listing.keys()?, reading.head_seq()?)))
+            .await?
+            .context("cannot read the shared store")?;
+    let follower = Follower::start(
+        (store.clone(), shared.clone()),
+        (key_ring(config, keys), head),
+        triage(config)?,
+        &runtime_options(config),
+    );
+    let handle = follower.handle.clone();
+    let (route, routes) = watch::channel(Route::NoLeader);
+    let promoted = Arc::new(Mutex::new(None));
+    let watcher = tokio::spawn(watch_lease(
+        (shared.clone(), config.replication.lease_ttl),
+        me.clone(),
+        route,
+        handle.closing().clone(),
+        promoted.clone(),
+    ));
+    let (health, health_service) = tonic_health::server::health_reporter();
+    for service in SERVICES.into_iter().chain([STORE_HEALTH]) {
+        health
+            .set_service_status(service, ServingStatus::Serving)
+            .await;
+    }
+    tokio::spawn(report_store_health(handle.clone(), health.clone()));
+    let edge = edge_layer(&config.server);
+    let forward = ForwardLayer::new(routes, &me.name);
+    let router = services(config, &handle, health_service, (edge.clone(), forward))?;
+    tracing::info!(head, "following the desk");
+    serve(config, &handle, listener, router, (health, edge), stop).await?;
+    watcher.abort();
+    let _ = watcher.await;
+    follower.stop().await;
+    let term = promoted.lock().unwrap_or_else(|e| e.into_inner()).take();
+    match term {
+        Some(term) if stop.is_cancelled() => {
+            // Taken as shutdown began: let it go rather than leave it to expire.
+            term.keep(CancellationToken::new()).release().await;
+            Ok(None)
+        }
+        term => Ok(term),
+    }
+}
+
+/// Reads the lease every fifth of its TTL: routes to the leader it names, and takes it once
+/// it expired, which ends following (`closing`) with the term in `promoted`.
+async fn watch_lease(
+    (shared, ttl): (Arc<dyn SharedStore>, Duration),
+    me: Me,
+    route: watch::Sender<Route>,
+    closing: CancellationToken,
+    promoted: Arc<Mutex<Option<Term>>>,
+) {
+    loop {
+        let reading = shared.clone();
+        let lease = tokio::task::spawn_blocking(move || reading.lease()).await;
+        match lease {
+            Ok(Ok(Some(lease))) if lease.expires_in_ms > 0 && lease.holder != me.name => {
+                let same = matches!(&*route.borrow(), Route::Follows { leader, .. } if *leader == lease.address);
+                if !same {
+                    match Endpoint::from_shared(lease.address.clone()) {
+                        Ok(endpoint) => {
+                            let channel = endpoint
+                                .connect_timeout(Duration::from_secs(1))
+                                .tcp_nodelay(true)
+                                .http2_keep_alive_interval(Duration::from_secs(10))
+                                .connect_lazy();
+                            tracing::info!(leader = %lease.address, holder = %lease.holder, epoch = lease.epoch, "following the desk's leader");
+                            route.send_replace(Route::Follows {
+                                leader: lease.address,
+                                channel,
+                            });
+                        }
+                        Err(e) => {
+                            tracing::error!(address = %lease.address, error = %e, "the leader advertises an address that cannot be dialled");
+                            route.send_replace(Route::NoLeader);
+                        }
+                    }
+                }
+            }
+            Ok(Ok(_)) => match take_lease(&shared, &me, ttl).await {
+                Ok(Some(term)) => {
+                    *promoted.lock().unwrap_or_else(|e| e.into_inner()) = Some(term);
+                    route.send_replace(Route::NoLeader);
+                    closing.cancel();
+                    return;
+                }
+                // Another server was faster: read whom to follow now.
+                Ok(None) => continue,
+                Err(e) => tracing::warn!(error = %e, "cannot take the desk's expired lease"),
+            },
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot read the desk's lease"),
+            Err(_) => return,
+        }
+        tokio::time::sleep(ttl / 5).await;
+    }
+}
