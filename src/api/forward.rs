@@ -15,6 +15,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tonic::codegen::http;
 use tonic::transport::Channel;
 use tower::{Layer, Service};
@@ -56,20 +57,28 @@ pub struct ForwardLayer {
     route: watch::Receiver<Route>,
     /// This server's name, sent with what it forwards.
     name: http::HeaderValue,
+    /// Cancelled when this server stops following: calls still forwarded end UNAVAILABLE at
+    /// once (their leader is gone) instead of holding the change of role up.
+    ending: CancellationToken,
 }
 
 impl ForwardLayer {
-    pub fn new(route: watch::Receiver<Route>, name: &str) -> Self {
+    pub fn new(route: watch::Receiver<Route>, name: &str, ending: CancellationToken) -> Self {
         ForwardLayer {
             route,
             name: http::HeaderValue::from_str(name)
                 .unwrap_or_else(|_| http::HeaderValue::from_static("servicedesk")),
+            ending,
         }
     }
 
-    /// A layer for a server that always leads (on the embedded store).
+    /// A layer for a server that leads: it forwards nothing.
     pub fn leads() -> Self {
-        Self::new(watch::channel(Route::Leads).1, "servicedesk")
+        Self::new(
+            watch::channel(Route::Leads).1,
+            "servicedesk",
+            CancellationToken::new(),
+        )
     }
 }
 
@@ -137,12 +146,22 @@ where
         request
             .headers_mut()
             .insert(FORWARDED, self.layer.name.clone());
+        let ending = self.layer.ending.clone();
         Box::pin(async move {
             let mut channel = channel;
-            let ready = std::future::poll_fn(|cx| channel.poll_ready(cx)).await;
-            let answer = match ready {
-                Ok(()) => channel.call(request).await,
-                Err(e) => Err(e),
+            let forwarded = async {
+                std::future::poll_fn(|cx| channel.poll_ready(cx)).await?;
+                channel.call(request).await
+            };
+            let answer = tokio::select! {
+                answer = forwarded => answer,
+                _ = ending.cancelled() => {
+                    return Ok(status::unavailable(
+                        "the server leading the desk changed while this call was forwarded to \
+                         it; retry",
+                    )
+                    .into_http());
+                }
             };
             Ok(answer.unwrap_or_else(|e| {
                 tracing::debug!(error = %e, "forwarding to the leader failed");

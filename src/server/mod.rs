@@ -107,9 +107,19 @@ async fn lead(
     lease: Option<replicas::Term>,
     stop: &CancellationToken,
 ) -> anyhow::Result<Ended> {
+    // Renewed from the start: restoring a large desk may take longer than the lease.
+    let keeper = lease.map(replicas::Term::keep);
     let runtime = start_desk(config, store).await?;
     let handle = runtime.handle.clone();
-    let keeper = lease.map(|term| term.keep(handle.closing().clone()));
+    if let Some(keeper) = &keeper {
+        let (lost, closing) = (keeper.lost().clone(), handle.closing().clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = lost.cancelled() => closing.cancel(),
+                _ = closing.cancelled() => {}
+            }
+        });
+    }
     let (health, health_service) = tonic_health::server::health_reporter();
     for service in SERVICES.into_iter().chain([STORE_HEALTH]) {
         health
@@ -125,7 +135,7 @@ async fn lead(
         (edge.clone(), ForwardLayer::leads()),
     )?;
     serve(config, &handle, listener, router, (health, edge), stop).await?;
-    let deposed = keeper.as_ref().is_some_and(|k| k.deposed());
+    let deposed = keeper.as_ref().is_some_and(|k| k.lost().is_cancelled());
     match runtime.shutdown().await {
         Err(StopError::Store(store::StoreError::Deposed(why))) => {
             tracing::warn!("{why}");

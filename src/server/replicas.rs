@@ -11,7 +11,6 @@
 //! for the new role instead of being refused.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -126,20 +125,17 @@ pub(super) struct Term {
 }
 
 impl Term {
-    /// Renews the lease every fifth of its TTL while the desk runs. Once a renewal finds it
-    /// taken, or none succeeded for a whole TTL, ends the desk (`closing`): it takes no more
-    /// work, and its commits would be refused anyway.
-    pub(super) fn keep(self, closing: CancellationToken) -> Keeper {
-        let deposed = Arc::new(AtomicBool::new(false));
+    /// Renews the lease every fifth of its TTL from now on. Once a renewal finds it taken, or
+    /// none succeeded for a whole TTL, cancels [`Keeper::lost`]: the desk must stop taking
+    /// work (its commits would be refused anyway).
+    pub(super) fn keep(self) -> Keeper {
+        let lost = CancellationToken::new();
         let (shared, epoch, ttl) = (self.shared.clone(), self.epoch, self.ttl);
-        let lost = deposed.clone();
+        let losing = lost.clone();
         let task = tokio::spawn(async move {
             let mut valid_until = Instant::now() + ttl;
             loop {
-                tokio::select! {
-                    _ = closing.cancelled() => return,
-                    _ = tokio::time::sleep(ttl / 5) => {}
-                }
+                tokio::time::sleep(ttl / 5).await;
                 let asked = Instant::now();
                 let renewing = shared.clone();
                 let renewed = tokio::task::spawn_blocking(move || renewing.renew(epoch, ttl)).await;
@@ -157,30 +153,29 @@ impl Term {
                     Err(e) => format!("the lease renewal failed ({e})"),
                 };
                 tracing::error!(epoch, "{why}: this server stops leading the desk");
-                lost.store(true, Ordering::SeqCst);
-                closing.cancel();
+                losing.cancel();
                 return;
             }
         });
         Keeper {
             term: self,
-            deposed,
+            lost,
             task,
         }
     }
 }
 
-/// The renewal of a lease held.
+/// The renewal of a lease held; stops renewing when dropped.
 pub(super) struct Keeper {
     term: Term,
-    deposed: Arc<AtomicBool>,
+    lost: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Keeper {
-    /// Whether the lease was lost.
-    pub(super) fn deposed(&self) -> bool {
-        self.deposed.load(Ordering::SeqCst)
+    /// Cancelled when the lease is lost.
+    pub(super) fn lost(&self) -> &CancellationToken {
+        &self.lost
     }
 
     /// Lets the lease go now (the desk stopped and flushed): another server takes over at
@@ -195,6 +190,12 @@ impl Keeper {
             }
             Err(_) => {}
         }
+    }
+}
+
+impl Drop for Keeper {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
@@ -235,7 +236,7 @@ async fn follow(
     }
     tokio::spawn(report_store_health(handle.clone(), health.clone()));
     let edge = edge_layer(&config.server);
-    let forward = ForwardLayer::new(routes, &me.name);
+    let forward = ForwardLayer::new(routes, &me.name, handle.closing().clone());
     let router = services(config, &handle, health_service, (edge.clone(), forward))?;
     tracing::info!(head, "following the desk");
     serve(config, &handle, listener, router, (health, edge), stop).await?;
@@ -246,7 +247,7 @@ async fn follow(
     match term {
         Some(term) if stop.is_cancelled() => {
             // Taken as shutdown began: let it go rather than leave it to expire.
-            term.keep(CancellationToken::new()).release().await;
+            term.keep().release().await;
             Ok(None)
         }
         term => Ok(term),

@@ -483,13 +483,18 @@ impl Server {
 
     /// Sends SIGTERM and returns at once; [`Server::terminate`] then waits for the exit.
     pub fn send_sigterm(&self) {
+        self.send_signal("TERM");
+    }
+
+    /// Sends the signal (`TERM`, `STOP`, `CONT`, ...) and returns at once.
+    pub fn send_signal(&self, name: &str) {
         let pid = self.child.as_ref().expect("running child").id();
         let sent = Command::new("kill")
-            .arg("-TERM")
+            .arg(format!("-{name}"))
             .arg(pid.to_string())
             .status()
-            .expect("run kill -TERM");
-        assert!(sent.success(), "kill -TERM {pid} failed: {sent}");
+            .expect("run kill");
+        assert!(sent.success(), "kill -{name} {pid} failed: {sent}");
     }
 
     /// Sends SIGKILL (a crash), waits for the process and gives the directory back.

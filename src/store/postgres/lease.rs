@@ -119,8 +119,7 @@ impl SharedStore for PostgresStore {
                 &mut s.client,
                 &mut s.statements,
                 "UPDATE desk_lease SET expires_at = clock_timestamp() + $2 * interval '1 millisecond'
-                 WHERE id = 1 AND epoch = $1 AND expires_at >= clock_timestamp()
-                 RETURNING epoch",
+                 WHERE id = 1 AND epoch = $1 RETURNING epoch",
                 &[&epoch, &millis(ttl)],
             )
         })?;
