@@ -10,7 +10,8 @@ use std::time::Duration;
 use common::database::ScratchDesk;
 use common::*;
 use servicedesk::proto::v1::{
-    DeskEvent, GetTicketRequest, ListTicketsRequest, TicketStatus, WatchEventsRequest,
+    DeskEvent, DeskLeader, GetDeskStatusRequest, GetTicketRequest, ListTicketsRequest,
+    TicketStatus, WatchEventsRequest,
 };
 
 const EXIT_LIMIT: Duration = Duration::from_secs(30);
@@ -51,6 +52,20 @@ async fn the_log(server: &Server) -> Vec<u64> {
     });
     let events = watch.until(|e| e.sequence >= head).await;
     events.iter().map(|e| e.sequence).collect()
+}
+
+/// Who leads the desk, as GetDeskStatus on `server` says.
+async fn leader_of(server: &Server) -> DeskLeader {
+    let status = ok(
+        server
+            .admin()
+            .get_desk_status(GetDeskStatusRequest {})
+            .await,
+        "GetDeskStatus",
+    );
+    status
+        .leader
+        .expect("a shared desk's status names its leader")
 }
 
 #[tokio::test]
@@ -135,6 +150,12 @@ async fn a_second_server_on_the_same_desk_follows_it_and_takes_over_when_the_fir
     );
     // Both logs are the same, on either server.
     assert_eq!(the_log(&second).await, the_log(&first).await);
+    // Status, asked of the follower, is the leader's, and says who leads.
+    let leader = leader_of(&second).await;
+    assert_eq!(
+        (leader.address, leader.epoch),
+        (format!("http://{}", first.addr()), 1)
+    );
 
     // The leader stops and lets the lease go: the follower leads without waiting for it to
     // expire, and the log goes on where it was.
@@ -156,6 +177,11 @@ async fn a_second_server_on_the_same_desk_follows_it_and_takes_over_when_the_fir
         TicketStatus::Resolved
     );
     assert_eq!(desk.lease_holder_pid(), Some(second.pid()));
+    let leader = leader_of(&second).await;
+    assert_eq!(
+        (leader.address, leader.epoch),
+        (format!("http://{}", second.addr()), 2)
+    );
     let after = the_log(&second).await;
     assert!(after.len() > before.len());
     assert_eq!(after, (1..=after.len() as u64).collect::<Vec<_>>());

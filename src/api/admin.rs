@@ -24,6 +24,7 @@ impl AdminService for Api {
         Ok(Response::new(convert::desk_status(
             &self.desk_name,
             &status,
+            self.leader.as_deref(),
         )))
     }
 

@@ -273,7 +273,11 @@ pub fn escalation_stats(r: &ReviewReport) -> pb::EscalationStats {
     }
 }
 
-pub fn desk_status(desk_name: &str, status: &DeskStatus) -> pb::DeskStatus {
+pub fn desk_status(
+    desk_name: &str,
+    status: &DeskStatus,
+    leader: Option<&crate::store::Lease>,
+) -> pb::DeskStatus {
     let r: &StatusReport = &status.report;
     pb::DeskStatus {
         desk_name: desk_name.to_string(),
@@ -296,6 +300,11 @@ pub fn desk_status(desk_name: &str, status: &DeskStatus) -> pb::DeskStatus {
         registered_clients: status.registered_clients as u32,
         queued_tickets: r.queued_tickets,
         sequence: r.sequence,
+        leader: leader.map(|l| pb::DeskLeader {
+            address: l.address.clone(),
+            epoch: l.epoch,
+            holder: l.holder.clone(),
+        }),
     }
 }
 

@@ -51,6 +51,8 @@ pub struct Api {
     stalled_connection: Duration,
     /// One permit per server stream open (watches and agent streams), across connections.
     open_streams: Arc<Semaphore>,
+    /// This server's lease, when it leads a desk several servers share.
+    leader: Option<Arc<crate::store::Lease>>,
 }
 
 impl Api {
@@ -67,7 +69,14 @@ impl Api {
             stalled_stream: Duration::from_secs(streams.stalled_stream_secs),
             stalled_connection: Duration::from_secs(streams.stalled_connection_secs),
             open_streams: Arc::new(Semaphore::new(streams.max_open_streams)),
+            leader: None,
         }
+    }
+
+    /// The same API on a server that leads a shared desk under `lease`: status says so.
+    pub fn leading(mut self, lease: Option<crate::store::Lease>) -> Self {
+        self.leader = lease.map(Arc::new);
+        self
     }
 
     /// Opens a watch for a request's `caller` on its `connection`, counted among the server's

@@ -128,11 +128,13 @@ async fn lead(
     }
     tokio::spawn(report_store_health(handle.clone(), health.clone()));
     let edge = edge_layer(&config.server);
+    let leading = keeper.as_ref().map(|k| k.lease());
     let router = services(
         config,
         &handle,
         health_service,
         (edge.clone(), ForwardLayer::leads()),
+        leading,
     )?;
     serve(config, &handle, listener, router, (health, edge), stop).await?;
     let deposed = keeper.as_ref().is_some_and(|k| k.lost().is_cancelled());
@@ -272,13 +274,15 @@ fn services(
         impl tonic_health::pb::health_server::Health,
     >,
     (edge, forward): (EdgeLayer, ForwardLayer),
+    leading: Option<store::Lease>,
 ) -> anyhow::Result<Router<Layers>> {
     let api = Api::new(
         handle.clone(),
         config.limits.clone(),
         config.desk_name.clone(),
         &config.server,
-    );
+    )
+    .leading(leading);
     let limits = &config.server;
     let max_message = limits.max_message_bytes;
     let check = |permission, service| ApiKeyCheck::new(handle.keys(), permission, service);

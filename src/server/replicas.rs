@@ -85,6 +85,7 @@ async fn take_lease(
         shared: shared.clone(),
         epoch,
         ttl,
+        me: me.clone(),
     }))
 }
 
@@ -122,6 +123,7 @@ pub(super) struct Term {
     shared: Arc<dyn SharedStore>,
     epoch: u64,
     ttl: Duration,
+    me: Me,
 }
 
 impl Term {
@@ -173,6 +175,16 @@ pub(super) struct Keeper {
 }
 
 impl Keeper {
+    /// The lease held, as status reports it.
+    pub(super) fn lease(&self) -> crate::store::Lease {
+        crate::store::Lease {
+            holder: self.term.me.name.clone(),
+            address: self.term.me.address.clone(),
+            epoch: self.term.epoch,
+            expires_in_ms: self.term.ttl.as_millis() as i64,
+        }
+    }
+
     /// Cancelled when the lease is lost.
     pub(super) fn lost(&self) -> &CancellationToken {
         &self.lost
@@ -237,7 +249,13 @@ async fn follow(
     tokio::spawn(report_store_health(handle.clone(), health.clone()));
     let edge = edge_layer(&config.server);
     let forward = ForwardLayer::new(routes, &me.name, handle.closing().clone());
-    let router = services(config, &handle, health_service, (edge.clone(), forward))?;
+    let router = services(
+        config,
+        &handle,
+        health_service,
+        (edge.clone(), forward),
+        None,
+    )?;
     tracing::info!(head, "following the desk");
     serve(config, &handle, listener, router, (health, edge), stop).await?;
     watcher.abort();

@@ -350,7 +350,7 @@ class EscalationStats(_message.Message):
     def __init__(self, total: _Optional[int] = ..., active: _Optional[int] = ..., approved: _Optional[int] = ..., rejected: _Optional[int] = ..., expired: _Optional[int] = ..., approval_rate: _Optional[float] = ..., avg_time_to_decision: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., reviewers: _Optional[_Iterable[_Union[Reviewer, _Mapping]]] = ..., unassigned: _Optional[int] = ...) -> None: ...
 
 class DeskStatus(_message.Message):
-    __slots__ = ("desk_name", "total_handled", "escalation_rate", "avg_resolution_time", "utilization", "open_tickets", "tiers", "escalation_stats", "auth_enabled", "registered_clients", "queued_tickets", "sequence")
+    __slots__ = ("desk_name", "total_handled", "escalation_rate", "avg_resolution_time", "utilization", "open_tickets", "tiers", "escalation_stats", "auth_enabled", "registered_clients", "queued_tickets", "sequence", "leader")
     DESK_NAME_FIELD_NUMBER: _ClassVar[int]
     TOTAL_HANDLED_FIELD_NUMBER: _ClassVar[int]
     ESCALATION_RATE_FIELD_NUMBER: _ClassVar[int]
@@ -363,6 +363,7 @@ class DeskStatus(_message.Message):
     REGISTERED_CLIENTS_FIELD_NUMBER: _ClassVar[int]
     QUEUED_TICKETS_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    LEADER_FIELD_NUMBER: _ClassVar[int]
     desk_name: str
     total_handled: int
     escalation_rate: float
@@ -375,7 +376,18 @@ class DeskStatus(_message.Message):
     registered_clients: int
     queued_tickets: int
     sequence: int
-    def __init__(self, desk_name: _Optional[str] = ..., total_handled: _Optional[int] = ..., escalation_rate: _Optional[float] = ..., avg_resolution_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., utilization: _Optional[float] = ..., open_tickets: _Optional[int] = ..., tiers: _Optional[_Iterable[_Union[TierStatus, _Mapping]]] = ..., escalation_stats: _Optional[_Union[EscalationStats, _Mapping]] = ..., auth_enabled: _Optional[bool] = ..., registered_clients: _Optional[int] = ..., queued_tickets: _Optional[int] = ..., sequence: _Optional[int] = ...) -> None: ...
+    leader: DeskLeader
+    def __init__(self, desk_name: _Optional[str] = ..., total_handled: _Optional[int] = ..., escalation_rate: _Optional[float] = ..., avg_resolution_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., utilization: _Optional[float] = ..., open_tickets: _Optional[int] = ..., tiers: _Optional[_Iterable[_Union[TierStatus, _Mapping]]] = ..., escalation_stats: _Optional[_Union[EscalationStats, _Mapping]] = ..., auth_enabled: _Optional[bool] = ..., registered_clients: _Optional[int] = ..., queued_tickets: _Optional[int] = ..., sequence: _Optional[int] = ..., leader: _Optional[_Union[DeskLeader, _Mapping]] = ...) -> None: ...
+
+class DeskLeader(_message.Message):
+    __slots__ = ("address", "epoch", "holder")
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    HOLDER_FIELD_NUMBER: _ClassVar[int]
+    address: str
+    epoch: int
+    holder: str
+    def __init__(self, address: _Optional[str] = ..., epoch: _Optional[int] = ..., holder: _Optional[str] = ...) -> None: ...
 
 class ApiKey(_message.Message):
     __slots__ = ("key_id", "client_id", "client_name", "permissions", "create_time", "last_used_time", "revoked")
