@@ -286,3 +286,54 @@ async fn watches_on_followers_see_every_event_once_and_in_order_across_a_failove
         "the follower that stayed one kept its watch open"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_forwards_more_streams_than_one_connection_carries() {
+    use servicedesk::proto::v1::attach_response::Message;
+    use servicedesk::proto::v1::AttachRequest;
+    let Some(desk) = ScratchDesk::new("a_follower_forwards_many_streams") else {
+        return;
+    };
+    let config = format!("{}[server]\nmax_concurrent_streams = 16\n", config(&desk));
+    let _leader = Server::start_with_config(&config).await;
+    let follower = Server::start_with_config(&config).await;
+    follower
+        .until_logged("following the desk's leader", Duration::from_secs(10))
+        .await;
+    // Remote agents attached through the follower: each holds a forwarded stream open, more
+    // of them than the leader runs on one connection.
+    let mut attached = Vec::new();
+    for n in 0..40 {
+        // Each agent on a connection of its own, as agent processes are.
+        let mut agents = follower.agents_on_own_connection(ADMIN_KEY).await;
+        let mut call = tonic::Request::new(AttachRequest {
+            name: format!("Remote_{n}"),
+            tier: "L1".into(),
+            capacity: 1,
+            ..Default::default()
+        });
+        call.set_timeout(Duration::from_secs(60));
+        let mut stream = tokio::time::timeout(Duration::from_secs(10), agents.attach(call))
+            .await
+            .unwrap_or_else(|_| panic!("attach {n} through the follower hung"))
+            .expect("attach through the follower")
+            .into_inner();
+        let first = tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .unwrap_or_else(|_| panic!("attach {n}: no answer through the follower"));
+        assert!(matches!(
+            first.unwrap().unwrap().message,
+            Some(Message::Attached(_))
+        ));
+        attached.push(stream);
+    }
+    // And the follower still forwards a change at once.
+    let started = Instant::now();
+    let mut call = tonic::Request::new(inquiry("cust_many_streams", PASSWORD_RESET));
+    call.set_timeout(Duration::from_secs(10));
+    ok(
+        follower.desk().handle_inquiry(call).await,
+        "an inquiry beside 40 agent streams",
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

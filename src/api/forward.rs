@@ -12,12 +12,14 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tonic::codegen::http;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, Endpoint};
 use tower::{Layer, Service};
 
 use super::status;
@@ -40,13 +42,72 @@ const SERVED_HERE: &[&str] = &[
 /// Services every server answers itself, whatever its role.
 const LOCAL_SERVICES: &[&str] = &["/grpc.health.v1.", "/grpc.reflection."];
 
+/// Connections to the leader, as many as the calls forwarded at once need: each carries at
+/// most `per_connection` calls (the streams a server runs on one connection), and a call that
+/// finds every connection full opens another, so long streams (attached agents) never hold up
+/// the calls behind them.
+#[derive(Debug)]
+pub struct Connections {
+    endpoint: Endpoint,
+    per_connection: usize,
+    open: Mutex<Vec<Arc<Connection>>>,
+}
+
+#[derive(Debug)]
+struct Connection {
+    channel: Channel,
+    /// Calls on it whose answer has not ended.
+    calls: AtomicUsize,
+}
+
+/// One call on a connection, until its answer ends.
+struct OnConnection(Arc<Connection>);
+
+impl Drop for OnConnection {
+    fn drop(&mut self) {
+        self.0.calls.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Connections {
+    pub fn new(endpoint: Endpoint, per_connection: usize) -> Self {
+        Connections {
+            endpoint,
+            per_connection: per_connection.max(1),
+            open: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A connection with room for one more call.
+    fn take(&self) -> (Channel, OnConnection) {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let roomy = open
+            .iter()
+            .find(|c| c.calls.load(Ordering::Relaxed) < self.per_connection)
+            .cloned();
+        let connection = roomy.unwrap_or_else(|| {
+            let connection = Arc::new(Connection {
+                channel: self.endpoint.connect_lazy(),
+                calls: AtomicUsize::new(0),
+            });
+            open.push(connection.clone());
+            connection
+        });
+        connection.calls.fetch_add(1, Ordering::Relaxed);
+        (connection.channel.clone(), OnConnection(connection))
+    }
+}
+
 /// Where a server sends the calls it does not answer itself.
 #[derive(Clone, Debug)]
 pub enum Route {
     /// This server leads: it answers everything.
     Leads,
     /// Another server leads, at this address.
-    Follows { leader: String, channel: Channel },
+    Follows {
+        leader: String,
+        connections: Arc<Connections>,
+    },
     /// Nobody leads right now (the lease expired and is not taken yet).
     NoLeader,
 }
@@ -135,7 +196,7 @@ where
                     "this server does not lead the desk (the lease changed hands); retry",
                 )
             }
-            Route::Follows { channel, .. } => channel,
+            Route::Follows { connections, .. } => connections.take(),
             Route::Leads | Route::NoLeader => {
                 return refuse(
                     "no server leads the desk right now (a failover is under way); retry in a \
@@ -147,8 +208,8 @@ where
             .headers_mut()
             .insert(FORWARDED, self.layer.name.clone());
         let ending = self.layer.ending.clone();
+        let (mut channel, on) = channel;
         Box::pin(async move {
-            let mut channel = channel;
             let forwarded = async {
                 std::future::poll_fn(|cx| channel.poll_ready(cx)).await?;
                 channel.call(request).await
@@ -163,14 +224,46 @@ where
                     .into_http());
                 }
             };
-            Ok(answer.unwrap_or_else(|e| {
-                tracing::debug!(error = %e, "forwarding to the leader failed");
-                status::unavailable(&format!(
-                    "the server leading the desk cannot be reached ({e}); retry"
-                ))
-                .into_http()
-            }))
+            Ok(match answer {
+                // The connection counts the call until its answer (a stream, maybe) ends.
+                Ok(response) => {
+                    response.map(|body| tonic::body::Body::new(Counted { body, _on: on }))
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "forwarding to the leader failed");
+                    status::unavailable(&format!(
+                        "the server leading the desk cannot be reached ({e}); retry"
+                    ))
+                    .into_http()
+                }
+            })
         })
+    }
+}
+
+/// A forwarded answer's body, counted on its connection while it lasts.
+struct Counted {
+    body: tonic::body::Body,
+    _on: OnConnection,
+}
+
+impl http_body::Body for Counted {
+    type Data = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 

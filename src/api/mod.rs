@@ -37,7 +37,7 @@ use watch::{WatchSpec, WatchStream};
 
 pub use auth::ApiKeyCheck;
 pub use edge::{EdgeLayer, EdgeLimits};
-pub use forward::{ForwardLayer, Route, FORWARDED};
+pub use forward::{Connections, ForwardLayer, Route, FORWARDED};
 
 /// The state every service handler shares.
 #[derive(Clone)]

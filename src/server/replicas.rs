@@ -24,7 +24,7 @@ use super::{
     edge_layer, key_ring, lead, report_store_health, runtime_options, serve, services, triage,
     Ended, SERVICES, STORE_HEALTH,
 };
-use crate::api::{ForwardLayer, Route};
+use crate::api::{Connections, ForwardLayer, Route};
 use crate::config::Config;
 use crate::runtime::Follower;
 use crate::store::{SharedStore, Store};
@@ -235,7 +235,7 @@ async fn follow(
     let promoted = Arc::new(Mutex::new(None));
     let watcher = tokio::spawn(watch_lease(
         (shared.clone(), config.replication.lease_ttl),
-        me.clone(),
+        (me.clone(), config.server.max_concurrent_streams as usize),
         route,
         handle.closing().clone(),
         promoted.clone(),
@@ -276,7 +276,7 @@ async fn follow(
 /// it expired, which ends following (`closing`) with the term in `promoted`.
 async fn watch_lease(
     (shared, ttl): (Arc<dyn SharedStore>, Duration),
-    me: Me,
+    (me, per_connection): (Me, usize),
     route: watch::Sender<Route>,
     closing: CancellationToken,
     promoted: Arc<Mutex<Option<Term>>>,
@@ -290,15 +290,14 @@ async fn watch_lease(
                 if !same {
                     match Endpoint::from_shared(lease.address.clone()) {
                         Ok(endpoint) => {
-                            let channel = endpoint
+                            let endpoint = endpoint
                                 .connect_timeout(Duration::from_secs(1))
                                 .tcp_nodelay(true)
-                                .http2_keep_alive_interval(Duration::from_secs(10))
-                                .connect_lazy();
+                                .http2_keep_alive_interval(Duration::from_secs(10));
                             tracing::info!(leader = %lease.address, holder = %lease.holder, epoch = lease.epoch, "following the desk's leader");
                             route.send_replace(Route::Follows {
                                 leader: lease.address,
-                                channel,
+                                connections: Arc::new(Connections::new(endpoint, per_connection)),
                             });
                         }
                         Err(e) => {
