@@ -10,8 +10,8 @@ use std::time::Duration;
 use common::database::ScratchDesk;
 use common::*;
 use servicedesk::proto::v1::{
-    DeskEvent, DeskLeader, GetDeskStatusRequest, GetTicketRequest, ListTicketsRequest,
-    TicketStatus, WatchEventsRequest,
+    DeskEvent, DeskLeader, GetDeskStatusRequest, GetTicketRequest, ListEscalationsRequest,
+    ListTicketsRequest, TicketStatus, WatchEventsRequest,
 };
 
 const EXIT_LIMIT: Duration = Duration::from_secs(30);
@@ -203,4 +203,94 @@ async fn a_desk_in_a_schema_that_does_not_exist_is_refused_saying_what_to_do() {
         "the log says what to do: {}",
         refused.output
     );
+}
+
+/// `servicedesk migrate` with these arguments, to its exit.
+async fn migrate(from: &std::path::Path, to: &str) -> Exited {
+    let args = vec![
+        "migrate".to_string(),
+        "--from".into(),
+        format!("sqlite://{}", from.display()),
+        "--to".into(),
+        to.to_string(),
+    ];
+    run_to_exit(&args, EXIT_LIMIT)
+        .await
+        .expect("migrate must end on its own")
+}
+
+#[tokio::test]
+async fn a_desk_copied_from_the_embedded_store_serves_on_postgresql_as_it_was() {
+    let Some(desk) = ScratchDesk::new("a_desk_copied_from_the_embedded_store") else {
+        return;
+    };
+    // A desk with history on the embedded store: settled tickets, a pending review, a key.
+    let server = Server::start().await;
+    let settled = ask(&mut server.desk(), inquiry("cust_mig", PASSWORD_RESET)).await;
+    let review = create_refund_escalation(&mut server.desk(), "cust_mig_review").await;
+    let key = server
+        .create_key("migrated-client", &["customer_service"])
+        .await;
+    ask(
+        &mut server.desk_as(&key),
+        inquiry("cust_mig_key", PASSWORD_RESET),
+    )
+    .await;
+    let log = the_log(&server).await;
+    // Not while a server holds it.
+    let busy = migrate(&server.data_dir(), &desk.url()).await;
+    assert!(!busy.status.success(), "{busy:?}");
+    let root = server.terminate().await;
+    let data = root.path().join("data");
+
+    let copied = migrate(&data, &desk.url()).await;
+    assert!(copied.status.success(), "{copied:?}");
+    assert!(
+        copied
+            .output
+            .contains(&format!("head sequence {}", log.len())),
+        "{}",
+        copied.output
+    );
+    // A second copy into the same desk is refused: it is not empty.
+    let again = migrate(&data, &desk.url()).await;
+    assert!(!again.status.success());
+    assert!(again.output.contains("not empty"), "{}", again.output);
+
+    let server = Server::start_with_config(&desk.config()).await;
+    assert_eq!(the_log(&server).await, log, "the log replays as it was");
+    let ticket = settled.ticket.unwrap();
+    let read = ok(
+        server
+            .desk()
+            .get_ticket(GetTicketRequest {
+                ticket_id: ticket.ticket_id.clone(),
+            })
+            .await,
+        "a copied ticket",
+    );
+    assert_eq!(read, ticket);
+    let pending = ok(
+        server
+            .escalations_as(ADMIN_KEY)
+            .list_escalations(ListEscalationsRequest::default())
+            .await,
+        "ListEscalations",
+    );
+    assert!(
+        pending
+            .escalations
+            .iter()
+            .any(|e| e.escalation_id == review.escalation_id),
+        "the pending review was copied"
+    );
+    // The copied key authenticates, and the desk goes on with the next sequence.
+    ask(
+        &mut server.desk_as(&key),
+        inquiry("cust_after_mig", PASSWORD_RESET),
+    )
+    .await;
+    let after = the_log(&server).await;
+    assert_eq!(after, (1..=after.len() as u64).collect::<Vec<_>>());
+    assert!(after.len() > log.len());
 }

@@ -99,6 +99,99 @@ pub fn open_existing(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreEr
 
 pub use sqlite::SqliteStore;
 
+/// Copies the desk of the embedded store in `from` (which no server may have open) into the
+/// empty PostgreSQL database `to`, in one transaction, then reads the copy back and checks it
+/// against the source: the count of every kind of record and the head of the log.
+pub fn copy_desk(from: &std::path::Path, to: &str) -> Result<postgres::Copied, StoreError> {
+    let settings = StoreSettings {
+        data_dir: from.to_path_buf(),
+        durability: Durability::Full,
+        url: None,
+    };
+    let source = open_existing(&settings)?;
+    let target = postgres::PostgresStore::connect(to)?;
+    let copied = target.import_from(source.as_ref())?;
+    let found = postgres::Copied {
+        tickets: count_tickets(&target)?,
+        escalations: count_escalations(&target)?,
+        events: count_events(&target)?,
+        ..postgres::Copied::default()
+    };
+    let loaded = target.load()?;
+    let found = postgres::Copied {
+        agents: loaded.agents.len() as u64,
+        reviewers: loaded.reviewers.len() as u64,
+        keys: loaded.keys.len() as u64,
+        head: target.head_seq()?,
+        ..found
+    };
+    let expected = postgres::Copied {
+        tickets: count_tickets(source.as_ref())?,
+        escalations: count_escalations(source.as_ref())?,
+        events: count_events(source.as_ref())?,
+        ..copied.clone()
+    };
+    if found != expected {
+        return Err(StoreError::Damaged(format!(
+            "the copy does not match its source: the source has {expected:?}, the copy \
+             {found:?}; drop the target's tables before trying again"
+        )));
+    }
+    Ok(copied)
+}
+
+/// Every ticket, counted page by page.
+fn count_tickets(store: &dyn Store) -> Result<u64, StoreError> {
+    let (mut count, mut after) = (0, None);
+    loop {
+        let page = store.list_tickets(&TicketFilter::default(), 1000, after.as_ref())?;
+        count += page.items.len() as u64;
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(count),
+        }
+    }
+}
+
+/// Every escalation, in every state, counted page by page.
+fn count_escalations(store: &dyn Store) -> Result<u64, StoreError> {
+    let mut count = 0;
+    for state in [
+        EscalationState::Pending,
+        EscalationState::Approved,
+        EscalationState::Rejected,
+        EscalationState::Expired,
+    ] {
+        let filter = EscalationFilter {
+            state,
+            reviewer_id: None,
+        };
+        let mut after = None;
+        loop {
+            let page = store.list_escalations(&filter, 1000, after.as_ref())?;
+            count += page.items.len() as u64;
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+    }
+    Ok(count)
+}
+
+/// Every event the log keeps.
+fn count_events(store: &dyn Store) -> Result<u64, StoreError> {
+    let (mut count, mut after) = (0, 0);
+    loop {
+        let events = store.events_after(after, 5000)?;
+        let Some(last) = events.last() else {
+            return Ok(count);
+        };
+        after = last.seq;
+        count += events.len() as u64;
+    }
+}
+
 use crate::domain::desk::{Settings, Stats};
 use crate::domain::event::{Event, EventBody};
 use crate::domain::mesh::Agent;

@@ -41,13 +41,18 @@ impl ScratchDesk {
 
     /// The server's configuration: the desk in this schema.
     pub fn config(&self) -> String {
+        format!("[store]\nurl = \"{}\"\n", self.url())
+    }
+
+    /// The URL of the desk in this schema.
+    pub fn url(&self) -> String {
         let separator = if self.admin_url.contains('?') {
             '&'
         } else {
             '?'
         };
         format!(
-            "[store]\nurl = \"{}{separator}options=-csearch_path%3D{}\"\n",
+            "{}{separator}options=-csearch_path%3D{}",
             self.admin_url, self.schema
         )
     }

@@ -16,6 +16,7 @@
 //! following the log.
 
 mod check;
+mod import;
 mod lease;
 mod log;
 mod schema;
@@ -23,6 +24,8 @@ mod write;
 
 #[cfg(test)]
 pub(crate) mod scratch;
+
+pub use import::Copied;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

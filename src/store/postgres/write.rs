@@ -103,7 +103,7 @@ pub(super) fn commit(
     Ok(report)
 }
 
-fn set_meta(
+pub(super) fn set_meta(
     tx: &mut Transaction<'_>,
     statements: &mut Statements,
     key: &str,
@@ -121,7 +121,7 @@ fn set_meta(
 /// Writes the ticket's row. A final row never changes again, as in the SQLite store: the
 /// desk never changes a closed ticket, and if it did, the row keeps the state it closed with
 /// so that both backends answer alike.
-fn upsert_ticket(
+pub(super) fn upsert_ticket(
     tx: &mut Transaction<'_>,
     statements: &mut Statements,
     t: &Ticket,
@@ -155,7 +155,7 @@ fn upsert_ticket(
 }
 
 /// Writes the escalation's row; a decided one never changes again.
-fn upsert_escalation(
+pub(super) fn upsert_escalation(
     tx: &mut Transaction<'_>,
     statements: &mut Statements,
     e: &Escalation,
