@@ -417,7 +417,22 @@ async fn sigkill_under_load_on_postgresql_loses_nothing_that_was_acknowledged() 
     let Some(desk) = ScratchDesk::new("sigkill_under_load_on_postgresql") else {
         return;
     };
-    survive_sigkills(format!("{CONFIG}{}", desk.config())).await;
+    // A short lease: a restart leads once the killed server's lease expired.
+    survive_sigkills(format!("{CONFIG}{}lease_ttl_secs = 2\n", desk.config())).await;
+}
+
+/// Until the server leads the desk: at once on the embedded store; on PostgreSQL once the
+/// lease the killed server held expired.
+async fn until_leading(server: &Server) {
+    poll_until(
+        Duration::from_secs(30),
+        "the restarted server leads",
+        || {
+            let mut admin = server.admin();
+            async move { admin.get_desk_status(GetDeskStatusRequest {}).await.ok() }
+        },
+    )
+    .await;
 }
 
 /// Runs the load on a server with `config`, kills it [`CYCLES`] times and checks after every
@@ -442,6 +457,7 @@ async fn survive_sigkills(config: String) {
 
     for cycle in 0..CYCLES {
         let server = Server::start_with(root, &[], Some(&config)).await;
+        until_leading(&server).await;
         let mut acknowledged = ledger.lock().unwrap().clone();
         verify(&server, &mut acknowledged, cycle).await;
         ledger.lock().unwrap().deadlines = acknowledged.deadlines;
@@ -498,6 +514,7 @@ async fn survive_sigkills(config: String) {
     }
 
     let server = Server::start_with(root, &[], Some(&config)).await;
+    until_leading(&server).await;
     let mut acknowledged = ledger.lock().unwrap().clone();
     verify(&server, &mut acknowledged, CYCLES).await;
     went_through(&server, &acknowledged, CYCLES, "SIGKILLs of the server").await;

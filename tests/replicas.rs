@@ -337,3 +337,99 @@ async fn a_follower_forwards_more_streams_than_one_connection_carries() {
     );
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+/// Whether `server` reports the desk's services as serving.
+async fn serving(server: &Server) -> bool {
+    use tonic_health::pb::HealthCheckRequest;
+    let mut call = tonic::Request::new(HealthCheckRequest {
+        service: "servicedesk.v1.DeskService".into(),
+    });
+    call.set_timeout(Duration::from_secs(2));
+    matches!(
+        server.health().check(call).await,
+        Ok(answer) if answer.get_ref().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_cut_off_from_the_database_hands_over_and_follows_once_it_is_back() {
+    use common::proxy::Proxy;
+    let Some(desk) = ScratchDesk::new("a_leader_cut_off") else {
+        return;
+    };
+    let proxy = Proxy::start(desk.server_addr()).await;
+    let extra = format!("lease_ttl_secs = {}\n", TTL.as_secs());
+    let cut_off =
+        Server::start_with_config(&format!("{}{extra}", desk.config_via(proxy.addr))).await;
+    let other = Server::start_with_config(&format!("{}{extra}", desk.config())).await;
+    assert_eq!(desk.lease_holder_pid(), Some(cut_off.pid()));
+    let mut acknowledged = Vec::new();
+    acknowledged.push(ask(&mut other.desk(), inquiry("cust_cut_0", PASSWORD_RESET)).await);
+
+    proxy.cut();
+    let cut = Instant::now();
+    // The other server takes the lease once it expired, and serves.
+    until_served(&other, "the server still reaching the database takes over").await;
+    eprintln!(
+        "took over from a leader cut off from the database in {:?}",
+        cut.elapsed()
+    );
+    assert_eq!(desk.lease_holder_pid(), Some(other.pid()));
+    acknowledged.push(ask(&mut other.desk(), inquiry("cust_cut_1", PASSWORD_RESET)).await);
+    // The one cut off stops leading, and says it cannot serve.
+    poll_until(
+        4 * TTL,
+        "the cut-off server reports NOT_SERVING",
+        || async { (!serving(&cut_off).await).then_some(()) },
+    )
+    .await;
+    let refused = cut_off
+        .desk()
+        .handle_inquiry(inquiry("cust_cut_x", PASSWORD_RESET))
+        .await;
+    expect_code(
+        refused,
+        Code::Unavailable,
+        "an inquiry to the cut-off server",
+    );
+
+    // Back in reach, it serves again, as a follower of the new leader.
+    proxy.restore();
+    poll_until(
+        4 * TTL,
+        "the server back in reach reports SERVING",
+        || async { serving(&cut_off).await.then_some(()) },
+    )
+    .await;
+    until_served(
+        &cut_off,
+        "the server back in reach forwards to the new leader",
+    )
+    .await;
+    assert_eq!(
+        desk.lease_holder_pid(),
+        Some(other.pid()),
+        "the new leader leads on"
+    );
+    acknowledged.push(ask(&mut cut_off.desk(), inquiry("cust_cut_2", PASSWORD_RESET)).await);
+    for answer in &acknowledged {
+        let ticket = answer.ticket.as_ref().unwrap();
+        let read = ok(
+            cut_off
+                .desk()
+                .get_ticket(GetTicketRequest {
+                    ticket_id: ticket.ticket_id.clone(),
+                })
+                .await,
+            "an acknowledged ticket",
+        );
+        assert_eq!(&read, ticket);
+    }
+    let head = head(&cut_off).await;
+    let log: Vec<u64> = log_until(&cut_off, head)
+        .await
+        .iter()
+        .map(|e| e.sequence)
+        .collect();
+    assert_eq!(log, (1..=head).collect::<Vec<_>>());
+}

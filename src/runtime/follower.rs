@@ -40,16 +40,17 @@ pub struct Follower {
 }
 
 impl Follower {
-    /// Starts following the log after `head` (the store's head when the keys were read).
+    /// Starts following the log after `head` (the store's head when the keys were read), or,
+    /// when the store could not be read, after its head once it answers.
     pub fn start(
         (store, shared): (Arc<dyn Store>, Arc<dyn SharedStore>),
-        (keys, head): (KeyRing, u64),
+        (keys, head): (KeyRing, Option<u64>),
         triage: Arc<Triage>,
         options: &RuntimeOptions,
     ) -> Follower {
         let live = Arc::new(LiveFeed::new(
             (options.live_event_buffer, options.live_event_bytes),
-            head,
+            head.unwrap_or(0),
         ));
         let keys = Arc::new(RwLock::new(keys));
         let closing = CancellationToken::new();
@@ -98,12 +99,19 @@ struct Tail {
     keys: Arc<RwLock<KeyRing>>,
     health: watch::Sender<StoreHealth>,
     closing: CancellationToken,
-    head: u64,
+    /// The last event published; `None` until the store was read once.
+    head: Option<u64>,
 }
 
 impl Tail {
     fn run(mut self) {
-        let mut keys_read = Instant::now();
+        // Keys are read at once when the start could not read them.
+        let mut keys_read = match self.head {
+            Some(_) => Instant::now(),
+            None => Instant::now()
+                .checked_sub(KEYS_EVERY)
+                .unwrap_or_else(Instant::now),
+        };
         let mut wait = Duration::ZERO;
         let mut full_page = false;
         while !self.closing.is_cancelled() {
@@ -140,19 +148,29 @@ impl Tail {
         if !full_page {
             self.shared.wait_for_commits(POLL)?;
         }
-        let events = self.store.events_after(self.head, TAIL_PAGE)?;
+        let head = match self.head {
+            Some(head) => head,
+            None => {
+                let head = self.store.head_seq()?;
+                self.head = Some(head);
+                head
+            }
+        };
+        let events = self.store.events_after(head, TAIL_PAGE)?;
         let full = events.len() == TAIL_PAGE;
+        let mut last = head;
         for event in events {
-            if event.seq != self.head + 1 {
+            if event.seq != last + 1 {
                 tracing::warn!(
-                    expected = self.head + 1,
+                    expected = last + 1,
                     found = event.seq,
                     "the followed log skips sequences (compacted past this follower)"
                 );
             }
-            self.head = event.seq;
+            last = event.seq;
             self.live.publish(event);
         }
+        self.head = Some(last);
         if keys_read.elapsed() >= KEYS_EVERY {
             let stored = self.shared.keys()?;
             self.keys

@@ -137,8 +137,16 @@ async fn lead(
         leading,
     )?;
     serve(config, &handle, listener, router, (health, edge), stop).await?;
-    let deposed = keeper.as_ref().is_some_and(|k| k.lost().is_cancelled());
-    match runtime.shutdown().await {
+    let stopped = runtime.shutdown().await;
+    // A server that lost the lease acknowledged nothing it could not commit: what it held
+    // unwritten is not lost, and the store may well be out of its reach.
+    if keeper.as_ref().is_some_and(|k| k.lost().is_cancelled()) {
+        if let Err(e) = stopped {
+            tracing::warn!(error = %e, "stopped leading without writing what was left");
+        }
+        return Ok(Ended::Deposed);
+    }
+    match stopped {
         Err(StopError::Store(store::StoreError::Deposed(why))) => {
             tracing::warn!("{why}");
             return Ok(Ended::Deposed);
@@ -146,9 +154,6 @@ async fn lead(
         result => result.context("the store could not be flushed")?,
     }
     if let Some(keeper) = keeper {
-        if deposed {
-            return Ok(Ended::Deposed);
-        }
         keeper.release().await;
     }
     tracing::info!("stopped; every acknowledged change is on disk");

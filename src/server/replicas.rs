@@ -140,19 +140,28 @@ impl Term {
                 tokio::time::sleep(ttl / 5).await;
                 let asked = Instant::now();
                 let renewing = shared.clone();
-                let renewed = tokio::task::spawn_blocking(move || renewing.renew(epoch, ttl)).await;
+                // A store that does not answer (a partition) must not hold the keeper past
+                // the lease: it is deposed then, answer or not.
+                let renewed = tokio::time::timeout_at(
+                    valid_until.max(asked + ttl / 5).into(),
+                    tokio::task::spawn_blocking(move || renewing.renew(epoch, ttl)),
+                )
+                .await;
                 let why = match renewed {
-                    Ok(Ok(true)) => {
+                    Ok(Ok(Ok(true))) => {
                         valid_until = asked + ttl;
                         continue;
                     }
-                    Ok(Ok(false)) => "another server took the desk's lease".to_string(),
-                    Ok(Err(e)) if Instant::now() < valid_until => {
+                    Ok(Ok(Ok(false))) => "another server took the desk's lease".to_string(),
+                    Ok(Ok(Err(e))) if Instant::now() < valid_until => {
                         tracing::warn!(error = %e, "cannot renew the desk's lease; retrying");
                         continue;
                     }
-                    Ok(Err(e)) => format!("the lease could not be renewed for a whole TTL ({e})"),
-                    Err(e) => format!("the lease renewal failed ({e})"),
+                    Ok(Ok(Err(e))) => {
+                        format!("the lease could not be renewed for a whole TTL ({e})")
+                    }
+                    Ok(Err(e)) => format!("the lease renewal failed ({e})"),
+                    Err(_) => "the store did not answer a renewal for a whole TTL".to_string(),
                 };
                 tracing::error!(epoch, "{why}: this server stops leading the desk");
                 losing.cancel();
@@ -220,10 +229,18 @@ async fn follow(
     stop: &CancellationToken,
 ) -> anyhow::Result<Option<Term>> {
     let (reading, listing) = (store.clone(), shared.clone());
-    let (keys, head) =
+    let read =
         tokio::task::spawn_blocking(move || anyhow::Ok((listing.keys()?, reading.head_seq()?)))
-            .await?
-            .context("cannot read the shared store")?;
+            .await?;
+    // A store out of reach (the reason a leader may have stopped) is followed all the same:
+    // the follower reads the keys and the head once it answers, and says NOT_SERVING until.
+    let (keys, head) = match read {
+        Ok((keys, head)) => (keys, Some(head)),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the shared store; following it once it answers");
+            (Vec::new(), None)
+        }
+    };
     let follower = Follower::start(
         (store.clone(), shared.clone()),
         (key_ring(config, keys), head),
@@ -256,7 +273,7 @@ async fn follow(
         (edge.clone(), forward),
         None,
     )?;
-    tracing::info!(head, "following the desk");
+    tracing::info!(head = ?head, "following the desk");
     serve(config, &handle, listener, router, (health, edge), stop).await?;
     watcher.abort();
     let _ = watcher.await;

@@ -95,3 +95,37 @@ impl ScratchDesk {
         })
     }
 }
+
+impl ScratchDesk {
+    /// The address of the PostgreSQL server the desk is on.
+    pub fn server_addr(&self) -> std::net::SocketAddr {
+        use std::net::ToSocketAddrs;
+        let config: postgres::Config = self.admin_url.parse().expect("a PostgreSQL URL");
+        let host = match config.get_hosts().first() {
+            Some(postgres::config::Host::Tcp(host)) => host.clone(),
+            _ => "127.0.0.1".to_string(),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        (host.as_str(), port)
+            .to_socket_addrs()
+            .expect("resolve the PostgreSQL host")
+            .next()
+            .expect("an address of the PostgreSQL host")
+    }
+
+    /// The server's configuration for the desk in this schema, reaching PostgreSQL at `addr`
+    /// (a proxy) instead.
+    pub fn config_via(&self, addr: std::net::SocketAddr) -> String {
+        let url = self.url();
+        // The URL names the server as written: replace its host and port.
+        let (scheme, rest) = url.split_once("://").expect("a URL");
+        let (authority, path) = rest.split_once('/').expect("a URL with a database");
+        let user = authority
+            .rsplit_once('@')
+            .map(|(user, _)| format!("{user}@"));
+        format!(
+            "[store]\nurl = \"{scheme}://{}{addr}/{path}\"\n",
+            user.unwrap_or_default()
+        )
+    }
+}

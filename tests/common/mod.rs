@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod database;
+pub mod proxy;
 
 use std::collections::HashMap;
 use std::fmt::Debug;

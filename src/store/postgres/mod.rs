@@ -50,6 +50,10 @@ use write::{code_column, committed_already};
 /// closed after their read.
 const POOLED_READERS: usize = 8;
 
+/// How long the connection to a server that stopped answering lives on (unacknowledged data,
+/// unanswered keepalives), unless the URL says otherwise.
+const DEAD_PEER: Duration = Duration::from_secs(10);
+
 /// How long a connection attempt waits for the server when the URL sets no timeout: a server
 /// that does not answer fails the start (or the commit that reconnects) rather than hangs it.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -179,6 +183,14 @@ impl PostgresStore {
         }
         if config.get_application_name().is_none() {
             config.application_name("servicedesk");
+        }
+        // A server out of reach is noticed in seconds, not after the system's two hours: a
+        // leader cut off from the database must fail its commits, and let its lease go, soon.
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(DEAD_PEER);
+        }
+        if config.get_keepalives_idle() > DEAD_PEER {
+            config.keepalives_idle(DEAD_PEER / 2);
         }
         let mut writer = connect_session(&config, schema.as_deref())?;
         schema::prepare(&mut writer.client, schema.as_deref())?;
