@@ -15,7 +15,7 @@ use common::database::ScratchDesk;
 use common::*;
 use servicedesk::proto::v1::desk_event::Event;
 use servicedesk::proto::v1::{
-    DeskEvent, EscalationEventType, GetTicketRequest, ListTicketsRequest, WatchEventsRequest,
+    DeskEvent, EscalationEventType, GetTicketRequest, WatchEventsRequest,
 };
 use tonic::Code;
 
@@ -29,18 +29,6 @@ fn config(desk: &ScratchDesk) -> String {
         desk.config(),
         TTL.as_secs()
     )
-}
-
-/// The desk's head as a list answered on `server` reads it.
-async fn head(server: &Server) -> u64 {
-    ok(
-        server
-            .desk_as(ADMIN_KEY)
-            .list_tickets(ListTicketsRequest::default())
-            .await,
-        "ListTickets",
-    )
-    .sequence
 }
 
 /// Every event up to `head`, read by a watch from the start on `server`.
@@ -240,6 +228,7 @@ async fn watches_on_followers_see_every_event_once_and_in_order_across_a_failove
     }
     drop(leader.kill().await);
     until_served(&b, "a follower takes over").await;
+    until_served(&c, "the other follows the new leader").await;
     // More events on the new leader, through either server.
     for n in 0..5 {
         ask(

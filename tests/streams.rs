@@ -8,9 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use servicedesk::proto::v1::{
-    DeskEvent, ListTicketsRequest, WatchEventsRequest, WatchTicketRequest,
-};
+use servicedesk::proto::v1::{DeskEvent, WatchEventsRequest, WatchTicketRequest};
 use tonic::Code;
 use tonic_types::StatusExt;
 
@@ -24,17 +22,6 @@ fn watch_from(server: &Server, after_sequence: u64) -> Watch<DeskEvent> {
             })
             .await
     })
-}
-
-async fn head(server: &Server) -> u64 {
-    ok(
-        server
-            .desk_as(ADMIN_KEY)
-            .list_tickets(ListTicketsRequest::default())
-            .await,
-        "ListTickets",
-    )
-    .sequence
 }
 
 /// Sequences a watch from `after` delivers up to and including `through`.

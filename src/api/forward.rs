@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tonic::codegen::http;
 use tonic::transport::{Channel, Endpoint};
@@ -121,15 +121,22 @@ pub struct ForwardLayer {
     /// Cancelled when this server stops following: calls still forwarded end UNAVAILABLE at
     /// once (their leader is gone) instead of holding the change of role up.
     ending: CancellationToken,
+    /// Told when the leader could not be reached: the route may be stale, read the lease now.
+    stale: Arc<Notify>,
 }
 
 impl ForwardLayer {
-    pub fn new(route: watch::Receiver<Route>, name: &str, ending: CancellationToken) -> Self {
+    pub fn new(
+        route: watch::Receiver<Route>,
+        name: &str,
+        (ending, stale): (CancellationToken, Arc<Notify>),
+    ) -> Self {
         ForwardLayer {
             route,
             name: http::HeaderValue::from_str(name)
                 .unwrap_or_else(|_| http::HeaderValue::from_static("servicedesk")),
             ending,
+            stale,
         }
     }
 
@@ -138,7 +145,7 @@ impl ForwardLayer {
         Self::new(
             watch::channel(Route::Leads).1,
             "servicedesk",
-            CancellationToken::new(),
+            (CancellationToken::new(), Arc::default()),
         )
     }
 }
@@ -207,7 +214,7 @@ where
         request
             .headers_mut()
             .insert(FORWARDED, self.layer.name.clone());
-        let ending = self.layer.ending.clone();
+        let (ending, stale) = (self.layer.ending.clone(), self.layer.stale.clone());
         let (mut channel, on) = channel;
         Box::pin(async move {
             let forwarded = async {
@@ -231,6 +238,7 @@ where
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "forwarding to the leader failed");
+                    stale.notify_one();
                     status::unavailable(&format!(
                         "the server leading the desk cannot be reached ({e}); retry"
                     ))

@@ -22,6 +22,14 @@ pub enum EscalationState {
 }
 
 impl EscalationState {
+    /// Every state, pending first.
+    pub const ALL: [EscalationState; 4] = [
+        EscalationState::Pending,
+        EscalationState::Approved,
+        EscalationState::Rejected,
+        EscalationState::Expired,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             EscalationState::Pending => "pending",

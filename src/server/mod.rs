@@ -120,13 +120,7 @@ async fn lead(
             }
         });
     }
-    let (health, health_service) = tonic_health::server::health_reporter();
-    for service in SERVICES.into_iter().chain([STORE_HEALTH]) {
-        health
-            .set_service_status(service, ServingStatus::Serving)
-            .await;
-    }
-    tokio::spawn(report_store_health(handle.clone(), health.clone()));
+    let (health, health_service) = health(&handle).await;
     let edge = edge_layer(&config.server);
     let leading = keeper.as_ref().map(|k| k.lease());
     let router = services(
@@ -191,6 +185,24 @@ fn triage(config: &Config) -> anyhow::Result<Arc<Triage>> {
         None => KnowledgeBase::default_kb(),
     };
     Ok(Arc::new(Triage::new(config.classifier.clone(), kb)))
+}
+
+/// Health for a server about to serve: every service SERVING, then kept in step with the
+/// store as `handle` reports it.
+async fn health(
+    handle: &DeskHandle,
+) -> (
+    HealthReporter,
+    tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+) {
+    let (health, service) = tonic_health::server::health_reporter();
+    for name in SERVICES.into_iter().chain([STORE_HEALTH]) {
+        health
+            .set_service_status(name, ServingStatus::Serving)
+            .await;
+    }
+    tokio::spawn(report_store_health(handle.clone(), health.clone()));
+    (health, service)
 }
 
 /// The edge layer of `[server]`'s limits.

@@ -15,19 +15,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Endpoint;
-use tonic_health::ServingStatus;
 
-use super::{
-    edge_layer, key_ring, lead, report_store_health, runtime_options, serve, services, triage,
-    Ended, SERVICES, STORE_HEALTH,
-};
+use super::{edge_layer, health, key_ring, lead, runtime_options, serve, services, triage, Ended};
 use crate::api::{Connections, ForwardLayer, Route};
 use crate::config::Config;
 use crate::runtime::Follower;
 use crate::store::{SharedStore, Store};
+
+/// How long a follower waits, after a forwarded call found no leader, before it reads the
+/// lease again.
+const STALE_PAUSE: Duration = Duration::from_millis(20);
 
 /// This server as the others see it.
 #[derive(Clone, Debug)]
@@ -250,22 +250,17 @@ async fn follow(
     let handle = follower.handle.clone();
     let (route, routes) = watch::channel(Route::NoLeader);
     let promoted = Arc::new(Mutex::new(None));
+    let stale = Arc::new(Notify::new());
     let watcher = tokio::spawn(watch_lease(
         (shared.clone(), config.replication.lease_ttl),
         (me.clone(), config.server.max_concurrent_streams as usize),
-        route,
+        (route, stale.clone()),
         handle.closing().clone(),
         promoted.clone(),
     ));
-    let (health, health_service) = tonic_health::server::health_reporter();
-    for service in SERVICES.into_iter().chain([STORE_HEALTH]) {
-        health
-            .set_service_status(service, ServingStatus::Serving)
-            .await;
-    }
-    tokio::spawn(report_store_health(handle.clone(), health.clone()));
+    let (health, health_service) = health(&handle).await;
     let edge = edge_layer(&config.server);
-    let forward = ForwardLayer::new(routes, &me.name, handle.closing().clone());
+    let forward = ForwardLayer::new(routes, &me.name, (handle.closing().clone(), stale));
     let router = services(
         config,
         &handle,
@@ -289,12 +284,13 @@ async fn follow(
     }
 }
 
-/// Reads the lease every fifth of its TTL: routes to the leader it names, and takes it once
-/// it expired, which ends following (`closing`) with the term in `promoted`.
+/// Reads the lease every fifth of its TTL, and at once when a forwarded call could not reach
+/// the leader (`stale`): routes to the leader it names, and takes it once it expired, which
+/// ends following (`closing`) with the term in `promoted`.
 async fn watch_lease(
     (shared, ttl): (Arc<dyn SharedStore>, Duration),
     (me, per_connection): (Me, usize),
-    route: watch::Sender<Route>,
+    (route, stale): (watch::Sender<Route>, Arc<Notify>),
     closing: CancellationToken,
     promoted: Arc<Mutex<Option<Term>>>,
 ) {
@@ -331,13 +327,18 @@ async fn watch_lease(
                     closing.cancel();
                     return;
                 }
-                // Another server was faster: read whom to follow now.
-                Ok(None) => continue,
+                // Taken already (by a faster server, or still ours while it runs out): read
+                // whom to follow on the next round.
+                Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot take the desk's expired lease"),
             },
             Ok(Err(e)) => tracing::warn!(error = %e, "cannot read the desk's lease"),
             Err(_) => return,
         }
-        tokio::time::sleep(ttl / 5).await;
+        tokio::select! {
+            _ = tokio::time::sleep(ttl / 5) => {}
+            // A burst of failures reads the lease once, not once each.
+            _ = stale.notified() => tokio::time::sleep(STALE_PAUSE).await,
+        }
     }
 }

@@ -140,28 +140,28 @@ pub fn copy_desk(from: &std::path::Path, to: &str) -> Result<postgres::Copied, S
     Ok(copied)
 }
 
-/// Every ticket, counted page by page.
-fn count_tickets(store: &dyn Store) -> Result<u64, StoreError> {
-    let (mut count, mut after) = (0, None);
+/// Calls `f` with every ticket, a page at a time, newest first.
+pub(crate) fn each_ticket_page(
+    store: &dyn Store,
+    mut f: impl FnMut(&[Ticket]) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut after = None;
     loop {
         let page = store.list_tickets(&TicketFilter::default(), 1000, after.as_ref())?;
-        count += page.items.len() as u64;
+        f(&page.items)?;
         match page.next {
             Some(next) => after = Some(next),
-            None => return Ok(count),
+            None => return Ok(()),
         }
     }
 }
 
-/// Every escalation, in every state, counted page by page.
-fn count_escalations(store: &dyn Store) -> Result<u64, StoreError> {
-    let mut count = 0;
-    for state in [
-        EscalationState::Pending,
-        EscalationState::Approved,
-        EscalationState::Rejected,
-        EscalationState::Expired,
-    ] {
+/// Calls `f` with every escalation, in every state, a page at a time.
+pub(crate) fn each_escalation_page(
+    store: &dyn Store,
+    mut f: impl FnMut(&[Escalation]) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    for state in EscalationState::ALL {
         let filter = EscalationFilter {
             state,
             reviewer_id: None,
@@ -169,13 +169,33 @@ fn count_escalations(store: &dyn Store) -> Result<u64, StoreError> {
         let mut after = None;
         loop {
             let page = store.list_escalations(&filter, 1000, after.as_ref())?;
-            count += page.items.len() as u64;
+            f(&page.items)?;
             match page.next {
                 Some(next) => after = Some(next),
                 None => break,
             }
         }
     }
+    Ok(())
+}
+
+/// Every ticket, counted.
+fn count_tickets(store: &dyn Store) -> Result<u64, StoreError> {
+    let mut count = 0;
+    each_ticket_page(store, |page| {
+        count += page.len() as u64;
+        Ok(())
+    })?;
+    Ok(count)
+}
+
+/// Every escalation, counted.
+fn count_escalations(store: &dyn Store) -> Result<u64, StoreError> {
+    let mut count = 0;
+    each_escalation_page(store, |page| {
+        count += page.len() as u64;
+        Ok(())
+    })?;
     Ok(count)
 }
 

@@ -726,6 +726,18 @@ pub async fn create_refund_escalation(
 // ---------------------------------------------------------------------------------------------
 // Results
 
+/// The desk's head, as a list answered on `server` reads it.
+pub async fn head(server: &Server) -> u64 {
+    ok(
+        server
+            .desk_as(ADMIN_KEY)
+            .list_tickets(servicedesk::proto::v1::ListTicketsRequest::default())
+            .await,
+        "ListTickets",
+    )
+    .sequence
+}
+
 /// Every agent of the desk (one page, up to 500).
 pub async fn all_agents(server: &Server) -> Vec<servicedesk::proto::v1::Agent> {
     ok(

@@ -1,13 +1,10 @@
 //! Copying a whole desk from another store into an empty PostgreSQL one
 //! (`servicedesk migrate`), in one transaction: the copy is there whole or not at all.
 
-use super::super::{
-    CommitBatch, Cursor, EscalationFilter, KeyChange, Store, StoreError, TicketFilter,
-};
+use super::super::{CommitBatch, KeyChange, Store, StoreError};
 use super::{log, query_opt, write, PostgresStore};
-use crate::domain::review::EscalationState;
 
-/// Rows read from the source at a time.
+/// Events read from the source at a time.
 const PAGE: usize = 1000;
 
 /// What a copy wrote.
@@ -59,41 +56,20 @@ impl PostgresStore {
             ));
         }
         let mut copied = Copied::default();
-        let mut after: Option<Cursor> = None;
-        loop {
-            let page = source.list_tickets(&TicketFilter::default(), PAGE, after.as_ref())?;
-            for ticket in &page.items {
+        super::super::each_ticket_page(source, |page| {
+            for ticket in page {
                 write::upsert_ticket(&mut tx, statements, ticket)?;
             }
-            copied.tickets += page.items.len() as u64;
-            match page.next {
-                Some(next) => after = Some(next),
-                None => break,
+            copied.tickets += page.len() as u64;
+            Ok(())
+        })?;
+        super::super::each_escalation_page(source, |page| {
+            for escalation in page {
+                write::upsert_escalation(&mut tx, statements, escalation)?;
             }
-        }
-        for state in [
-            EscalationState::Pending,
-            EscalationState::Approved,
-            EscalationState::Rejected,
-            EscalationState::Expired,
-        ] {
-            let filter = EscalationFilter {
-                state,
-                reviewer_id: None,
-            };
-            let mut after: Option<Cursor> = None;
-            loop {
-                let page = source.list_escalations(&filter, PAGE, after.as_ref())?;
-                for escalation in &page.items {
-                    write::upsert_escalation(&mut tx, statements, escalation)?;
-                }
-                copied.escalations += page.items.len() as u64;
-                match page.next {
-                    Some(next) => after = Some(next),
-                    None => break,
-                }
-            }
-        }
+            copied.escalations += page.len() as u64;
+            Ok(())
+        })?;
         let mut seq = 0;
         loop {
             let events = source.events_after(seq, PAGE)?;

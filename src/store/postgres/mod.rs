@@ -324,11 +324,17 @@ impl Drop for PostgresStore {
 /// Opens a connection working in `schema`, if given.
 fn connect_session(config: &Config, schema: Option<&str>) -> Result<Session, StoreError> {
     let mut client = config.connect(NoTls)?;
+    // Notices ("already exists, skipping") are not the desk's news: only warnings are logged.
+    let mut setup = String::from("SET client_min_messages TO warning");
     if let Some(schema) = schema {
         // Set on the session, not per transaction: every statement prepared on it resolves
         // its tables in `schema`.
-        client.batch_execute(&format!("SET search_path TO {}", quote_identifier(schema)))?;
+        setup.push_str(&format!(
+            "; SET search_path TO {}",
+            quote_identifier(schema)
+        ));
     }
+    client.batch_execute(&setup)?;
     Ok(Session {
         client,
         statements: Statements::default(),
