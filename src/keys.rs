@@ -280,6 +280,12 @@ impl KeyRing {
         found.ok_or(AuthError::Unknown)
     }
 
+    /// Whether `presented` is a generated key whose id the ring does not hold: one created
+    /// since the ring was last brought up to date, on a server that follows another.
+    pub fn lacks(&self, presented: &str) -> bool {
+        parse_key(presented.trim()).is_some_and(|(key_id, _)| !self.keys.contains_key(key_id))
+    }
+
     /// Key uses to persist since the last call.
     pub fn take_used(&self) -> Vec<(String, i64)> {
         std::mem::take(&mut *self.used.lock().expect("used list poisoned"))

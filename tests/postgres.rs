@@ -137,6 +137,27 @@ async fn a_second_server_on_the_same_desk_follows_it_and_takes_over_when_the_fir
         "GetTicket on the follower",
     );
     assert_eq!(read, ticket);
+    // A key created through the follower works there at once, before the follower learnt of
+    // it (calls with a key it does not know go to the leader, which does).
+    let key = second
+        .create_key("follower-client", &["customer_service"])
+        .await;
+    let mine = ask(
+        &mut second.desk_as(&key),
+        inquiry("cust_pg_new_key", PASSWORD_RESET),
+    )
+    .await;
+    let mine = mine.ticket.unwrap();
+    let read = ok(
+        second
+            .desk_as(&key)
+            .get_ticket(GetTicketRequest {
+                ticket_id: mine.ticket_id.clone(),
+            })
+            .await,
+        "GetTicket with a key just created",
+    );
+    assert_eq!(read, mine);
     // A key the follower does not know is refused there, as anywhere.
     expect_code(
         second

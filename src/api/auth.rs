@@ -35,15 +35,21 @@ impl ApiKeyCheck {
 /// The key from `x-api-key`, or from `authorization: Bearer`.
 fn presented_key<T>(request: &Request<T>) -> Result<String, AuthError> {
     let metadata = request.metadata();
-    if let Some(value) = metadata.get("x-api-key") {
-        return value
-            .to_str()
-            .map(str::to_string)
-            .map_err(|_| AuthError::Malformed);
+    key_in(|name| metadata.get(name).map(|v| v.as_bytes()))
+}
+
+/// The key a request's headers present, read as [`ApiKeyCheck`] reads it; `header` gives the
+/// value of a header by name.
+pub(super) fn key_in<'a>(header: impl Fn(&str) -> Option<&'a [u8]>) -> Result<String, AuthError> {
+    let text = |value: &'a [u8]| std::str::from_utf8(value).map_err(|_| AuthError::Malformed);
+    if let Some(value) = header("x-api-key") {
+        return text(value).map(str::to_string);
     }
-    if let Some(value) = metadata.get("authorization") {
-        let text = value.to_str().map_err(|_| AuthError::Malformed)?;
-        let (scheme, token) = text.trim().split_once(' ').ok_or(AuthError::Malformed)?;
+    if let Some(value) = header("authorization") {
+        let (scheme, token) = text(value)?
+            .trim()
+            .split_once(' ')
+            .ok_or(AuthError::Malformed)?;
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(AuthError::Malformed);
         }

@@ -13,7 +13,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::task::{Context, Poll};
 
 use tokio::sync::{watch, Notify};
@@ -23,6 +23,7 @@ use tonic::transport::{Channel, Endpoint};
 use tower::{Layer, Service};
 
 use super::status;
+use crate::keys::KeyRing;
 
 /// The header a forwarded call carries: the forwarding server's name.
 pub const FORWARDED: &str = "servicedesk-forwarded-by";
@@ -123,6 +124,9 @@ pub struct ForwardLayer {
     ending: CancellationToken,
     /// Told when the leader could not be reached: the route may be stale, read the lease now.
     stale: Arc<Notify>,
+    /// The keys this server knows: a call with a key it does not know yet (one just created on
+    /// the leader) is forwarded whatever it asks, and the leader authenticates it.
+    keys: Option<Arc<RwLock<KeyRing>>>,
 }
 
 impl ForwardLayer {
@@ -130,6 +134,7 @@ impl ForwardLayer {
         route: watch::Receiver<Route>,
         name: &str,
         (ending, stale): (CancellationToken, Arc<Notify>),
+        keys: Option<Arc<RwLock<KeyRing>>>,
     ) -> Self {
         ForwardLayer {
             route,
@@ -137,6 +142,7 @@ impl ForwardLayer {
                 .unwrap_or_else(|_| http::HeaderValue::from_static("servicedesk")),
             ending,
             stale,
+            keys,
         }
     }
 
@@ -146,6 +152,7 @@ impl ForwardLayer {
             watch::channel(Route::Leads).1,
             "servicedesk",
             (CancellationToken::new(), Arc::default()),
+            None,
         )
     }
 }
@@ -192,7 +199,8 @@ where
 
     fn call(&mut self, mut request: http::Request<tonic::body::Body>) -> Self::Future {
         let route = self.layer.route.borrow().clone();
-        let here = matches!(route, Route::Leads) || served_here(request.uri().path());
+        let here = matches!(route, Route::Leads)
+            || (served_here(request.uri().path()) && !self.unknown_key(&request));
         if here {
             let call = self.inner.call(request);
             return Box::pin(async move { Ok(call.await?.map(tonic::body::Body::new)) });
@@ -272,6 +280,22 @@ impl http_body::Body for Counted {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.body.size_hint()
+    }
+}
+
+impl<S> Forward<S> {
+    /// Whether the request presents a generated key this server does not know yet.
+    fn unknown_key<B>(&self, request: &http::Request<B>) -> bool {
+        let Some(keys) = &self.layer.keys else {
+            return false;
+        };
+        let headers = request.headers();
+        let presented = super::auth::key_in(|name| headers.get(name).map(|v| v.as_bytes())).ok();
+        presented.is_some_and(|key| {
+            keys.read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .lacks(&key)
+        })
     }
 }
 

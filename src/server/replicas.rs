@@ -260,7 +260,12 @@ async fn follow(
     ));
     let (health, health_service) = health(&handle).await;
     let edge = edge_layer(&config.server);
-    let forward = ForwardLayer::new(routes, &me.name, (handle.closing().clone(), stale));
+    let forward = ForwardLayer::new(
+        routes,
+        &me.name,
+        (handle.closing().clone(), stale),
+        Some(handle.keys()),
+    );
     let router = services(
         config,
         &handle,
