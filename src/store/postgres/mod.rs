@@ -16,6 +16,7 @@
 //! following the log.
 
 mod check;
+mod errors;
 mod import;
 mod lease;
 mod log;
@@ -32,7 +33,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use postgres::error::SqlState;
 use postgres::types::ToSql;
 use postgres::{Client, Config, GenericClient, IsolationLevel, NoTls, Statement, Transaction};
 
@@ -57,47 +57,6 @@ const DEAD_PEER: Duration = Duration::from_secs(10);
 /// How long a connection attempt waits for the server when the URL sets no timeout: a server
 /// that does not answer fails the start (or the commit that reconnects) rather than hangs it.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A `postgres` error that says what went wrong: the crate's own message names only its kind
-/// ("db error", "error connecting to server"), the cause it wraps says what (the server's
-/// message, the refused connection), and a log line should carry both.
-#[derive(Debug)]
-struct Failure(postgres::Error);
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        if let Some(cause) = std::error::Error::source(&self.0) {
-            write!(f, ": {cause}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for Failure {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.0)
-    }
-}
-
-impl From<postgres::Error> for StoreError {
-    fn from(err: postgres::Error) -> Self {
-        // Class XX is PostgreSQL finding its own files damaged (a page that fails its
-        // checksum, an index that contradicts its table): nothing a retry mends.
-        let damaged = err.code().is_some_and(|code| {
-            [SqlState::DATA_CORRUPTED, SqlState::INDEX_CORRUPTED].contains(code)
-        });
-        let err = Failure(err);
-        if damaged {
-            StoreError::Damaged(format!(
-                "the PostgreSQL server reports damage in the store ({err}); stop the desk and \
-                 have the database repaired or restored from a backup before it writes again"
-            ))
-        } else {
-            StoreError::Backend(Box::new(err))
-        }
-    }
-}
 
 /// `name` as an SQL identifier: quoted, so any schema name is taken as it is written.
 pub(super) fn quote_identifier(name: &str) -> String {
