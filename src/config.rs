@@ -20,6 +20,8 @@ use crate::store::{Durability, StoreSettings};
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub listen: Option<String>,
+    /// Where to serve Prometheus metrics (`/metrics`, plain HTTP); off when absent.
+    pub metrics_listen: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub dev: Option<bool>,
     /// Deprecated: `[store] synchronous` replaces it.
@@ -323,6 +325,7 @@ impl Default for ServerLimits {
 #[derive(Debug, Default)]
 pub struct Overrides {
     pub listen: Option<String>,
+    pub metrics_listen: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub config: Option<PathBuf>,
     pub dev: bool,
@@ -343,6 +346,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// How servers sharing a desk in PostgreSQL choose and reach the one that writes.
     pub replication: Replication,
+    /// Where Prometheus metrics are served (`/metrics`); `None`: nowhere.
+    pub metrics_listen: Option<SocketAddr>,
     pub dev: bool,
     pub store: StoreSettings,
     /// Run the thorough consistency check of the store at start, not the quick one.
@@ -490,6 +495,12 @@ impl Config {
         let listen: SocketAddr = listen_text
             .parse()
             .map_err(|_| invalid(format!("listen address {listen_text:?} is not HOST:PORT")))?;
+        let metrics_listen = match overrides.metrics_listen.or(file.metrics_listen) {
+            None => None,
+            Some(text) => Some(text.parse::<SocketAddr>().map_err(|_| {
+                invalid(format!("metrics listen address {text:?} is not HOST:PORT"))
+            })?),
+        };
         let data_dir = overrides
             .data_dir
             .or(file.data_dir)
@@ -646,6 +657,7 @@ impl Config {
         let replication = replication(&file.store)?;
         Ok(Config {
             replication,
+            metrics_listen,
             listen,
             dev,
             store: StoreSettings {

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod keys;
+pub mod metrics;
 #[cfg(unix)]
 pub mod process;
 pub mod proto;

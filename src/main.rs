@@ -26,6 +26,10 @@ enum Command {
         /// Address to listen on; port 0 picks a free port (the log says which).
         #[arg(long, env = "SERVICEDESK_LISTEN")]
         listen: Option<String>,
+        /// Serve Prometheus metrics at `/metrics` on this address (plain HTTP), e.g.
+        /// 0.0.0.0:9090; off by default.
+        #[arg(long, env = "SERVICEDESK_METRICS_LISTEN")]
+        metrics_listen: Option<String>,
         /// Directory of the embedded store (created if missing).
         #[arg(long, env = "SERVICEDESK_DATA_DIR")]
         data_dir: Option<PathBuf>,
@@ -79,19 +83,21 @@ fn main() -> ExitCode {
         // Colour only for a person at a terminal; files and log shippers get plain text.
         .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .init();
-    let (listen, data_dir, config, dev, full_check) = match cli.command {
+    let (listen, metrics_listen, data_dir, config, dev, full_check) = match cli.command {
         Command::Serve {
             listen,
+            metrics_listen,
             data_dir,
             config,
             dev,
             full_check,
-        } => (listen, data_dir, config, dev, full_check),
+        } => (listen, metrics_listen, data_dir, config, dev, full_check),
         Command::Check { data_dir, full } => return check(data_dir, full),
         Command::Migrate { from, to } => return migrate(&from, &to),
     };
     let config = match Config::load(Overrides {
         listen,
+        metrics_listen,
         data_dir,
         config,
         dev,

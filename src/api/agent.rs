@@ -27,7 +27,7 @@ pub struct AttachStream {
     /// The revocation of the key the agent attached with (the runtime detaches it then).
     revoked: Pin<Box<WaitForCancellationFutureOwned>>,
     done: bool,
-    _slot: tokio::sync::OwnedSemaphorePermit,
+    _slot: super::Slot,
 }
 
 impl Stream for AttachStream {

@@ -50,6 +50,8 @@ pub struct EdgeLayer {
     permits: Arc<Semaphore>,
     clients: Arc<ClientCalls>,
     limits: EdgeLimits,
+    /// Calls shed, by the limit that shed them.
+    shed: Option<prometheus::IntCounterVec>,
 }
 
 impl EdgeLayer {
@@ -58,6 +60,19 @@ impl EdgeLayer {
             permits: Arc::new(Semaphore::new(limits.calls)),
             clients: Arc::new(ClientCalls::default()),
             limits,
+            shed: None,
+        }
+    }
+
+    /// Counts the calls it sheds in `shed`, labelled by `limit` (`server`, `client`).
+    pub fn counting(mut self, shed: prometheus::IntCounterVec) -> Self {
+        self.shed = Some(shed);
+        self
+    }
+
+    fn count_shed(&self, limit: &str) {
+        if let Some(shed) = &self.shed {
+            shed.with_label_values(&[limit]).inc();
         }
     }
 
@@ -188,6 +203,7 @@ where
             .clients
             .enter(presented_key(&request), limits.per_client);
         let Some(client) = client else {
+            self.layer.count_shed("client");
             return refuse(
                 path,
                 guard,
@@ -214,14 +230,17 @@ where
                     })
                 })
             }
-            Err(_) => refuse(
-                path,
-                guard,
-                format!(
-                    "the server is at its limit of {} calls in flight; retry with backoff",
-                    limits.calls
-                ),
-            ),
+            Err(_) => {
+                self.layer.count_shed("server");
+                refuse(
+                    path,
+                    guard,
+                    format!(
+                        "the server is at its limit of {} calls in flight; retry with backoff",
+                        limits.calls
+                    ),
+                )
+            }
         }
     }
 }

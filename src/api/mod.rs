@@ -16,6 +16,7 @@ mod edge;
 mod escalation;
 mod forward;
 mod lag;
+mod metered;
 mod requests;
 pub mod status;
 mod validate;
@@ -38,6 +39,7 @@ use watch::{WatchSpec, WatchStream};
 pub use auth::ApiKeyCheck;
 pub use edge::{EdgeLayer, EdgeLimits};
 pub use forward::{Connections, ForwardLayer, Route, FORWARDED};
+pub use metered::MeteredLayer;
 
 /// The state every service handler shares.
 #[derive(Clone)]
@@ -53,6 +55,20 @@ pub struct Api {
     open_streams: Arc<Semaphore>,
     /// This server's lease, when it leads a desk several servers share.
     leader: Option<Arc<crate::store::Lease>>,
+    /// Server streams open, as the metrics show them.
+    streams_gauge: prometheus::IntGauge,
+}
+
+/// One of the server's stream slots, counted in the metrics while held.
+pub(crate) struct Slot {
+    _permit: OwnedSemaphorePermit,
+    gauge: prometheus::IntGauge,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
 }
 
 impl Api {
@@ -70,7 +86,15 @@ impl Api {
             stalled_connection: Duration::from_secs(streams.stalled_connection_secs),
             open_streams: Arc::new(Semaphore::new(streams.max_open_streams)),
             leader: None,
+            streams_gauge: prometheus::IntGauge::new("open_streams", "unregistered")
+                .expect("a valid gauge"),
         }
+    }
+
+    /// The same API, counting its open streams in `gauge`.
+    pub fn counting_streams(mut self, gauge: prometheus::IntGauge) -> Self {
+        self.streams_gauge = gauge;
+        self
     }
 
     /// The same API on a server that leads a shared desk under `lease`: status says so.
@@ -102,11 +126,16 @@ impl Api {
 
     /// A slot for one more server stream, or RESOURCE_EXHAUSTED when all are taken: open
     /// streams are bounded across connections, like calls in flight.
-    fn stream_slot(&self) -> Result<OwnedSemaphorePermit, Status> {
-        self.open_streams.clone().try_acquire_owned().map_err(|_| {
+    fn stream_slot(&self) -> Result<Slot, Status> {
+        let permit = self.open_streams.clone().try_acquire_owned().map_err(|_| {
             status::overloaded(
                 "the server has as many streams open as it allows; close one or retry later",
             )
+        })?;
+        self.streams_gauge.inc();
+        Ok(Slot {
+            _permit: permit,
+            gauge: self.streams_gauge.clone(),
         })
     }
 }

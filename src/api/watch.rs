@@ -17,7 +17,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use futures_util::task::AtomicWaker;
-use tokio::sync::{broadcast, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{broadcast, Notify, Semaphore};
 use tokio_stream::Stream;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tonic::Status;
@@ -148,7 +148,7 @@ impl<M> WatchSpec<M> {
 pub fn watch<M: prost::Message + 'static>(
     handle: DeskHandle,
     spec: WatchSpec<M>,
-    slot: OwnedSemaphorePermit,
+    slot: super::Slot,
     revoked: CancellationToken,
     (connection, reset_after): (Option<Connection>, Duration),
 ) -> WatchStream<Encoded<M>> {
@@ -210,7 +210,7 @@ pub struct WatchStream<T> {
     steps_waker: Waker,
     shared: Arc<Shared>,
     done: bool,
-    _slot: OwnedSemaphorePermit,
+    _slot: super::Slot,
     _gone: DropGuard,
 }
 

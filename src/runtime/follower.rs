@@ -69,6 +69,7 @@ impl Follower {
             store_health,
         });
         let tail = Tail {
+            metrics: options.metrics.clone(),
             store,
             shared,
             live,
@@ -93,6 +94,7 @@ impl Follower {
 }
 
 struct Tail {
+    metrics: Arc<crate::metrics::Metrics>,
     store: Arc<dyn Store>,
     shared: Arc<dyn SharedStore>,
     live: Arc<LiveFeed>,
@@ -171,6 +173,7 @@ impl Tail {
             self.live.publish(event);
         }
         self.head = Some(last);
+        self.metrics.log_head.set(last as i64);
         if keys_read.elapsed() >= KEYS_EVERY {
             let stored = self.shared.keys()?;
             self.keys

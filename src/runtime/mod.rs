@@ -102,6 +102,8 @@ pub struct RuntimeOptions {
     pub shutdown_grace: Duration,
     /// Where the desk's time comes from.
     pub clock: Arc<dyn Clock>,
+    /// What the runtime records its commits in.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Default for RuntimeOptions {
@@ -112,6 +114,7 @@ impl Default for RuntimeOptions {
             event_retention: None,
             shutdown_grace: Duration::from_secs(10),
             clock: Arc::new(SystemClock),
+            metrics: Arc::default(),
         }
     }
 }
@@ -148,6 +151,7 @@ impl Runtime {
                 closing: closing.clone(),
                 compaction_backlog: compaction_backlog.clone(),
                 health,
+                metrics: options.metrics.clone(),
             },
         );
         let handle = DeskHandle::new(handle::Parts {

@@ -56,6 +56,7 @@ pub(super) struct Shared {
     pub closing: CancellationToken,
     pub compaction_backlog: Arc<AtomicBool>,
     pub health: Arc<watch::Sender<StoreHealth>>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 pub(super) fn spawn(
@@ -70,7 +71,9 @@ pub(super) fn spawn(
         .name("desk-writer".into())
         .spawn(move || {
             while let Some(batch) = rx.blocking_recv() {
+                let started = Instant::now();
                 let report = commit(store.as_ref(), &batch.commit, &shared)?;
+                record(&shared.metrics, &batch.commit, started);
                 if batch.commit.compact_before_ms.is_some() {
                     shared
                         .compaction_backlog
@@ -89,6 +92,23 @@ pub(super) fn spawn(
         })
         .expect("spawn the writer thread");
     (tx, thread)
+}
+
+/// Puts a commit in the metrics: its time, its size, its events by kind, the log's head.
+fn record(metrics: &crate::metrics::Metrics, batch: &CommitBatch, started: Instant) {
+    metrics
+        .commit_seconds
+        .observe(started.elapsed().as_secs_f64());
+    metrics.commit_events.observe(batch.events.len() as f64);
+    for event in &batch.events {
+        metrics
+            .events
+            .with_label_values(&[crate::metrics::event_name(event)])
+            .inc();
+    }
+    if let Some(last) = batch.events.last() {
+        metrics.log_head.set(last.seq as i64);
+    }
 }
 
 /// Commits the batch, retrying until it succeeds, or until shutdown while it fails.

@@ -20,7 +20,7 @@ use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
 use crate::api::connections::{self, ConnectionLimits};
-use crate::api::{Api, ApiKeyCheck, EdgeLayer, EdgeLimits, ForwardLayer};
+use crate::api::{Api, ApiKeyCheck, EdgeLayer, EdgeLimits, ForwardLayer, MeteredLayer};
 use crate::clock::now_ms;
 use crate::config::{Config, ServerLimits, TlsSection};
 use crate::domain::desk::Desk;
@@ -29,6 +29,7 @@ use crate::domain::mesh::{Agent, AgentKind, Mesh};
 use crate::domain::review::Reviewer;
 use crate::domain::triage::Triage;
 use crate::keys::{self, generate_key, KeyRing};
+use crate::metrics::Metrics;
 use crate::proto::v1::admin_service_server::AdminServiceServer;
 use crate::proto::v1::agent_service_server::AgentServiceServer;
 use crate::proto::v1::desk_service_server::DeskServiceServer;
@@ -36,12 +37,16 @@ use crate::proto::v1::escalation_service_server::EscalationServiceServer;
 use crate::runtime::{DeskHandle, Runtime, RuntimeOptions, Seed, StopError};
 use crate::store;
 
+mod exposition;
 mod replicas;
 
-/// The layers in front of every service: the edge (load, limits), then forwarding.
+/// The layers in front of every service: the metrics, the edge (load, limits), forwarding.
 type Layers = tower::layer::util::Stack<
     ForwardLayer,
-    tower::layer::util::Stack<EdgeLayer, tower::layer::util::Identity>,
+    tower::layer::util::Stack<
+        EdgeLayer,
+        tower::layer::util::Stack<MeteredLayer, tower::layer::util::Identity>,
+    >,
 >;
 
 /// Name of the file holding the first admin key of a store started without `--dev`.
@@ -80,13 +85,30 @@ pub async fn run(
     let listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     listener.set_nonblocking(true)?;
+    let (leading, led) = tokio::sync::watch::channel(None);
+    let observed = Observed {
+        metrics: Arc::new(Metrics::new()),
+        leading,
+    };
+    if let Some(addr) = config.metrics_listen {
+        exposition::start(addr, observed.metrics.clone(), led, stop.clone()).await?;
+    }
     match opened.shared {
         None => {
-            lead(&config, opened.store, &listener, None, &stop).await?;
+            lead(&config, opened.store, &listener, (None, &observed), &stop).await?;
             Ok(())
         }
-        Some(shared) => replicas::run(&config, (opened.store, shared), &listener, &stop).await,
+        Some(shared) => {
+            replicas::run(&config, (opened.store, shared), &listener, &observed, &stop).await
+        }
     }
+}
+
+/// What the metrics read from the running server.
+struct Observed {
+    metrics: Arc<Metrics>,
+    /// The desk this server leads, while it does: its gauges are read from it at a scrape.
+    leading: tokio::sync::watch::Sender<Option<DeskHandle>>,
 }
 
 /// How a leader's term ended.
@@ -104,13 +126,14 @@ async fn lead(
     config: &Config,
     store: Arc<dyn store::Store>,
     listener: &std::net::TcpListener,
-    lease: Option<replicas::Term>,
+    (lease, observed): (Option<replicas::Term>, &Observed),
     stop: &CancellationToken,
 ) -> anyhow::Result<Ended> {
     // Renewed from the start: restoring a large desk may take longer than the lease.
     let keeper = lease.map(replicas::Term::keep);
-    let runtime = start_desk(config, store).await?;
+    let runtime = start_desk(config, store, &observed.metrics).await?;
     let handle = runtime.handle.clone();
+    observed.leading.send_replace(Some(handle.clone()));
     if let Some(keeper) = &keeper {
         let (lost, closing) = (keeper.lost().clone(), handle.closing().clone());
         tokio::spawn(async move {
@@ -127,10 +150,12 @@ async fn lead(
         config,
         &handle,
         health_service,
-        (edge.clone(), ForwardLayer::leads()),
+        (edge.clone(), ForwardLayer::leads(), &observed.metrics),
         leading,
     )?;
-    serve(config, &handle, listener, router, (health, edge), stop).await?;
+    let served = serve(config, &handle, listener, router, (health, edge), stop).await;
+    observed.leading.send_replace(None);
+    served?;
     let stopped = runtime.shutdown().await;
     // A server that lost the lease acknowledged nothing it could not commit: what it held
     // unwritten is not lost, and the store may well be out of its reach.
@@ -163,8 +188,9 @@ fn key_ring(config: &Config, stored: Vec<store::KeyRecord>) -> KeyRing {
 }
 
 /// How the runtime keeps events and stops, from the configuration.
-fn runtime_options(config: &Config) -> RuntimeOptions {
+fn runtime_options(config: &Config, metrics: &Arc<Metrics>) -> RuntimeOptions {
     RuntimeOptions {
+        metrics: metrics.clone(),
         live_event_buffer: config.server.live_event_buffer,
         live_event_bytes: config.server.live_event_bytes,
         event_retention: config.event_retention,
@@ -244,7 +270,11 @@ async fn open_store(config: &Config) -> anyhow::Result<store::Opened> {
 }
 
 /// Rebuilds the desk from the store, starts the runtime, and seeds a new desk.
-async fn start_desk(config: &Config, store: Arc<dyn store::Store>) -> anyhow::Result<Runtime> {
+async fn start_desk(
+    config: &Config,
+    store: Arc<dyn store::Store>,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Runtime> {
     let reading = store.clone();
     let mut loaded = tokio::task::spawn_blocking(move || reading.load())
         .await
@@ -275,7 +305,8 @@ async fn start_desk(config: &Config, store: Arc<dyn store::Store>) -> anyhow::Re
         "desk restored"
     );
     let keys = key_ring(config, stored_keys);
-    let runtime = Runtime::start(desk, keys, store, triage(config)?, runtime_options(config));
+    let options = runtime_options(config, metrics);
+    let runtime = Runtime::start(desk, keys, store, triage(config)?, options);
     if !seeded {
         seed(config, &runtime).await?;
     }
@@ -290,7 +321,7 @@ fn services(
     health: tonic_health::pb::health_server::HealthServer<
         impl tonic_health::pb::health_server::Health,
     >,
-    (edge, forward): (EdgeLayer, ForwardLayer),
+    (edge, forward, metrics): (EdgeLayer, ForwardLayer, &Arc<Metrics>),
     leading: Option<store::Lease>,
 ) -> anyhow::Result<Router<Layers>> {
     let api = Api::new(
@@ -299,7 +330,8 @@ fn services(
         config.desk_name.clone(),
         &config.server,
     )
-    .leading(leading);
+    .leading(leading)
+    .counting_streams(metrics.open_streams.clone());
     let limits = &config.server;
     let max_message = limits.max_message_bytes;
     let check = |permission, service| ApiKeyCheck::new(handle.keys(), permission, service);
@@ -324,6 +356,10 @@ fn services(
         crate::proto::ERROR_DETAILS_DESCRIPTOR_SET,
         tonic_health::pb::FILE_DESCRIPTOR_SET,
     ];
+    let metered = match config.metrics_listen {
+        Some(_) => MeteredLayer::new(metrics.clone(), &descriptors),
+        None => MeteredLayer::new(metrics.clone(), &descriptors).off(),
+    };
     let reflection = || {
         descriptors.iter().fold(
             tonic_reflection::server::Builder::configure(),
@@ -341,7 +377,8 @@ fn services(
         .http2_keepalive_interval(Some(Duration::from_secs(limits.keepalive_interval_secs)))
         .http2_keepalive_timeout(Some(Duration::from_secs(limits.keepalive_timeout_secs)))
         .http2_max_pending_accept_reset_streams(Some(100))
-        .layer(edge)
+        .layer(metered)
+        .layer(edge.counting(metrics.shed.clone()))
         .layer(forward)
         .add_service(health)
         .add_service(reflection().build_v1()?)

@@ -19,6 +19,7 @@ use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Endpoint;
 
+use super::Observed;
 use super::{edge_layer, health, key_ring, lead, runtime_options, serve, services, triage, Ended};
 use crate::api::{Connections, ForwardLayer, Route};
 use crate::config::Config;
@@ -43,6 +44,7 @@ pub(super) async fn run(
     config: &Config,
     (store, shared): (Arc<dyn Store>, Arc<dyn SharedStore>),
     listener: &std::net::TcpListener,
+    observed: &Observed,
     stop: &CancellationToken,
 ) -> anyhow::Result<()> {
     let me = Me {
@@ -55,13 +57,14 @@ pub(super) async fn run(
     loop {
         let now = match term.take() {
             Some(term) => term,
-            None => match follow(config, (&store, &shared), listener, &me, stop).await? {
+            None => match follow(config, (&store, &shared), listener, (&me, observed), stop).await?
+            {
                 Some(term) => term,
                 None => return Ok(()),
             },
         };
         tracing::info!(epoch = now.epoch, address = %me.address, "this server leads the desk");
-        match lead(config, store.clone(), listener, Some(now), stop).await? {
+        match lead(config, store.clone(), listener, (Some(now), observed), stop).await? {
             Ended::Stopped => return Ok(()),
             Ended::Deposed if stop.is_cancelled() => return Ok(()),
             Ended::Deposed => {
@@ -225,7 +228,7 @@ async fn follow(
     config: &Config,
     (store, shared): (&Arc<dyn Store>, &Arc<dyn SharedStore>),
     listener: &std::net::TcpListener,
-    me: &Me,
+    (me, observed): (&Me, &Observed),
     stop: &CancellationToken,
 ) -> anyhow::Result<Option<Term>> {
     let (reading, listing) = (store.clone(), shared.clone());
@@ -245,7 +248,7 @@ async fn follow(
         (store.clone(), shared.clone()),
         (key_ring(config, keys), head),
         triage(config)?,
-        &runtime_options(config),
+        &runtime_options(config, &observed.metrics),
     );
     let handle = follower.handle.clone();
     let (route, routes) = watch::channel(Route::NoLeader);
@@ -270,7 +273,7 @@ async fn follow(
         config,
         &handle,
         health_service,
-        (edge.clone(), forward),
+        (edge.clone(), forward, &observed.metrics),
         None,
     )?;
     tracing::info!(head = ?head, "following the desk");

@@ -1,0 +1,269 @@
+//! The server's Prometheus metrics: one registry, the metrics every part records into, and
+//! their text exposition. Names follow the ecosystem's: the gRPC server metrics are those of
+//! go-grpc-middleware (`grpc_server_*`), the process metrics those of the Prometheus clients
+//! (`process_*`), the desk's own start with `servicedesk_`. No label carries a ticket,
+//! customer or key id: every label set is bounded (methods, codes, event kinds, tiers).
+//!
+//! Recording is a few atomic operations; a scrape renders what the registry holds after
+//! [`Metrics::refresh`] has set the gauges read from the desk at that moment.
+
+use crate::domain::event::{EscalationEventKind, Event, EventBody, TicketEventKind};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// Buckets of call handling times, seconds: 1 ms to 60 s.
+const HANDLING_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+/// Buckets of commit times, seconds: 100 µs to 10 s.
+const COMMIT_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 10.0,
+];
+/// Buckets of events per commit.
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0];
+
+/// Every metric the server exports.
+pub struct Metrics {
+    registry: Registry,
+    /// `grpc_server_*`, labelled `grpc_type`, `grpc_service`, `grpc_method` (and `grpc_code`).
+    pub grpc_started: IntCounterVec,
+    pub grpc_handled: IntCounterVec,
+    pub grpc_received: IntCounterVec,
+    pub grpc_sent: IntCounterVec,
+    pub grpc_handling: HistogramVec,
+    /// Calls refused by a load limit, by `limit` (`server`, `client`).
+    pub shed: IntCounterVec,
+    /// Events committed by this server, by `event` (`ticket_created`, `escalation_expired`,
+    /// ...).
+    pub events: IntCounterVec,
+    pub commit_seconds: Histogram,
+    pub commit_events: Histogram,
+    /// The sequence of the last event this server committed or followed.
+    pub log_head: IntGauge,
+    /// Read from the desk at each scrape (on the server that leads it).
+    pub open_tickets: IntGauge,
+    pub queued_tickets: IntGauge,
+    pub pending_reviews: IntGaugeVec,
+    pub agent_load: IntGaugeVec,
+    pub agent_capacity: IntGaugeVec,
+    pub remote_agents: IntGauge,
+    pub leading: IntGauge,
+    /// Server streams open (watches and agent streams).
+    pub open_streams: IntGauge,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("a valid counter");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("registered once");
+    metric
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let metric = IntGauge::new(name, help).expect("a valid gauge");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("registered once");
+    metric
+}
+
+fn gauges(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let metric = IntGaugeVec::new(Opts::new(name, help), labels).expect("a valid gauge");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("registered once");
+    metric
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, buckets: &[f64]) -> Histogram {
+    let metric = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
+        .expect("a valid histogram");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("registered once");
+    metric
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// A registry of its own with every metric at zero, and the process's own metrics.
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("the process collector registers once");
+        let call = &["grpc_type", "grpc_service", "grpc_method"];
+        let grpc_handling = HistogramVec::new(
+            HistogramOpts::new(
+                "grpc_server_handling_seconds",
+                "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
+            )
+            .buckets(HANDLING_BUCKETS.to_vec()),
+            call,
+        )
+        .expect("a valid histogram");
+        registry
+            .register(Box::new(grpc_handling.clone()))
+            .expect("registered once");
+        Metrics {
+            grpc_started: counter(
+                &registry,
+                "grpc_server_started_total",
+                "Total number of RPCs started on the server.",
+                call,
+            ),
+            grpc_handled: counter(
+                &registry,
+                "grpc_server_handled_total",
+                "Total number of RPCs completed on the server, regardless of success or failure.",
+                &["grpc_type", "grpc_service", "grpc_method", "grpc_code"],
+            ),
+            grpc_received: counter(
+                &registry,
+                "grpc_server_msg_received_total",
+                "Total number of RPC stream messages received on the server.",
+                call,
+            ),
+            grpc_sent: counter(
+                &registry,
+                "grpc_server_msg_sent_total",
+                "Total number of gRPC stream messages sent by the server.",
+                call,
+            ),
+            grpc_handling,
+            shed: counter(
+                &registry,
+                "servicedesk_calls_shed_total",
+                "Calls refused with RESOURCE_EXHAUSTED by a load limit: the server's calls in flight, or one client's share.",
+                &["limit"],
+            ),
+            events: counter(
+                &registry,
+                "servicedesk_events_total",
+                "Events this server committed, by kind (tickets created, escalated, resolved; reviews decided, expired; ...).",
+                &["event"],
+            ),
+            commit_seconds: histogram(
+                &registry,
+                "servicedesk_commit_seconds",
+                "Time of each group commit to the store.",
+                COMMIT_BUCKETS,
+            ),
+            commit_events: histogram(
+                &registry,
+                "servicedesk_commit_events",
+                "Events per group commit.",
+                BATCH_BUCKETS,
+            ),
+            log_head: gauge(
+                &registry,
+                "servicedesk_event_log_head",
+                "Sequence of the last event this server committed or, following, read.",
+            ),
+            open_tickets: gauge(
+                &registry,
+                "servicedesk_open_tickets",
+                "Tickets not in a final state (on the server leading the desk).",
+            ),
+            queued_tickets: gauge(
+                &registry,
+                "servicedesk_queued_tickets",
+                "Tickets waiting in the queue for an agent (on the server leading the desk).",
+            ),
+            pending_reviews: gauges(
+                &registry,
+                "servicedesk_pending_reviews",
+                "Reviews waiting for a decision, by whether a reviewer has them (on the server leading the desk).",
+                &["assigned"],
+            ),
+            agent_load: gauges(
+                &registry,
+                "servicedesk_agent_load",
+                "Tickets the agents of a tier hold (on the server leading the desk).",
+                &["tier"],
+            ),
+            agent_capacity: gauges(
+                &registry,
+                "servicedesk_agent_capacity",
+                "Tickets the available agents of a tier can hold at once (on the server leading the desk).",
+                &["tier"],
+            ),
+            remote_agents: gauge(
+                &registry,
+                "servicedesk_remote_agents_attached",
+                "Remote agents with a stream attached (on the server leading the desk).",
+            ),
+            leading: gauge(
+                &registry,
+                "servicedesk_leading",
+                "1 on the server that leads the desk (runs it and writes), 0 on a follower.",
+            ),
+            open_streams: gauge(
+                &registry,
+                "servicedesk_open_streams",
+                "Server streams open on this server: watches and remote agents' streams.",
+            ),
+            registry,
+        }
+    }
+
+    /// The registry in the Prometheus text format, and its content type.
+    pub fn render(&self) -> (String, String) {
+        let encoder = TextEncoder::new();
+        let mut text = Vec::new();
+        // Encoding what the registry gathered cannot fail: every family was built by it.
+        let _ = encoder.encode(&self.registry.gather(), &mut text);
+        (
+            String::from_utf8_lossy(&text).into_owned(),
+            encoder.format_type().to_string(),
+        )
+    }
+}
+
+/// An event's kind as the `event` label of `servicedesk_events_total` names it.
+pub fn event_name(event: &Event) -> &'static str {
+    match &event.body {
+        EventBody::Ticket { kind, .. } => match kind {
+            TicketEventKind::Created => "ticket_created",
+            TicketEventKind::Classified => "ticket_classified",
+            TicketEventKind::Assigned => "ticket_assigned",
+            TicketEventKind::Queued => "ticket_queued",
+            TicketEventKind::AgentReplied => "ticket_agent_replied",
+            TicketEventKind::TierEscalated => "ticket_tier_escalated",
+            TicketEventKind::ReviewRequested => "ticket_review_requested",
+            TicketEventKind::ReviewerAssigned => "ticket_reviewer_assigned",
+            TicketEventKind::Approved => "ticket_approved",
+            TicketEventKind::Rejected => "ticket_rejected",
+            TicketEventKind::Expired => "ticket_expired",
+            TicketEventKind::Resolved => "ticket_resolved",
+            TicketEventKind::Failed => "ticket_failed",
+        },
+        EventBody::Escalation { kind, .. } => match kind {
+            EscalationEventKind::Created => "escalation_created",
+            EscalationEventKind::Assigned => "escalation_assigned",
+            EscalationEventKind::Approved => "escalation_approved",
+            EscalationEventKind::Rejected => "escalation_rejected",
+            EscalationEventKind::Expired => "escalation_expired",
+            EscalationEventKind::Reassigned => "escalation_reassigned",
+        },
+        EventBody::Agent { .. } => "agent_changed",
+        EventBody::Reviewer { .. } => "reviewer_changed",
+    }
+}

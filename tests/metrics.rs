@@ -1,0 +1,254 @@
+//! Prometheus metrics against the real binary (`--metrics-listen`): after a known sequence of
+//! calls, a scrape of `/metrics` shows the exact counts per method and code under
+//! go-grpc-middleware's names, and the desk's gauges say what `GetDeskStatus` says.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::*;
+use servicedesk::proto::v1::{GetDeskStatusRequest, GetTicketRequest, WatchTicketRequest};
+use tonic::Code;
+
+/// The samples of a scrape: metric name and labels to value.
+struct Scrape(Vec<(String, BTreeMap<String, String>, f64)>);
+
+impl Scrape {
+    fn parse(text: &str) -> Scrape {
+        let mut samples = Vec::new();
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let (series, value) = line.rsplit_once(' ').expect("a sample line");
+            let (name, labels) = match series.split_once('{') {
+                Some((name, rest)) => (name, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let labels = labels
+                .split(',')
+                .filter(|l| !l.is_empty())
+                .map(|l| {
+                    let (k, v) = l.split_once('=').expect("a label");
+                    (k.to_string(), v.trim_matches('"').to_string())
+                })
+                .collect();
+            samples.push((name.to_string(), labels, value.parse().expect("a value")));
+        }
+        Scrape(samples)
+    }
+
+    /// The value of the one sample of `name` whose labels include `labels`; 0 when none.
+    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let found: Vec<f64> = self
+            .0
+            .iter()
+            .filter(|(n, l, _)| {
+                n == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+            })
+            .map(|(_, _, v)| *v)
+            .collect();
+        assert!(
+            found.len() <= 1,
+            "{name} {labels:?} matches {} samples",
+            found.len()
+        );
+        found.first().copied().unwrap_or(0.0)
+    }
+
+    fn call(&self, name: &str, method: &str) -> f64 {
+        self.value(name, &[("grpc_method", method)])
+    }
+
+    fn handled(&self, method: &str, code: &str) -> f64 {
+        self.value(
+            "grpc_server_handled_total",
+            &[("grpc_method", method), ("grpc_code", code)],
+        )
+    }
+}
+
+/// Scrapes `/metrics` at `addr` with a plain HTTP/1.1 request.
+async fn scrape(addr: &str) -> Scrape {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(
+            format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_lowercase().contains("content-type: text/plain"),
+        "{head}"
+    );
+    Scrape::parse(body)
+}
+
+/// The metrics address the server logged.
+async fn metrics_addr(server: &Server) -> String {
+    server
+        .until_logged("serving metrics at /metrics", Duration::from_secs(10))
+        .await;
+    let log = server.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("serving metrics at /metrics"))
+        .unwrap();
+    line.split("address=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the address in the log line")
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_scrape_counts_every_call_by_method_and_code_and_shows_the_desk() {
+    let server = Server::start_with(new_root(), &["--metrics-listen", "127.0.0.1:0"], None).await;
+    let addr = metrics_addr(&server).await;
+    let mut desk = server.desk();
+    // Three answered inquiries, one refused, and a review pending.
+    let mut tickets = Vec::new();
+    for n in 0..3 {
+        let answer = ask(&mut desk, inquiry(&format!("cust_m_{n}"), PASSWORD_RESET)).await;
+        tickets.push(answer.ticket.unwrap());
+    }
+    expect_code(
+        desk.handle_inquiry(inquiry("cust_m_bad", "")).await,
+        Code::InvalidArgument,
+        "an empty inquiry",
+    );
+    create_refund_escalation(&mut desk, "cust_m_review").await;
+    // Two reads found, one not found, one with a wrong key.
+    for ticket in &tickets[..2] {
+        ok(
+            desk.get_ticket(GetTicketRequest {
+                ticket_id: ticket.ticket_id.clone(),
+            })
+            .await,
+            "GetTicket",
+        );
+    }
+    expect_code(
+        desk.get_ticket(GetTicketRequest {
+            ticket_id: "tkt_0000000000000000".into(),
+        })
+        .await,
+        Code::NotFound,
+        "a ticket that does not exist",
+    );
+    expect_code(
+        server
+            .desk_as("not-a-key")
+            .get_ticket(GetTicketRequest {
+                ticket_id: tickets[0].ticket_id.clone(),
+            })
+            .await,
+        Code::Unauthenticated,
+        "a wrong key",
+    );
+    // A watch of a settled ticket: its events, then the end.
+    let mut watch = desk
+        .watch_ticket(WatchTicketRequest {
+            ticket_id: tickets[0].ticket_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut events = 0.0;
+    while watch.message().await.unwrap().is_some() {
+        events += 1.0;
+    }
+    let status = ok(
+        server
+            .admin()
+            .get_desk_status(GetDeskStatusRequest {})
+            .await,
+        "GetDeskStatus",
+    );
+
+    let m = scrape(&addr).await;
+    assert_eq!(m.call("grpc_server_started_total", "HandleInquiry"), 5.0);
+    assert_eq!(m.handled("HandleInquiry", "OK"), 4.0);
+    assert_eq!(m.handled("HandleInquiry", "InvalidArgument"), 1.0);
+    assert_eq!(
+        m.call("grpc_server_msg_received_total", "HandleInquiry"),
+        5.0
+    );
+    assert_eq!(m.call("grpc_server_msg_sent_total", "HandleInquiry"), 4.0);
+    assert_eq!(
+        m.call("grpc_server_handling_seconds_count", "HandleInquiry"),
+        5.0
+    );
+    assert_eq!(m.call("grpc_server_started_total", "GetTicket"), 4.0);
+    assert_eq!(m.handled("GetTicket", "OK"), 2.0);
+    assert_eq!(m.handled("GetTicket", "NotFound"), 1.0);
+    assert_eq!(m.handled("GetTicket", "Unauthenticated"), 1.0);
+    assert_eq!(
+        m.value(
+            "grpc_server_handled_total",
+            &[
+                ("grpc_method", "WatchTicket"),
+                ("grpc_type", "server_stream"),
+                ("grpc_code", "OK")
+            ]
+        ),
+        1.0
+    );
+    assert!(events >= 2.0);
+    assert_eq!(m.call("grpc_server_msg_sent_total", "WatchTicket"), events);
+    // The desk's gauges say what its status says.
+    assert_eq!(m.value("servicedesk_leading", &[]), 1.0);
+    assert_eq!(
+        m.value("servicedesk_open_tickets", &[]),
+        status.open_tickets as f64
+    );
+    assert_eq!(
+        m.value("servicedesk_queued_tickets", &[]),
+        status.queued_tickets as f64
+    );
+    let reviews = status.escalation_stats.as_ref().unwrap();
+    let pending = m.value("servicedesk_pending_reviews", &[("assigned", "true")])
+        + m.value("servicedesk_pending_reviews", &[("assigned", "false")]);
+    assert_eq!(pending, reviews.active as f64);
+    assert_eq!(pending, 1.0);
+    for tier in &status.tiers {
+        let load: u32 = tier.agents.iter().map(|a| a.load).sum();
+        assert_eq!(
+            m.value("servicedesk_agent_load", &[("tier", &tier.name)]),
+            f64::from(load),
+            "tier {}",
+            tier.name
+        );
+    }
+    assert_eq!(
+        m.value("servicedesk_events_total", &[("event", "ticket_created")]),
+        4.0
+    );
+    assert_eq!(
+        m.value("servicedesk_event_log_head", &[]),
+        status.sequence as f64
+    );
+    assert!(m.value("servicedesk_commit_seconds_count", &[]) >= 1.0);
+    #[cfg(target_os = "linux")]
+    assert!(m.value("process_resident_memory_bytes", &[]) > 0.0);
+    // No label names a ticket, a customer or a key.
+    for (_, labels, _) in &m.0 {
+        for value in labels.values() {
+            assert!(
+                !value.starts_with("tkt_") && !value.starts_with("cust_") && !value.contains("key"),
+                "an unbounded label value: {value}"
+            );
+        }
+    }
+}
