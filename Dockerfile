@@ -21,4 +21,9 @@ COPY --from=build /src/target/release/servicedesk /usr/local/bin/servicedesk
 USER servicedesk
 VOLUME ["/data"]
 EXPOSE 50051
+# Metrics, when started with --metrics-listen 0.0.0.0:9090.
+EXPOSE 9090
+# Healthy while the server answers SERVING; draining or cut off from its store, it is not.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["servicedesk", "health", "--address", "http://127.0.0.1:50051", "--timeout-secs", "3"]
 ENTRYPOINT ["servicedesk","serve","--listen","0.0.0.0:50051","--data-dir","/data"]

@@ -52,6 +52,35 @@ enum Command {
         #[arg(long)]
         full: bool,
     },
+    /// Ask a running server's health service; exit 0 only when it answers SERVING.
+    Health {
+        /// The server: http://host:port, or https://host:port for TLS.
+        #[arg(
+            long,
+            env = "SERVICEDESK_HEALTH_ADDRESS",
+            default_value = "http://127.0.0.1:50051"
+        )]
+        address: String,
+        /// The service to ask about (e.g. servicedesk.v1.DeskService); the whole server when
+        /// left out.
+        #[arg(long, default_value = "")]
+        service: String,
+        /// With https: the CA certificate (PEM) that signed the server's.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// With https: the name the server's certificate carries, when not the address's host.
+        #[arg(long)]
+        domain: Option<String>,
+        /// With https to a server that asks for one: this client certificate (PEM) ...
+        #[arg(long, requires = "key")]
+        cert: Option<PathBuf>,
+        /// ... and its key (PEM).
+        #[arg(long, requires = "cert")]
+        key: Option<PathBuf>,
+        /// How long to wait for the answer, seconds.
+        #[arg(long, default_value_t = 5)]
+        timeout_secs: u64,
+    },
     /// Copy a stopped desk from the embedded store into an empty PostgreSQL database, then
     /// check the copy (counts and the log's head); exit 1 if anything differs.
     Migrate {
@@ -94,6 +123,24 @@ fn main() -> ExitCode {
         } => (listen, metrics_listen, data_dir, config, dev, full_check),
         Command::Check { data_dir, full } => return check(data_dir, full),
         Command::Migrate { from, to } => return migrate(&from, &to),
+        Command::Health {
+            address,
+            service,
+            ca,
+            domain,
+            cert,
+            key,
+            timeout_secs,
+        } => {
+            return health(servicedesk::server::probe::Probe {
+                address,
+                service,
+                ca,
+                domain,
+                identity: cert.zip(key),
+                timeout: std::time::Duration::from_secs(timeout_secs),
+            })
+        }
     };
     let config = match Config::load(Overrides {
         listen,
@@ -209,6 +256,34 @@ fn migrate(from: &str, to: &str) -> ExitCode {
         }
         Err(err) => {
             eprintln!("servicedesk: the desk was not copied: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `servicedesk health`: prints the status; exit 0 on SERVING, 1 on anything else.
+fn health(probe: servicedesk::server::probe::Probe) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("servicedesk: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(servicedesk::server::probe::probe(&probe)) {
+        Ok(status) if status == "SERVING" => {
+            println!("{status}");
+            ExitCode::SUCCESS
+        }
+        Ok(status) => {
+            println!("{status}");
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            eprintln!("servicedesk: {err:#}");
             ExitCode::FAILURE
         }
     }

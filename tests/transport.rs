@@ -308,3 +308,55 @@ async fn a_client_resetting_its_streams_at_once_loses_its_connection_not_the_ser
     )
     .await;
 }
+
+/// `servicedesk health` against `addr`, asking about `service`, to its exit.
+async fn health_command(addr: std::net::SocketAddr, service: &str) -> Exited {
+    let args = [
+        "health".to_string(),
+        "--address".into(),
+        format!("http://{addr}"),
+        "--service".into(),
+        service.into(),
+        "--timeout-secs".into(),
+        "3".into(),
+    ];
+    run_to_exit(&args, Duration::from_secs(20))
+        .await
+        .expect("the health command ends on its own")
+}
+
+#[tokio::test]
+async fn the_health_command_succeeds_on_a_serving_server_and_fails_while_it_drains() {
+    let mut server = Server::start().await;
+    let addr = server.addr();
+    for service in ["", "servicedesk.v1.DeskService"] {
+        let serving = health_command(addr, service).await;
+        assert!(serving.status.success(), "{service:?}: {serving:?}");
+        assert!(serving.output.contains("SERVING"), "{}", serving.output);
+    }
+    let unknown = health_command(addr, "servicedesk.v1.NoSuchService").await;
+    assert!(!unknown.status.success(), "{unknown:?}");
+    assert!(
+        unknown.output.contains("NotFound") || unknown.output.contains("not found"),
+        "{}",
+        unknown.output
+    );
+
+    // A call whose body never ends keeps the server draining after SIGTERM.
+    let mut send = raw_connection(&server, 65_535).await;
+    let request = grpc_request(
+        &server,
+        "servicedesk.v1.DeskService/HandleInquiry",
+        TEST_KEY,
+    );
+    let (_response, _body) = send.send_request(request, false).expect("send the headers");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.send_sigterm();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let draining = health_command(addr, "").await;
+    assert!(!draining.status.success(), "while draining: {draining:?}");
+    assert!(
+        server.exit_within(Duration::ZERO).await.is_none(),
+        "the server was still draining when the health command answered"
+    );
+}

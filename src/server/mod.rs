@@ -38,6 +38,7 @@ use crate::runtime::{DeskHandle, Runtime, RuntimeOptions, Seed, StopError};
 use crate::store;
 
 mod exposition;
+pub mod probe;
 mod replicas;
 
 /// The layers in front of every service: the metrics, the edge (load, limits), forwarding.
@@ -85,6 +86,7 @@ pub async fn run(
     let listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     listener.set_nonblocking(true)?;
+    let listener = Listening::new(listener);
     let (leading, led) = tokio::sync::watch::channel(None);
     let observed = Observed {
         metrics: Arc::new(Metrics::new()),
@@ -101,6 +103,39 @@ pub async fn run(
         Some(shared) => {
             replicas::run(&config, (opened.store, shared), &listener, &observed, &stop).await
         }
+    }
+}
+
+/// The listening socket, bound once for the server's life and shared by each role's serving;
+/// closed when shutdown begins.
+#[derive(Clone)]
+struct Listening(Arc<std::sync::Mutex<Option<std::net::TcpListener>>>);
+
+impl Listening {
+    fn new(listener: std::net::TcpListener) -> Self {
+        Listening(Arc::new(std::sync::Mutex::new(Some(listener))))
+    }
+
+    /// Another handle on the socket, for one role's serving.
+    fn clone_socket(&self) -> std::io::Result<std::net::TcpListener> {
+        let held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match held.as_ref() {
+            Some(listener) => listener.try_clone(),
+            None => Err(std::io::Error::other("the server is shutting down")),
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        let held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match held.as_ref() {
+            Some(listener) => listener.local_addr(),
+            None => Err(std::io::Error::other("the server is shutting down")),
+        }
+    }
+
+    /// Lets this handle go; the socket closes once the serving one goes too.
+    fn close(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 }
 
@@ -125,7 +160,7 @@ enum Ended {
 async fn lead(
     config: &Config,
     store: Arc<dyn store::Store>,
-    listener: &std::net::TcpListener,
+    listener: &Listening,
     (lease, observed): (Option<replicas::Term>, &Observed),
     stop: &CancellationToken,
 ) -> anyhow::Result<Ended> {
@@ -395,12 +430,13 @@ fn services(
 async fn serve(
     config: &Config,
     handle: &DeskHandle,
-    listener: &std::net::TcpListener,
+    listener: &Listening,
     router: Router<Layers>,
     (health, edge): (HealthReporter, EdgeLayer),
     stop: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let listener = TcpListener::from_std(listener.try_clone()?)?;
+    let listening = listener.clone();
+    let listener = TcpListener::from_std(listener.clone_socket()?)?;
     let addr = listener.local_addr()?;
     let incoming = connections::incoming(listener, connection_limits(&config.server));
     let closing = handle.closing().clone();
@@ -408,7 +444,12 @@ async fn serve(
     let shutdown = stop.clone();
     let signal = async move {
         tokio::select! {
-            _ = shutdown.cancelled() => tracing::info!("shutdown requested: draining"),
+            _ = shutdown.cancelled() => {
+                tracing::info!("shutdown requested: draining");
+                // New connections are refused from now on, so that clients go elsewhere at
+                // once (a change of role keeps the socket: they wait for the next role).
+                listening.close();
+            }
             _ = draining.cancelled() => tracing::info!("this server's part in the desk ended: draining"),
         }
         for service in SERVICES.into_iter().chain([""]) {

@@ -19,8 +19,8 @@ use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Endpoint;
 
-use super::Observed;
 use super::{edge_layer, health, key_ring, lead, runtime_options, serve, services, triage, Ended};
+use super::{Listening, Observed};
 use crate::api::{Connections, ForwardLayer, Route};
 use crate::config::Config;
 use crate::runtime::Follower;
@@ -43,7 +43,7 @@ struct Me {
 pub(super) async fn run(
     config: &Config,
     (store, shared): (Arc<dyn Store>, Arc<dyn SharedStore>),
-    listener: &std::net::TcpListener,
+    listener: &Listening,
     observed: &Observed,
     stop: &CancellationToken,
 ) -> anyhow::Result<()> {
@@ -227,7 +227,7 @@ impl Drop for Keeper {
 async fn follow(
     config: &Config,
     (store, shared): (&Arc<dyn Store>, &Arc<dyn SharedStore>),
-    listener: &std::net::TcpListener,
+    listener: &Listening,
     (me, observed): (&Me, &Observed),
     stop: &CancellationToken,
 ) -> anyhow::Result<Option<Term>> {
