@@ -20,6 +20,8 @@ use crate::store::{Durability, StoreSettings};
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub listen: Option<String>,
+    /// How log lines are written (`text` or `json`); the command line and environment win.
+    pub log_format: Option<LogFormat>,
     /// Where to serve Prometheus metrics (`/metrics`, plain HTTP); off when absent.
     pub metrics_listen: Option<String>,
     pub data_dir: Option<PathBuf>,
@@ -51,6 +53,17 @@ pub struct TlsSection {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub client_ca: Option<PathBuf>,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    #[default]
+    Text,
+    /// One JSON object per line, with the spans (a call's method and trace id) it was written in.
+    Json,
 }
 
 /// How servers sharing one desk (in PostgreSQL) choose the one that writes, and reach it.
@@ -348,6 +361,8 @@ pub struct Config {
     pub replication: Replication,
     /// Where Prometheus metrics are served (`/metrics`); `None`: nowhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// The log format the file asks for, if any.
+    pub log_format: Option<LogFormat>,
     pub dev: bool,
     pub store: StoreSettings,
     /// Run the thorough consistency check of the store at start, not the quick one.
@@ -658,6 +673,7 @@ impl Config {
         Ok(Config {
             replication,
             metrics_listen,
+            log_format: file.log_format,
             listen,
             dev,
             store: StoreSettings {

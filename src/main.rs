@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use servicedesk::config::{Config, Overrides};
+use servicedesk::config::{Config, LogFormat, Overrides};
 
 #[derive(Parser)]
 #[command(
@@ -17,6 +17,10 @@ use servicedesk::config::{Config, Overrides};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How log lines are written: `text` (default) or `json` (one object per line, with the
+    /// call's method and trace id inside a request).
+    #[arg(long, global = true, env = "SERVICEDESK_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
 }
 
 #[derive(Subcommand)]
@@ -102,16 +106,10 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SERVICEDESK_LOG")
-                .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // Colour only for a person at a terminal; files and log shippers get plain text.
-        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
-        .init();
+    let log_format = cli.log_format;
+    if !matches!(cli.command, Command::Serve { .. }) {
+        init_logging(log_format.unwrap_or_default());
+    }
     let (listen, metrics_listen, data_dir, config, dev, full_check) = match cli.command {
         Command::Serve {
             listen,
@@ -156,6 +154,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    init_logging(log_format.or(config.log_format).unwrap_or_default());
     #[cfg(unix)]
     {
         use servicedesk::process;
@@ -286,5 +285,27 @@ fn health(probe: servicedesk::server::probe::Probe) -> ExitCode {
             eprintln!("servicedesk: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Logs to stderr, filtered by `SERVICEDESK_LOG` (or `RUST_LOG`; `info` by default).
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SERVICEDESK_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        // Every span the line was written in, so a request's trace id is on each of its lines.
+        LogFormat::Json => logs
+            .json()
+            .with_span_list(true)
+            .with_current_span(false)
+            .init(),
+        // Colour only for a person at a terminal; files and log shippers get plain text.
+        LogFormat::Text => logs
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .init(),
     }
 }
