@@ -338,6 +338,8 @@ impl Default for ServerLimits {
 #[derive(Debug, Default)]
 pub struct Overrides {
     pub listen: Option<String>,
+    /// Wins over `[store] advertise_address` (one value per server, where the file is shared).
+    pub advertise_address: Option<String>,
     pub metrics_listen: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub config: Option<PathBuf>,
@@ -669,7 +671,7 @@ impl Config {
             .synchronous
             .or(file.synchronous)
             .unwrap_or_default();
-        let replication = replication(&file.store)?;
+        let replication = replication(&file.store, overrides.advertise_address.as_deref())?;
         Ok(Config {
             replication,
             metrics_listen,
@@ -701,14 +703,17 @@ impl Config {
 }
 
 /// `[store] advertise_address` and `lease_ttl_secs`, checked.
-fn replication(store: &StoreSection) -> Result<Replication, ConfigError> {
+fn replication(store: &StoreSection, advertise: Option<&str>) -> Result<Replication, ConfigError> {
     let ttl = store.lease_ttl_secs.unwrap_or(5);
     if !(1..=300).contains(&ttl) {
         return Err(ConfigError::Invalid(
             "[store] lease_ttl_secs must be within 1..=300".into(),
         ));
     }
-    let advertise = match store.advertise_address.as_deref().map(str::trim) {
+    let advertise = match advertise
+        .or(store.advertise_address.as_deref())
+        .map(str::trim)
+    {
         None => None,
         Some(address) => {
             let full = if address.contains("://") {

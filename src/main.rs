@@ -30,6 +30,10 @@ enum Command {
         /// Address to listen on; port 0 picks a free port (the log says which).
         #[arg(long, env = "SERVICEDESK_LISTEN")]
         listen: Option<String>,
+        /// With a desk in PostgreSQL: what the other servers dial to reach this one
+        /// (http://host:port); wins over `[store] advertise_address`.
+        #[arg(long, env = "SERVICEDESK_ADVERTISE_ADDRESS")]
+        advertise_address: Option<String>,
         /// Serve Prometheus metrics at `/metrics` on this address (plain HTTP), e.g.
         /// 0.0.0.0:9090; off by default.
         #[arg(long, env = "SERVICEDESK_METRICS_LISTEN")]
@@ -110,38 +114,49 @@ fn main() -> ExitCode {
     if !matches!(cli.command, Command::Serve { .. }) {
         init_logging(log_format.unwrap_or_default());
     }
-    let (listen, metrics_listen, data_dir, config, dev, full_check) = match cli.command {
-        Command::Serve {
-            listen,
-            metrics_listen,
-            data_dir,
-            config,
-            dev,
-            full_check,
-        } => (listen, metrics_listen, data_dir, config, dev, full_check),
-        Command::Check { data_dir, full } => return check(data_dir, full),
-        Command::Migrate { from, to } => return migrate(&from, &to),
-        Command::Health {
-            address,
-            service,
-            ca,
-            domain,
-            cert,
-            key,
-            timeout_secs,
-        } => {
-            return health(servicedesk::server::probe::Probe {
+    let (listen, advertise_address, metrics_listen, data_dir, config, dev, full_check) =
+        match cli.command {
+            Command::Serve {
+                listen,
+                advertise_address,
+                metrics_listen,
+                data_dir,
+                config,
+                dev,
+                full_check,
+            } => (
+                listen,
+                advertise_address,
+                metrics_listen,
+                data_dir,
+                config,
+                dev,
+                full_check,
+            ),
+            Command::Check { data_dir, full } => return check(data_dir, full),
+            Command::Migrate { from, to } => return migrate(&from, &to),
+            Command::Health {
                 address,
                 service,
                 ca,
                 domain,
-                identity: cert.zip(key),
-                timeout: std::time::Duration::from_secs(timeout_secs),
-            })
-        }
-    };
+                cert,
+                key,
+                timeout_secs,
+            } => {
+                return health(servicedesk::server::probe::Probe {
+                    address,
+                    service,
+                    ca,
+                    domain,
+                    identity: cert.zip(key),
+                    timeout: std::time::Duration::from_secs(timeout_secs),
+                })
+            }
+        };
     let config = match Config::load(Overrides {
         listen,
+        advertise_address,
         metrics_listen,
         data_dir,
         config,

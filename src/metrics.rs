@@ -122,7 +122,7 @@ impl Metrics {
         registry
             .register(Box::new(grpc_handling.clone()))
             .expect("registered once");
-        Metrics {
+        let metrics = Metrics {
             grpc_started: counter(
                 &registry,
                 "grpc_server_started_total",
@@ -221,7 +221,18 @@ impl Metrics {
                 "Server streams open on this server: watches and remote agents' streams.",
             ),
             registry,
+        };
+        // The bounded label sets known beforehand, at zero: a rate over them is never absent.
+        for event in EVENTS {
+            metrics.events.with_label_values(&[event]);
         }
+        for limit in ["server", "client"] {
+            metrics.shed.with_label_values(&[limit]);
+        }
+        for assigned in ["true", "false"] {
+            metrics.pending_reviews.with_label_values(&[assigned]);
+        }
+        metrics
     }
 
     /// The registry in the Prometheus text format, and its content type.
@@ -236,6 +247,32 @@ impl Metrics {
         )
     }
 }
+
+/// Every value of `servicedesk_events_total`'s `event` label, exported at zero from the start
+/// so that a rate over it is never absent.
+const EVENTS: &[&str] = &[
+    "ticket_created",
+    "ticket_classified",
+    "ticket_assigned",
+    "ticket_queued",
+    "ticket_agent_replied",
+    "ticket_tier_escalated",
+    "ticket_review_requested",
+    "ticket_reviewer_assigned",
+    "ticket_approved",
+    "ticket_rejected",
+    "ticket_expired",
+    "ticket_resolved",
+    "ticket_failed",
+    "escalation_created",
+    "escalation_assigned",
+    "escalation_approved",
+    "escalation_rejected",
+    "escalation_expired",
+    "escalation_reassigned",
+    "agent_changed",
+    "reviewer_changed",
+];
 
 /// An event's kind as the `event` label of `servicedesk_events_total` names it.
 pub fn event_name(event: &Event) -> &'static str {

@@ -152,3 +152,44 @@ fn overrides_win_over_the_file() {
     .unwrap();
     assert_eq!(c.listen.port(), 2);
 }
+
+#[test]
+fn the_advertised_address_is_checked_and_the_environment_wins_over_the_file() {
+    let file = |text: &str| parse_file(text, Path::new("t")).unwrap();
+    let shared =
+        "[store]\nurl = \"postgres://desk@db/desk\"\nadvertise_address = \"10.0.0.1:50051\"\n";
+    let c = Config::resolve(file(shared), Overrides::default()).unwrap();
+    assert_eq!(
+        c.replication.advertise_address.as_deref(),
+        Some("http://10.0.0.1:50051")
+    );
+    let c = Config::resolve(
+        file(shared),
+        Overrides {
+            advertise_address: Some("http://10.0.0.2:50051".into()),
+            ..Overrides::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        c.replication.advertise_address.as_deref(),
+        Some("http://10.0.0.2:50051")
+    );
+    for bad in [
+        "10.0.0.1",
+        "https://10.0.0.1:50051",
+        "http://:50051",
+        "http://h:port",
+    ] {
+        let refused = Config::resolve(
+            file("[store]\nurl = \"postgres://desk@db/desk\"\n"),
+            Overrides {
+                advertise_address: Some(bad.into()),
+                ..Overrides::default()
+            },
+        );
+        assert!(refused.is_err(), "{bad} was taken");
+    }
+    assert_eq!(c.replication.lease_ttl, std::time::Duration::from_secs(5));
+    assert!(Config::resolve(file("[store]\nlease_ttl_secs = 0\n"), Overrides::default()).is_err());
+}
