@@ -114,55 +114,46 @@ fn main() -> ExitCode {
     if !matches!(cli.command, Command::Serve { .. }) {
         init_logging(log_format.unwrap_or_default());
     }
-    let (listen, advertise_address, metrics_listen, data_dir, config, dev, full_check) =
-        match cli.command {
-            Command::Serve {
-                listen,
-                advertise_address,
-                metrics_listen,
-                data_dir,
-                config,
-                dev,
-                full_check,
-            } => (
-                listen,
-                advertise_address,
-                metrics_listen,
-                data_dir,
-                config,
-                dev,
-                full_check,
-            ),
-            Command::Check { data_dir, full } => return check(data_dir, full),
-            Command::Migrate { from, to } => return migrate(&from, &to),
-            Command::Health {
+    let overrides = match cli.command {
+        Command::Serve {
+            listen,
+            advertise_address,
+            metrics_listen,
+            data_dir,
+            config,
+            dev,
+            full_check,
+        } => Overrides {
+            listen,
+            advertise_address,
+            metrics_listen,
+            data_dir,
+            config,
+            dev,
+            full_check,
+        },
+        Command::Check { data_dir, full } => return check(data_dir, full),
+        Command::Migrate { from, to } => return migrate(&from, &to),
+        Command::Health {
+            address,
+            service,
+            ca,
+            domain,
+            cert,
+            key,
+            timeout_secs,
+        } => {
+            return health(servicedesk::server::probe::Probe {
                 address,
                 service,
                 ca,
                 domain,
-                cert,
-                key,
-                timeout_secs,
-            } => {
-                return health(servicedesk::server::probe::Probe {
-                    address,
-                    service,
-                    ca,
-                    domain,
-                    identity: cert.zip(key),
-                    timeout: std::time::Duration::from_secs(timeout_secs),
-                })
-            }
-        };
-    let config = match Config::load(Overrides {
-        listen,
-        advertise_address,
-        metrics_listen,
-        data_dir,
-        config,
-        dev,
-        full_check,
-    }) {
+                identity: cert.zip(key),
+                timeout: std::time::Duration::from_secs(timeout_secs),
+            })
+        }
+    };
+    let config = match Config::load(overrides) {
         Ok(c) => c,
         Err(err) => {
             eprintln!("servicedesk: {err}");
