@@ -1,12 +1,12 @@
 //! The `servicedesk` binary: parses flags and environment, sets up logging, runs the server
 //! until SIGTERM or SIGINT, and decides the exit code.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use servicedesk::config::{Config, LogFormat, Overrides};
+use servicedesk::telemetry::Telemetry;
 
 #[derive(Parser)]
 #[command(
@@ -112,7 +112,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let log_format = cli.log_format;
     if !matches!(cli.command, Command::Serve { .. }) {
-        init_logging(log_format.unwrap_or_default());
+        Telemetry::logs_only(log_format.unwrap_or_default());
     }
     let overrides = match cli.command {
         Command::Serve {
@@ -160,17 +160,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(log_format.or(config.log_format).unwrap_or_default());
-    #[cfg(unix)]
-    {
-        use servicedesk::process;
-        process::survive_file_size_limit();
-        process::log_bus_errors();
-        match process::raise_open_files_limit() {
-            Ok(limit) => tracing::debug!(open_files = limit, "open files limit"),
-            Err(err) => tracing::warn!(error = %err, "cannot read the open files limit"),
-        }
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -181,12 +170,36 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The trace exporter's connections live on the server's runtime.
+    let entered = runtime.enter();
+    let telemetry = match Telemetry::init(log_format.or(config.log_format).unwrap_or_default()) {
+        Ok(t) => t,
+        Err(err) => {
+            eprintln!("servicedesk: {err:#}");
+            return ExitCode::from(2);
+        }
+    };
+    drop(entered);
+    #[cfg(unix)]
+    {
+        use servicedesk::process;
+        process::survive_file_size_limit();
+        process::log_bus_errors();
+        match process::raise_open_files_limit() {
+            Ok(limit) => tracing::debug!(open_files = limit, "open files limit"),
+            Err(err) => tracing::warn!(error = %err, "cannot read the open files limit"),
+        }
+    }
     let served = runtime.block_on(async {
         // Installed before anything starts: a SIGTERM that arrives while the desk opens its
         // store, or right after it logs `listening on`, drains it instead of killing it.
         let shutdown = shutdown_signal();
         servicedesk::server::run(config, shutdown).await
     });
+    {
+        let _entered = runtime.enter();
+        telemetry.shutdown();
+    }
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -291,27 +304,5 @@ fn health(probe: servicedesk::server::probe::Probe) -> ExitCode {
             eprintln!("servicedesk: {err:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Logs to stderr, filtered by `SERVICEDESK_LOG` (or `RUST_LOG`; `info` by default).
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SERVICEDESK_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        // Every span the line was written in, so a request's trace id is on each of its lines.
-        LogFormat::Json => logs
-            .json()
-            .with_span_list(true)
-            .with_current_span(false)
-            .init(),
-        // Colour only for a person at a terminal; files and log shippers get plain text.
-        LogFormat::Text => logs
-            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
-            .init(),
     }
 }

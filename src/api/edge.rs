@@ -27,7 +27,6 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::sync::Semaphore;
 use tonic::codegen::http;
 use tower::{Layer, Service};
-use tracing::Instrument;
 
 use super::connections::{CallGuard, Connection};
 use super::status;
@@ -218,9 +217,8 @@ where
         match self.layer.permits.clone().try_acquire_owned() {
             Ok(permit) => {
                 let started = std::time::Instant::now();
-                let span = call_span(&request);
-                let call = span.in_scope(|| self.inner.call(with_body_deadline(request, deadline)));
-                let answered = async move {
+                let call = self.inner.call(with_body_deadline(request, deadline));
+                Box::pin(async move {
                     let response = call.await;
                     drop(permit);
                     drop(client);
@@ -230,8 +228,7 @@ where
                             _guard: guard,
                         })
                     })
-                };
-                Box::pin(answered.instrument(span))
+                })
             }
             Err(_) => {
                 self.layer.count_shed("server");
@@ -246,36 +243,6 @@ where
             }
         }
     }
-}
-
-/// The span a call's log lines are written in: its method and, when the caller sent a W3C
-/// `traceparent`, its trace id, so that the lines of one request (JSON logs carry their spans)
-/// are found by the id the caller's own traces use.
-fn call_span<B>(request: &http::Request<B>) -> tracing::Span {
-    let trace_id = request
-        .headers()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .and_then(trace_id_of);
-    tracing::info_span!(
-        "call",
-        method = %request.uri().path(),
-        trace_id = trace_id.unwrap_or_default()
-    )
-}
-
-/// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`); `None` for one that is
-/// malformed or all zeros (invalid by the standard).
-fn trace_id_of(traceparent: &str) -> Option<&str> {
-    let mut parts = traceparent.trim().split('-');
-    let (version, id) = (parts.next()?, parts.next()?);
-    let hex = |s: &str| s.bytes().all(|b| b.is_ascii_hexdigit());
-    (version.len() == 2
-        && hex(version)
-        && id.len() == 32
-        && hex(id)
-        && id.bytes().any(|b| b != b'0'))
-    .then_some(id)
 }
 
 /// RESOURCE_EXHAUSTED at once: load was shed.
@@ -416,28 +383,4 @@ fn oversized_is_resource_exhausted<B: Default>(
         return response;
     }
     status::too_large(status.message()).into_http()
-}
-
-#[cfg(test)]
-mod trace_tests {
-    use super::trace_id_of;
-
-    #[test]
-    fn only_a_well_formed_traceparent_gives_a_trace_id() {
-        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
-        assert_eq!(
-            trace_id_of(&format!("00-{id}-00f067aa0ba902b7-01")),
-            Some(id)
-        );
-        for bad in [
-            "",
-            "00",
-            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
-            "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",
-            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
-            "0-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-        ] {
-            assert_eq!(trace_id_of(bad), None, "{bad:?}");
-        }
-    }
 }

@@ -222,6 +222,7 @@ where
         request
             .headers_mut()
             .insert(FORWARDED, self.layer.name.clone());
+        super::observed::continue_trace_in(request.headers_mut());
         let (ending, stale) = (self.layer.ending.clone(), self.layer.stale.clone());
         let (mut channel, on) = channel;
         Box::pin(async move {

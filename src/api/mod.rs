@@ -16,7 +16,7 @@ mod edge;
 mod escalation;
 mod forward;
 mod lag;
-mod metered;
+mod observed;
 mod requests;
 pub mod status;
 mod validate;
@@ -39,7 +39,7 @@ use watch::{WatchSpec, WatchStream};
 pub use auth::ApiKeyCheck;
 pub use edge::{EdgeLayer, EdgeLimits};
 pub use forward::{Connections, ForwardLayer, Route, FORWARDED};
-pub use metered::MeteredLayer;
+pub use observed::ObservedLayer;
 
 /// The state every service handler shares.
 #[derive(Clone)]

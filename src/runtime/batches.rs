@@ -130,7 +130,14 @@ pub(super) async fn run_loop(
         feed_agents(&mut core, &mut output, &mut replies);
         let commit = commit_batch(&mut core, output.events);
         if !commit.is_empty() || !replies.is_empty() {
-            let sent = writer.send(writer::Batch { commit, replies }).await;
+            let traced = std::mem::take(&mut core.traced);
+            let sent = writer
+                .send(writer::Batch {
+                    commit,
+                    replies,
+                    traced,
+                })
+                .await;
             if sent.is_err() {
                 tracing::error!("the store writer stopped; the desk stops taking work");
                 break;

@@ -46,6 +46,9 @@ pub(super) struct Core {
     stream_agents: HashMap<u64, String>,
     /// Set when the next commit should compact the event log.
     pub(super) compact_before_ms: Option<i64>,
+    /// The spans of this batch's commands while traces are exported: each gets a child span
+    /// for the commit it waits for.
+    pub(super) traced: Vec<tracing::Span>,
 }
 
 impl Core {
@@ -62,6 +65,7 @@ impl Core {
             agent_streams: HashMap::new(),
             stream_agents: HashMap::new(),
             compact_before_ms: None,
+            traced: Vec::new(),
         }
     }
 

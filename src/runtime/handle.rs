@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::core::Core;
 use super::live::{LiveFeed, Published};
@@ -19,6 +20,7 @@ use crate::domain::error::DomainError;
 use crate::domain::triage::Triage;
 use crate::keys::KeyRing;
 use crate::store::{Store, StoreError};
+use crate::telemetry::TRACES;
 
 /// What a job sends back, run by the writer after the commit of the job's batch.
 pub(super) type Reply = Box<dyn FnOnce() + Send>;
@@ -71,19 +73,29 @@ impl DeskHandle {
     }
 
     /// Runs `f` on the desk; the result comes back after the batch it was in is committed.
+    /// While traces are exported, that is a span (`desk.command`) with the commit as its child.
     pub(super) async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Core, i64) -> Result<T, DomainError> + Send + 'static,
     ) -> Result<T, DeskError> {
+        let span = tracing::info_span!(target: TRACES, "desk.command");
+        let traced = (!span.is_disabled()).then(|| span.clone());
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |core, now| {
-            let result = f(core, now);
+            let result = match traced {
+                Some(span) => {
+                    let result = span.in_scope(|| f(core, now));
+                    core.traced.push(span);
+                    result
+                }
+                None => f(core, now),
+            };
             Some(Box::new(move || {
                 let _ = tx.send(result);
             }))
         });
         self.submit(job)?;
-        match rx.await {
+        match rx.instrument(span).await {
             Ok(result) => Ok(result?),
             Err(_) => Err(DeskError::Unavailable),
         }

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::live::LiveFeed;
 use crate::store::{CommitBatch, CommitReport, Store, StoreError};
+use crate::telemetry::TRACES;
 
 /// Batches committed ahead of the runtime: enough to overlap one commit with the next batch.
 const PIPELINE: usize = 2;
@@ -48,6 +49,8 @@ pub enum StoreHealth {
 pub(super) struct Batch {
     pub commit: CommitBatch,
     pub replies: Vec<Box<dyn FnOnce() + Send>>,
+    /// The spans of the commands that wait for this commit (only while traces are exported).
+    pub traced: Vec<tracing::Span>,
 }
 
 /// What the writer thread shares with the rest of the runtime.
@@ -72,7 +75,9 @@ pub(super) fn spawn(
         .spawn(move || {
             while let Some(batch) = rx.blocking_recv() {
                 let started = Instant::now();
+                let spans = commit_spans(&batch);
                 let report = commit(store.as_ref(), &batch.commit, &shared)?;
+                drop(spans);
                 record(&shared.metrics, &batch.commit, started);
                 if batch.commit.compact_before_ms.is_some() {
                     shared
@@ -92,6 +97,24 @@ pub(super) fn spawn(
         })
         .expect("spawn the writer thread");
     (tx, thread)
+}
+
+/// One `store.commit` span under each traced command of the batch, open while it commits.
+fn commit_spans(batch: &Batch) -> Vec<tracing::Span> {
+    let (events, replies) = (batch.commit.events.len() as i64, batch.replies.len() as i64);
+    batch
+        .traced
+        .iter()
+        .map(|command| {
+            tracing::info_span!(
+                target: TRACES,
+                parent: command,
+                "store.commit",
+                servicedesk.commit.events = events,
+                servicedesk.commit.replies = replies,
+            )
+        })
+        .collect()
 }
 
 /// Puts a commit in the metrics: its time, its size, its events by kind, the log's head.

@@ -20,7 +20,7 @@ use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
 use crate::api::connections::{self, ConnectionLimits};
-use crate::api::{Api, ApiKeyCheck, EdgeLayer, EdgeLimits, ForwardLayer, MeteredLayer};
+use crate::api::{Api, ApiKeyCheck, EdgeLayer, EdgeLimits, ForwardLayer, ObservedLayer};
 use crate::clock::now_ms;
 use crate::config::{Config, ServerLimits, TlsSection};
 use crate::domain::desk::Desk;
@@ -41,12 +41,13 @@ mod exposition;
 pub mod probe;
 mod replicas;
 
-/// The layers in front of every service: the metrics, the edge (load, limits), forwarding.
+/// The layers in front of every service: each call's span and metrics, the edge (load,
+/// limits), forwarding.
 type Layers = tower::layer::util::Stack<
     ForwardLayer,
     tower::layer::util::Stack<
         EdgeLayer,
-        tower::layer::util::Stack<MeteredLayer, tower::layer::util::Identity>,
+        tower::layer::util::Stack<ObservedLayer, tower::layer::util::Identity>,
     >,
 >;
 
@@ -391,9 +392,9 @@ fn services(
         crate::proto::ERROR_DETAILS_DESCRIPTOR_SET,
         tonic_health::pb::FILE_DESCRIPTOR_SET,
     ];
-    let metered = match config.metrics_listen {
-        Some(_) => MeteredLayer::new(metrics.clone(), &descriptors),
-        None => MeteredLayer::new(metrics.clone(), &descriptors).off(),
+    let observed = match config.metrics_listen {
+        Some(_) => ObservedLayer::new(metrics.clone(), &descriptors),
+        None => ObservedLayer::new(metrics.clone(), &descriptors).unmetered(),
     };
     let reflection = || {
         descriptors.iter().fold(
@@ -412,7 +413,7 @@ fn services(
         .http2_keepalive_interval(Some(Duration::from_secs(limits.keepalive_interval_secs)))
         .http2_keepalive_timeout(Some(Duration::from_secs(limits.keepalive_timeout_secs)))
         .http2_max_pending_accept_reset_streams(Some(100))
-        .layer(metered)
+        .layer(observed)
         .layer(edge.counting(metrics.shed.clone()))
         .layer(forward)
         .add_service(health)

@@ -1,12 +1,21 @@
-//! The gRPC server metrics, recorded by one tower layer in front of every service (so calls the
-//! edge sheds and calls a follower forwards count too), under go-grpc-middleware's names and
-//! labels: started, handled by code, messages received and sent, handling time.
+//! Every call, observed by one tower layer in front of every service (so calls the edge sheds
+//! and calls a follower forwards are seen too): its span and its metrics.
+//!
+//! - The span ([`CALLS`]) is what the call's log lines are written in: its method and the trace
+//!   id. When traces are exported it is also the call's SERVER span, named `service/method` with
+//!   the OpenTelemetry RPC conventions' attributes (`rpc.system`, `rpc.service`, `rpc.method`,
+//!   `rpc.grpc.status_code`), continuing the caller's W3C `traceparent`, and lasting until the
+//!   answer (a stream, maybe) ends; the codes the conventions call server errors mark it failed.
+//! - The metrics, when a metrics listener is configured, under go-grpc-middleware's names and
+//!   labels: started, handled by code, messages received and sent, handling time.
+//!
+//! Health checks have spans in the logs but not in traces: probes would drown the calls.
 //!
 //! A call's type and names come from the services' descriptors; a path no service has counts
-//! under `unknown`, so that no client can grow the label sets. Messages are counted from the
-//! gRPC framing of the bodies (a flag byte and a length before each message); the code from
-//! `grpc-status` in the trailers, or in the headers of an answer without a body. A call whose
-//! answer the client dropped before its end counts as `Canceled`.
+//! (and is named) `unknown`, so that no client can grow the label sets. Messages are counted
+//! from the gRPC framing of the bodies (a flag byte and a length before each message); the code
+//! from `grpc-status` in the trailers, or in the headers of an answer without a body. A call
+//! whose answer the client dropped before its end counts as `Canceled`.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -16,12 +25,20 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use http_body::{Body, Frame, SizeHint};
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::TraceContextExt;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
 use prometheus::{Histogram, IntCounter};
 use prost::Message;
 use tonic::codegen::http;
 use tower::{Layer, Service};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::metrics::Metrics;
+use crate::telemetry::{self, CALLS};
+
+/// The health service's paths.
+const HEALTH: &str = "/grpc.health.v1.Health/";
 
 /// The names go-grpc-middleware gives the codes, by number.
 const CODES: [&str; 17] = [
@@ -47,6 +64,8 @@ const CODES: [&str; 17] = [
 /// One method's labels and its metrics with those labels, resolved once.
 struct Method {
     labels: [String; 3],
+    /// Its span's name in traces: `service/method`.
+    span_name: String,
     started: IntCounter,
     received: IntCounter,
     sent: IntCounter,
@@ -61,6 +80,7 @@ impl Method {
             received: metrics.grpc_received.with_label_values(&l),
             sent: metrics.grpc_sent.with_label_values(&l),
             handling: metrics.grpc_handling.with_label_values(&l),
+            span_name: format!("{}/{}", labels[1], labels[2]),
             labels,
         }
     }
@@ -78,7 +98,7 @@ impl Method {
 
 /// The layer; built once per server from the descriptors of the services it serves.
 #[derive(Clone)]
-pub struct MeteredLayer {
+pub struct ObservedLayer {
     metrics: Arc<Metrics>,
     methods: Arc<HashMap<String, Arc<Method>>>,
     unknown: Arc<Method>,
@@ -86,10 +106,10 @@ pub struct MeteredLayer {
     recording: bool,
 }
 
-impl MeteredLayer {
+impl ObservedLayer {
     /// Knows every method of the services in `descriptor_sets` (encoded
     /// `FileDescriptorSet`s), and the reflection services.
-    pub fn new(metrics: Arc<Metrics>, descriptor_sets: &[&[u8]]) -> MeteredLayer {
+    pub fn new(metrics: Arc<Metrics>, descriptor_sets: &[&[u8]]) -> ObservedLayer {
         let mut methods = HashMap::new();
         for set in descriptor_sets {
             let Ok(set) = prost_types::FileDescriptorSet::decode(*set) else {
@@ -129,7 +149,7 @@ impl MeteredLayer {
             );
         }
         let unknown = ["unknown", "unknown", "unknown"].map(str::to_string);
-        MeteredLayer {
+        ObservedLayer {
             unknown: Arc::new(Method::new(&metrics, unknown)),
             metrics,
             methods: Arc::new(methods),
@@ -137,18 +157,18 @@ impl MeteredLayer {
         }
     }
 
-    /// The same layer recording nothing (no metrics listener).
-    pub fn off(mut self) -> MeteredLayer {
+    /// The same layer recording no metrics (no metrics listener); calls still have spans.
+    pub fn unmetered(mut self) -> ObservedLayer {
         self.recording = false;
         self
     }
 }
 
-impl<S> Layer<S> for MeteredLayer {
-    type Service = Metered<S>;
+impl<S> Layer<S> for ObservedLayer {
+    type Service = Observed<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Metered {
+        Observed {
             inner,
             layer: self.clone(),
         }
@@ -156,14 +176,14 @@ impl<S> Layer<S> for MeteredLayer {
 }
 
 #[derive(Clone)]
-pub struct Metered<S> {
+pub struct Observed<S> {
     inner: S,
-    layer: MeteredLayer,
+    layer: ObservedLayer,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for Metered<S>
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for Observed<S>
 where
     S: Service<http::Request<Counted<ReqBody>>, Response = http::Response<ResBody>>,
     S::Future: Send + 'static,
@@ -180,40 +200,41 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        if !self.layer.recording {
-            let call = self.inner.call(request.map(Counted::idle));
-            return Box::pin(async move { Ok(call.await?.map(Finished::idle)) });
-        }
         let method = self
             .layer
             .methods
             .get(request.uri().path())
             .unwrap_or(&self.layer.unknown)
             .clone();
-        method.started.inc();
-        let started = Instant::now();
-        let received = method.received.clone();
+        // Health checks, which probes send every few seconds, are not traced.
+        let traced = telemetry::exporting() && !request.uri().path().starts_with(HEALTH);
+        let span = call_span(&method, &request, traced);
+        let metrics = self.layer.recording.then(|| self.layer.metrics.clone());
+        if metrics.is_none() && !traced {
+            let call = span.in_scope(|| self.inner.call(request.map(Counted::idle)));
+            let answered = async move { Ok(call.await?.map(Finished::idle)) };
+            return Box::pin(tracing::Instrument::instrument(answered, span));
+        }
+        let received = metrics.as_ref().map(|_| {
+            method.started.inc();
+            method.received.clone()
+        });
         let request = request.map(|body| Counted {
             body,
             frames: Frames::default(),
-            counter: Some(received),
+            counter: received,
         });
-        let call = self.inner.call(request);
-        let metrics = self.layer.metrics.clone();
-        Box::pin(async move {
+        let call = span.in_scope(|| self.inner.call(request));
+        let end = End {
+            metrics,
+            method,
+            started: Instant::now(),
+            span: traced.then(|| span.clone()),
+        };
+        let answered = async move {
             let response = call.await?;
             // An answer without a body carries its code in its headers.
-            let code = response
-                .headers()
-                .get("grpc-status")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<usize>().ok());
-            let end = End {
-                metrics,
-                method,
-                started,
-            };
-            let pending = match code {
+            let pending = match grpc_status(response.headers()) {
                 Some(code) => {
                     end.record(code);
                     None
@@ -225,21 +246,129 @@ where
                 frames: Frames::default(),
                 end: pending,
             }))
-        })
+        };
+        Box::pin(tracing::Instrument::instrument(answered, span))
     }
 }
 
-/// What is recorded when a call ends.
+/// The code in a `grpc-status` header or trailer.
+fn grpc_status(headers: &http::HeaderMap) -> Option<usize> {
+    headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+}
+
+/// The span a call's log lines are written in, and its trace's SERVER span when `traced`.
+fn call_span<B>(method: &Method, request: &http::Request<B>, traced: bool) -> tracing::Span {
+    let path = request.uri().path();
+    if !traced {
+        // The trace id the caller sent, so its lines are found by the id its own traces use.
+        let trace_id = request
+            .headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(trace_id_of);
+        return tracing::info_span!(
+            target: CALLS,
+            "call",
+            method = %path,
+            trace_id = trace_id.unwrap_or_default()
+        );
+    }
+    let [_, service, name] = &method.labels;
+    let span = tracing::info_span!(
+        target: CALLS,
+        "call",
+        method = %path,
+        trace_id = tracing::field::Empty,
+        otel.name = %method.span_name,
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.service = %service,
+        rpc.method = %name,
+    );
+    let parent = TraceContextPropagator::new().extract(&Headers(request.headers()));
+    // Only a span already entered refuses a parent; this one is new.
+    let _ = span.set_parent(parent);
+    let trace_id = span.context().span().span_context().trace_id();
+    span.record("trace_id", tracing::field::display(trace_id));
+    span
+}
+
+/// Puts the current span's context in `headers` as its W3C `traceparent` (and `tracestate`),
+/// so that the server a call is forwarded to continues its trace; nothing unless traced.
+pub(super) fn continue_trace_in(headers: &mut http::HeaderMap) {
+    if telemetry::exporting() {
+        let context = tracing::Span::current().context();
+        TraceContextPropagator::new().inject_context(&context, &mut HeadersMut(headers));
+    }
+}
+
+/// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`); `None` for one that is
+/// malformed or all zeros (invalid by the standard).
+fn trace_id_of(traceparent: &str) -> Option<&str> {
+    let mut parts = traceparent.trim().split('-');
+    let (version, id) = (parts.next()?, parts.next()?);
+    let hex = |s: &str| s.bytes().all(|b| b.is_ascii_hexdigit());
+    (version.len() == 2
+        && hex(version)
+        && id.len() == 32
+        && hex(id)
+        && id.bytes().any(|b| b != b'0'))
+    .then_some(id)
+}
+
+/// A request's metadata as the propagator reads it.
+struct Headers<'a>(&'a http::HeaderMap);
+
+impl Extractor for Headers<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+/// A request's metadata as the propagator writes it.
+struct HeadersMut<'a>(&'a mut http::HeaderMap);
+
+impl Injector for HeadersMut<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(key.as_bytes()),
+            http::HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(name, value);
+        }
+    }
+}
+
+/// What is recorded when a call ends: its metrics, its span's code.
 struct End {
-    metrics: Arc<Metrics>,
+    /// `None`: no metrics listener.
+    metrics: Option<Arc<Metrics>>,
     method: Arc<Method>,
     started: Instant,
+    /// The call's span, while traces are exported; ends when this does.
+    span: Option<tracing::Span>,
 }
 
 impl End {
     fn record(&self, code: usize) {
         let name = CODES.get(code).copied().unwrap_or("Unknown");
-        self.method.handled(&self.metrics, name, self.started);
+        if let Some(metrics) = &self.metrics {
+            self.method.handled(metrics, name, self.started);
+        }
+        if let Some(span) = &self.span {
+            span.set_attribute("rpc.grpc.status_code", code as i64);
+            // The RPC conventions' server errors: the server failed, not the caller.
+            if matches!(code, 2 | 4 | 12 | 13 | 14 | 15) {
+                span.set_status(opentelemetry::trace::Status::error(name));
+            }
+        }
     }
 }
 
@@ -365,18 +494,14 @@ impl<B: Body<Data = bytes::Bytes> + Unpin> Body for Finished<B> {
         }
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    let began = self.frames.feed(data);
-                    if let Some(end) = &self.end {
-                        end.method.sent.inc_by(began);
+                let this = &mut *self;
+                if let (Some(data), Some(end)) = (frame.data_ref(), &this.end) {
+                    if end.metrics.is_some() {
+                        end.method.sent.inc_by(this.frames.feed(data));
                     }
                 }
                 if let Some(trailers) = frame.trailers_ref() {
-                    let code = trailers
-                        .get("grpc-status")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse::<usize>().ok())
-                        .unwrap_or(2);
+                    let code = grpc_status(trailers).unwrap_or(2);
                     if let Some(end) = self.end.take() {
                         end.record(code);
                     }
@@ -414,6 +539,25 @@ impl<B> Drop for Finished<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_well_formed_traceparent_gives_a_trace_id() {
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        assert_eq!(
+            trace_id_of(&format!("00-{id}-00f067aa0ba902b7-01")),
+            Some(id)
+        );
+        for bad in [
+            "",
+            "00",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "0-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(trace_id_of(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn messages_are_counted_across_any_split_of_the_bytes() {

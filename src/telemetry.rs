@@ -1,0 +1,167 @@
+//! What the server says about its work besides its answers: log lines on stderr (text or JSON)
+//! and, when an OTLP endpoint is configured, traces.
+//!
+//! Traces follow the standard OpenTelemetry environment: `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+//! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) switches the OTLP/gRPC exporter on, `OTEL_SERVICE_NAME`
+//! and `OTEL_RESOURCE_ATTRIBUTES` name the service (`servicedesk` unless they do),
+//! `OTEL_TRACES_SAMPLER`, `OTEL_BSP_*`, `OTEL_EXPORTER_OTLP_HEADERS` and `..._TIMEOUT` work as
+//! in every SDK, and `OTEL_SDK_DISABLED=true` switches it off. Unset, nothing is exported and the
+//! spans made only for traces ([`TRACES`]) are never built: their callsites stay disabled.
+//!
+//! Three kinds of span make a request's trace: the call ([`CALLS`], a SERVER span named
+//! `service/method` with the RPC semantic conventions' attributes, continuing the caller's W3C
+//! `traceparent`), the runtime command it submitted, and the store commit that command waited
+//! for (both [`TRACES`]). The handlers' own spans stay in the logs.
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::Resource;
+use tracing_subscriber::filter::{EnvFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
+
+use crate::config::LogFormat;
+
+/// The target of the spans built only for traces: runtime commands and store commits.
+pub const TRACES: &str = "servicedesk::traces";
+/// The target of every call's span: in the logs (its method, its trace id) and the traces.
+pub const CALLS: &str = "servicedesk::calls";
+
+/// Set once the trace exporter is installed.
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Whether spans are exported. (Not `tracing::enabled!`: with per-layer filters, that leaves its
+/// answer behind for the next span the thread makes, which then misses the log lines' layer.)
+pub fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
+
+/// Where log lines and spans go; [`Telemetry::shutdown`] sends the spans still buffered.
+pub struct Telemetry {
+    traces: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Logs to stderr, filtered by `SERVICEDESK_LOG` (or `RUST_LOG`; `info` by default), and
+    /// exports traces when the environment names an OTLP endpoint. Exporting needs the tokio
+    /// runtime the server will run on: call it inside `Runtime::enter`.
+    pub fn init(format: LogFormat) -> anyhow::Result<Telemetry> {
+        let traces = if otlp_configured() {
+            Some(tracer_provider()?)
+        } else {
+            None
+        };
+        let exported = traces.as_ref().map(|provider| {
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("servicedesk"))
+                .with_tracked_inactivity(false)
+                .with_threads(false)
+                .with_location(false)
+                .with_filter(
+                    Targets::new()
+                        .with_target(CALLS, tracing::Level::INFO)
+                        .with_target(TRACES, tracing::Level::INFO),
+                )
+        });
+        tracing_subscriber::registry()
+            .with(log_lines(format))
+            .with(exported)
+            .init();
+        if traces.is_some() {
+            EXPORTING.store(true, Ordering::Relaxed);
+            tracing::info!("exporting traces over OTLP/gRPC");
+        }
+        Ok(Telemetry { traces })
+    }
+
+    /// Log lines only: for the commands that serve nothing.
+    pub fn logs_only(format: LogFormat) {
+        tracing_subscriber::registry()
+            .with(log_lines(format))
+            .init();
+    }
+
+    /// Exports what is still buffered and stops exporting; waits at most a few seconds for an
+    /// unreachable collector.
+    pub fn shutdown(self) {
+        if let Some(provider) = self.traces {
+            if let Err(e) = provider.shutdown_with_timeout(std::time::Duration::from_secs(5)) {
+                tracing::warn!(error = %e, "traces still buffered at shutdown were not exported");
+            }
+        }
+    }
+}
+
+/// The log lines' layer: text (coloured only for a person at a terminal) or JSON carrying every
+/// span a line was written in, so a request's trace id is on each of its lines.
+fn log_lines<S>(format: LogFormat) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    let filter = EnvFilter::try_from_env("SERVICEDESK_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        .add_directive(format!("{TRACES}=off").parse().expect("a valid directive"));
+    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => lines
+            .json()
+            .with_span_list(true)
+            .with_current_span(false)
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Text => lines
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .with_filter(filter)
+            .boxed(),
+    }
+}
+
+/// An environment variable's value, unless unset or empty.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// Whether the environment asks for traces over OTLP.
+fn otlp_configured() -> bool {
+    let disabled = env("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        || env("OTEL_TRACES_EXPORTER").is_some_and(|v| v.eq_ignore_ascii_case("none"));
+    !disabled
+        && (env("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
+            || env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some())
+}
+
+/// The OTLP/gRPC exporter behind a batching processor, for the service the environment names.
+fn tracer_provider() -> anyhow::Result<SdkTracerProvider> {
+    if let Some(protocol) = env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        .or_else(|| env("OTEL_EXPORTER_OTLP_PROTOCOL"))
+        .filter(|p| p != "grpc")
+    {
+        anyhow::bail!(
+            "OTEL_EXPORTER_OTLP_PROTOCOL={protocol}: this server exports traces over OTLP/gRPC \
+             only; set it to grpc (or unset it) and point the endpoint at a gRPC receiver \
+             (port 4317 by convention)"
+        );
+    }
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot set up the OTLP trace exporter: {e}"))?;
+    let named = env("OTEL_SERVICE_NAME").is_some()
+        || env("OTEL_RESOURCE_ATTRIBUTES").is_some_and(|a| a.contains("service.name="));
+    let mut resource = Resource::builder().with_attribute(opentelemetry::KeyValue::new(
+        "service.version",
+        env!("CARGO_PKG_VERSION"),
+    ));
+    if !named {
+        resource = resource.with_service_name("servicedesk");
+    }
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource.build())
+        .build())
+}

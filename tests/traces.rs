@@ -1,0 +1,584 @@
+//! OpenTelemetry traces against the real binary: with `OTEL_EXPORTER_OTLP_ENDPOINT` naming an
+//! OTLP/gRPC collector (here, one served by the test itself), a call continues the trace its
+//! caller sent in `traceparent`: a SERVER span with the RPC conventions' attributes, the runtime
+//! command beneath it and the store commit beneath that; its JSON log lines carry the trace id.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost_types::FieldMask;
+use servicedesk::proto::v1::{DeskConfig, GetTicketRequest, RoutingStrategy, UpdateConfigRequest};
+use tonic::Code;
+
+/// A span as the collector received it, with its service's name.
+#[derive(Clone, Debug)]
+struct Received {
+    service: String,
+    span: Span,
+}
+
+/// An OTLP trace collector: keeps every span it is sent.
+#[derive(Clone, Default)]
+struct Collector {
+    spans: Arc<Mutex<Vec<Received>>>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut spans = self.spans.lock().unwrap();
+        for resource in request.into_inner().resource_spans {
+            let service = resource
+                .resource
+                .as_ref()
+                .and_then(|r| string_attribute(&r.attributes, "service.name"))
+                .unwrap_or_default();
+            for scope in resource.scope_spans {
+                for span in scope.spans {
+                    spans.push(Received {
+                        service: service.clone(),
+                        span,
+                    });
+                }
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+impl Collector {
+    /// Serves the collector on a free port of 127.0.0.1.
+    async fn start() -> (Collector, SocketAddr) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let collector = Collector::default();
+        let service = TraceServiceServer::new(collector.clone());
+        tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                .await
+                .unwrap();
+        });
+        (collector, addr)
+    }
+
+    /// The spans of `trace_id` once `wanted` holds of them; panics after 20 s.
+    async fn until(&self, trace_id: &[u8], wanted: impl Fn(&[Received]) -> bool) -> Vec<Received> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let spans: Vec<Received> = self
+                .spans
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|r| r.span.trace_id == trace_id)
+                .cloned()
+                .collect();
+            if wanted(&spans) {
+                return spans;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the trace never arrived complete; it has: {}",
+                listed(&spans)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a Value> {
+    attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref()?.value.as_ref())
+}
+
+fn string_attribute(attributes: &[KeyValue], key: &str) -> Option<String> {
+    match attribute(attributes, key)? {
+        Value::StringValue(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn int_attribute(attributes: &[KeyValue], key: &str) -> Option<i64> {
+    match attribute(attributes, key)? {
+        Value::IntValue(i) => Some(*i),
+        _ => None,
+    }
+}
+
+/// The spans, one per line (name, id, parent, attributes), for a failure's message.
+fn listed(spans: &[Received]) -> String {
+    spans
+        .iter()
+        .map(|r| {
+            let attrs: Vec<String> = r
+                .span
+                .attributes
+                .iter()
+                .map(|kv| {
+                    format!(
+                        "{}={:?}",
+                        kv.key,
+                        kv.value.as_ref().and_then(|v| v.value.as_ref())
+                    )
+                })
+                .collect();
+            format!(
+                "{} {} <- {} {}",
+                r.span.name,
+                hex::encode(&r.span.span_id),
+                hex::encode(&r.span.parent_span_id),
+                attrs.join(" ")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn named<'a>(spans: &'a [Received], name: &str) -> Vec<&'a Span> {
+    spans
+        .iter()
+        .map(|r| &r.span)
+        .filter(|s| s.name == name)
+        .collect()
+}
+
+/// A request carrying the W3C `traceparent` of a caller's span.
+fn traced<T>(message: T, trace_id: &str, parent_span_id: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-{parent_span_id}-01")
+            .parse()
+            .unwrap(),
+    );
+    request
+}
+
+async fn traced_server(collector: SocketAddr) -> Server {
+    traced_server_with(collector, None).await
+}
+
+/// A server exporting to `collector`, with `config_toml` when given.
+async fn traced_server_with(collector: SocketAddr, config_toml: Option<String>) -> Server {
+    let launch = Launch {
+        config_toml,
+        extra_args: vec!["--log-format".into(), "json".into()],
+        env: vec![
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
+                format!("http://{collector}"),
+            ),
+            ("OTEL_SERVICE_NAME".into(), "desk-under-test".into()),
+            // Export within a tenth of a second rather than the standard five.
+            ("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into()),
+        ],
+        ..Launch::default()
+    };
+    Server::launch(new_root(), launch).await
+}
+
+#[tokio::test]
+async fn an_inquiry_continues_its_callers_trace_down_to_the_store_commit() {
+    let (collector, addr) = Collector::start().await;
+    let server = traced_server(addr).await;
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+    let caller_span = "b7ad6b7169203331";
+    let mut desk = server.desk();
+    let answered = desk
+        .handle_inquiry(traced(
+            inquiry("cust-traced", "How do I reset my password?"),
+            trace_id,
+            caller_span,
+        ))
+        .await;
+    ok(answered, "HandleInquiry");
+
+    let trace = hex::decode(trace_id).unwrap();
+    let spans = collector
+        .until(&trace, |spans| {
+            !named(spans, "store.commit").is_empty()
+                && !named(spans, "servicedesk.v1.DeskService/HandleInquiry").is_empty()
+        })
+        .await;
+    assert!(
+        spans.iter().all(|r| r.service == "desk-under-test"),
+        "OTEL_SERVICE_NAME names the service: {}",
+        listed(&spans)
+    );
+    let call = named(&spans, "servicedesk.v1.DeskService/HandleInquiry");
+    assert_eq!(call.len(), 1, "one span for the call: {}", listed(&spans));
+    let call = call[0];
+    assert_eq!(call.kind, SpanKind::Server as i32);
+    assert_eq!(
+        call.parent_span_id,
+        hex::decode(caller_span).unwrap(),
+        "the caller's span is the call's parent"
+    );
+    let attrs = &call.attributes;
+    assert_eq!(
+        string_attribute(attrs, "rpc.system").as_deref(),
+        Some("grpc")
+    );
+    assert_eq!(
+        string_attribute(attrs, "rpc.service").as_deref(),
+        Some("servicedesk.v1.DeskService")
+    );
+    assert_eq!(
+        string_attribute(attrs, "rpc.method").as_deref(),
+        Some("HandleInquiry")
+    );
+    assert_eq!(int_attribute(attrs, "rpc.grpc.status_code"), Some(0));
+    assert_ne!(
+        call.status.as_ref().map(|s| s.code),
+        Some(StatusCode::Error as i32)
+    );
+
+    let commands = named(&spans, "desk.command");
+    assert!(
+        commands.iter().any(|c| c.parent_span_id == call.span_id),
+        "the runtime command is the call's child: {}",
+        listed(&spans)
+    );
+    let commits = named(&spans, "store.commit");
+    let command_ids: Vec<&Vec<u8>> = commands.iter().map(|c| &c.span_id).collect();
+    assert!(
+        commits
+            .iter()
+            .any(|c| command_ids.contains(&&c.parent_span_id)
+                && int_attribute(&c.attributes, "servicedesk.commit.events")
+                    .is_some_and(|n| n >= 1)),
+        "the commit is the command's child and wrote the ticket's events: {}",
+        listed(&spans)
+    );
+    // Every span of the trace hangs from the caller's: a tree, nothing orphaned.
+    let ids: Vec<&Vec<u8>> = spans.iter().map(|r| &r.span.span_id).collect();
+    let caller = hex::decode(caller_span).unwrap();
+    for r in &spans {
+        assert!(
+            r.span.parent_span_id == caller || ids.contains(&&r.span.parent_span_id),
+            "{} has a parent outside the trace: {}",
+            listed(&spans),
+            r.span.name
+        );
+        assert!(r.span.end_time_unix_nano >= r.span.start_time_unix_nano);
+    }
+    server.terminate().await;
+}
+
+#[tokio::test]
+async fn a_call_a_follower_forwards_is_one_trace_across_both_servers() {
+    let Some(scratch) = common::database::ScratchDesk::new("a_forwarded_call_is_one_trace") else {
+        return;
+    };
+    let (collector, addr) = Collector::start().await;
+    let leader = traced_server_with(addr, Some(scratch.config())).await;
+    let follower = traced_server_with(addr, Some(scratch.config())).await;
+    follower
+        .until_logged("following the desk's leader", Duration::from_secs(10))
+        .await;
+    let trace_id = "c1d2e3f4a5b60718293a4b5c6d7e8f90";
+    let caller_span = "0123456789abcdef";
+    ok(
+        follower
+            .desk()
+            .handle_inquiry(traced(
+                inquiry("cust-forwarded", "How do I reset my password?"),
+                trace_id,
+                caller_span,
+            ))
+            .await,
+        "HandleInquiry through the follower",
+    );
+    let spans = collector
+        .until(&hex::decode(trace_id).unwrap(), |spans| {
+            named(spans, "servicedesk.v1.DeskService/HandleInquiry").len() == 2
+                && !named(spans, "store.commit").is_empty()
+        })
+        .await;
+    let calls = named(&spans, "servicedesk.v1.DeskService/HandleInquiry");
+    let caller = hex::decode(caller_span).unwrap();
+    let on_follower = calls
+        .iter()
+        .find(|s| s.parent_span_id == caller)
+        .unwrap_or_else(|| {
+            panic!(
+                "the follower continues the caller's span: {}",
+                listed(&spans)
+            )
+        });
+    let on_leader = calls
+        .iter()
+        .find(|s| s.parent_span_id == on_follower.span_id)
+        .unwrap_or_else(|| {
+            panic!(
+                "the leader continues the follower's span: {}",
+                listed(&spans)
+            )
+        });
+    assert!(
+        named(&spans, "desk.command")
+            .iter()
+            .any(|c| c.parent_span_id == on_leader.span_id),
+        "the command runs under the leader's span: {}",
+        listed(&spans)
+    );
+    follower.terminate().await;
+    leader.terminate().await;
+}
+
+#[tokio::test]
+async fn a_calls_code_and_log_lines_carry_its_trace() {
+    let (collector, addr) = Collector::start().await;
+    let server = traced_server(addr).await;
+
+    // A caller's mistake is the span's code, not a server error.
+    let missing = "5b8aa5a2d2c872e8321cf37308d69df2";
+    let refused = server
+        .desk()
+        .get_ticket(traced(
+            GetTicketRequest {
+                ticket_id: "tkt_00000000000nothere0".into(),
+            },
+            missing,
+            "051581bf3cb55c13",
+        ))
+        .await;
+    expect_code(refused, Code::NotFound, "GetTicket of no ticket");
+    let spans = collector
+        .until(&hex::decode(missing).unwrap(), |spans| !spans.is_empty())
+        .await;
+    let call = named(&spans, "servicedesk.v1.DeskService/GetTicket")[0];
+    assert_eq!(
+        int_attribute(&call.attributes, "rpc.grpc.status_code"),
+        Some(5)
+    );
+    assert_ne!(
+        call.status.as_ref().map(|s| s.code),
+        Some(StatusCode::Error as i32),
+        "NOT_FOUND is the caller's error, not the server's"
+    );
+
+    // Health checks, which probes send every few seconds, are not traced.
+    let probe = "8d9c5f3b0c7d4e6fa1b2c3d4e5f60718";
+    let mut health = server.health();
+    ok(
+        health
+            .check(traced(
+                tonic_health::pb::HealthCheckRequest::default(),
+                probe,
+                "1111111111111111",
+            ))
+            .await,
+        "Health/Check",
+    );
+
+    // The lines a call writes carry its trace id; a call sent without one starts a trace of
+    // its own, and its lines carry that one.
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let update = |routing: RoutingStrategy| UpdateConfigRequest {
+        config: Some(DeskConfig {
+            routing_strategy: routing as i32,
+            ..Default::default()
+        }),
+        update_mask: Some(FieldMask {
+            paths: vec!["routing_strategy".into()],
+        }),
+    };
+    let mut admin = server.admin();
+    ok(
+        admin
+            .update_config(traced(
+                update(RoutingStrategy::RoundRobin),
+                trace_id,
+                "00f067aa0ba902b7",
+            ))
+            .await,
+        "UpdateConfig",
+    );
+    ok(
+        admin
+            .update_config(update(RoutingStrategy::LeastLoaded))
+            .await,
+        "UpdateConfig",
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let updated = loop {
+        let lines: Vec<serde_json::Value> = server
+            .log_text()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .filter(|l: &serde_json::Value| l["fields"]["message"] == "configuration updated")
+            .collect();
+        if lines.len() == 2 {
+            break lines;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{lines:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let trace_of = |line: &serde_json::Value| -> String {
+        line["spans"]
+            .as_array()
+            .and_then(|spans| spans.iter().find(|s| s["name"] == "call"))
+            .and_then(|s| s["trace_id"].as_str())
+            .unwrap_or_else(|| panic!("no call span on {line}"))
+            .to_string()
+    };
+    assert_eq!(trace_of(&updated[0]), trace_id);
+    let own = trace_of(&updated[1]);
+    assert!(
+        own.len() == 32 && own != trace_id && own.bytes().any(|b| b != b'0'),
+        "{own}"
+    );
+    let spans = collector
+        .until(&hex::decode(&own).unwrap(), |spans| !spans.is_empty())
+        .await;
+    let root = named(&spans, "servicedesk.v1.AdminService/UpdateConfig")[0];
+    assert!(
+        root.parent_span_id.is_empty(),
+        "a trace of its own: {root:?}"
+    );
+    // Exported in order: what was sent before the last call has arrived by now.
+    let probe = hex::decode(probe).unwrap();
+    assert!(
+        collector
+            .spans
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|r| r.span.trace_id != probe),
+        "a health check was traced"
+    );
+    server.terminate().await;
+}
+
+#[tokio::test]
+async fn spans_still_buffered_are_exported_when_the_server_stops() {
+    let (collector, addr) = Collector::start().await;
+    let launch = Launch {
+        env: vec![
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
+                format!("http://{collector}", collector = addr),
+            ),
+            // Longer than the test: only the flush at shutdown exports.
+            ("OTEL_BSP_SCHEDULE_DELAY".into(), "600000".into()),
+        ],
+        ..Launch::default()
+    };
+    let server = Server::launch(new_root(), launch).await;
+    let trace_id = "6e0c63257de34c92bf9efcd03927272e";
+    ok(
+        server
+            .desk()
+            .handle_inquiry(traced(
+                inquiry("cust-flush", "Where is my order?"),
+                trace_id,
+                "a3ce929d0e0e4736",
+            ))
+            .await,
+        "HandleInquiry",
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let trace = hex::decode(trace_id).unwrap();
+    assert!(
+        collector
+            .spans
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|r| r.span.trace_id != trace),
+        "nothing exported before the schedule"
+    );
+    server.terminate().await;
+    let spans = collector
+        .until(&trace, |spans| !named(spans, "store.commit").is_empty())
+        .await;
+    let services: HashMap<&str, usize> = spans.iter().fold(HashMap::new(), |mut m, r| {
+        *m.entry(r.service.as_str()).or_default() += 1;
+        m
+    });
+    assert_eq!(
+        services.keys().copied().collect::<Vec<_>>(),
+        vec!["servicedesk"],
+        "unnamed by the environment, the service is servicedesk"
+    );
+}
+
+#[tokio::test]
+async fn a_collector_out_of_reach_costs_the_desk_nothing() {
+    // A port nobody listens on.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = gone.local_addr().unwrap();
+    drop(gone);
+    let launch = Launch {
+        env: vec![
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
+                format!("http://{addr}"),
+            ),
+            ("OTEL_BSP_SCHEDULE_DELAY".into(), "50".into()),
+        ],
+        ..Launch::default()
+    };
+    let mut server = Server::launch(new_root(), launch).await;
+    let mut desk = server.desk();
+    for n in 0..20 {
+        let answer = ask(
+            &mut desk,
+            inquiry(&format!("cust-{n}"), "Where is my order?"),
+        )
+        .await;
+        assert!(answer.ticket.is_some());
+    }
+    // Shutdown flushes what is left, but waits for no collector longer than its bound.
+    server.send_sigterm();
+    let started = std::time::Instant::now();
+    let status = server
+        .exit_within(Duration::from_secs(15))
+        .await
+        .expect("the server exits though its collector is gone");
+    assert!(status.success(), "{status}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+}
+
+#[test]
+fn an_otlp_protocol_other_than_grpc_is_refused_at_start_with_the_reason() {
+    let root = new_root();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_servicedesk"))
+        .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(root.path().join("data"))
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run servicedesk");
+    assert_eq!(output.status.code(), Some(2), "a configuration error");
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains("OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf") && said.contains("grpc"),
+        "{said}"
+    );
+}
