@@ -8,9 +8,11 @@
 //! [`Metrics::refresh`] has set the gauges read from the desk at that moment.
 
 use crate::domain::event::{EscalationEventKind, Event, EventBody, TicketEventKind};
+use crate::domain::policy::ReviewPriority;
+use crate::domain::ticket::TicketStatus;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 /// Buckets of call handling times, seconds: 1 ms to 60 s.
@@ -23,6 +25,23 @@ const COMMIT_BUCKETS: &[f64] = &[
 ];
 /// Buckets of events per commit.
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0];
+/// Buckets of how many events a watch is behind the log's head.
+const LAG_BUCKETS: &[f64] = &[
+    0.0, 1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0,
+];
+/// The statuses of open tickets, as `servicedesk_tickets` labels them.
+pub const OPEN_STATUSES: [TicketStatus; 3] = [
+    TicketStatus::Queued,
+    TicketStatus::Assigned,
+    TicketStatus::AwaitingReview,
+];
+/// Review priorities, as `servicedesk_pending_reviews` labels them.
+pub const REVIEW_PRIORITIES: [ReviewPriority; 4] = [
+    ReviewPriority::Low,
+    ReviewPriority::Medium,
+    ReviewPriority::High,
+    ReviewPriority::Urgent,
+];
 
 /// Every metric the server exports.
 pub struct Metrics {
@@ -42,9 +61,15 @@ pub struct Metrics {
     pub commit_events: Histogram,
     /// The sequence of the last event this server committed or followed.
     pub log_head: IntGauge,
+    /// The oldest sequence the log retains, read from the store at each scrape.
+    pub log_oldest: IntGauge,
     /// Read from the desk at each scrape (on the server that leads it).
     pub open_tickets: IntGauge,
+    /// Open tickets by `status`.
+    pub tickets: IntGaugeVec,
     pub queued_tickets: IntGauge,
+    pub queue_oldest_seconds: Gauge,
+    /// By `assigned` and `priority`.
     pub pending_reviews: IntGaugeVec,
     pub agent_load: IntGaugeVec,
     pub agent_capacity: IntGaugeVec,
@@ -52,6 +77,8 @@ pub struct Metrics {
     pub leading: IntGauge,
     /// Server streams open (watches and agent streams).
     pub open_streams: IntGauge,
+    /// How far behind the log's head each event a watch hands over is.
+    pub watch_lag: Histogram,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -177,21 +204,43 @@ impl Metrics {
                 "servicedesk_event_log_head",
                 "Sequence of the last event this server committed or, following, read.",
             ),
+            log_oldest: gauge(
+                &registry,
+                "servicedesk_event_log_oldest",
+                "Sequence of the oldest event the log retains: a watch resumed before it gets OUT_OF_RANGE.",
+            ),
             open_tickets: gauge(
                 &registry,
                 "servicedesk_open_tickets",
                 "Tickets not in a final state (on the server leading the desk).",
+            ),
+            tickets: gauges(
+                &registry,
+                "servicedesk_tickets",
+                "Open tickets by status: queued, assigned, awaiting_review (on the server leading the desk).",
+                &["status"],
             ),
             queued_tickets: gauge(
                 &registry,
                 "servicedesk_queued_tickets",
                 "Tickets waiting in the queue for an agent (on the server leading the desk).",
             ),
+            queue_oldest_seconds: {
+                let metric = Gauge::new(
+                    "servicedesk_queue_oldest_seconds",
+                    "How long the ticket waiting longest in the queue has waited; 0 when none waits (on the server leading the desk).",
+                )
+                .expect("a valid gauge");
+                registry
+                    .register(Box::new(metric.clone()))
+                    .expect("registered once");
+                metric
+            },
             pending_reviews: gauges(
                 &registry,
                 "servicedesk_pending_reviews",
-                "Reviews waiting for a decision, by whether a reviewer has them (on the server leading the desk).",
-                &["assigned"],
+                "Reviews waiting for a decision, by whether a reviewer has them and by priority (on the server leading the desk).",
+                &["assigned", "priority"],
             ),
             agent_load: gauges(
                 &registry,
@@ -220,6 +269,12 @@ impl Metrics {
                 "servicedesk_open_streams",
                 "Server streams open on this server: watches and remote agents' streams.",
             ),
+            watch_lag: histogram(
+                &registry,
+                "servicedesk_watch_lag_events",
+                "Events already in the log beyond each event a watch hands to its client: how far behind the desk its reader is.",
+                LAG_BUCKETS,
+            ),
             registry,
         };
         // The bounded label sets known beforehand, at zero: a rate over them is never absent.
@@ -230,7 +285,14 @@ impl Metrics {
             metrics.shed.with_label_values(&[limit]);
         }
         for assigned in ["true", "false"] {
-            metrics.pending_reviews.with_label_values(&[assigned]);
+            for priority in REVIEW_PRIORITIES {
+                metrics
+                    .pending_reviews
+                    .with_label_values(&[assigned, priority.as_str()]);
+            }
+        }
+        for status in OPEN_STATUSES {
+            metrics.tickets.with_label_values(&[status.as_str()]);
         }
         metrics
     }

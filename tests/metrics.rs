@@ -8,7 +8,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::*;
-use servicedesk::proto::v1::{GetDeskStatusRequest, GetTicketRequest, WatchTicketRequest};
+use servicedesk::proto::v1::{
+    AgentAvailability, GetDeskStatusRequest, GetEscalationRequest, GetTicketRequest,
+    WatchTicketRequest,
+};
 use tonic::Code;
 
 /// The samples of a scrape: metric name and labels to value.
@@ -58,6 +61,20 @@ impl Scrape {
             found.len()
         );
         found.first().copied().unwrap_or(0.0)
+    }
+
+    /// The sum of every sample of `name` whose labels include `labels`.
+    fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.0
+            .iter()
+            .filter(|(n, l, _)| {
+                n == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+            })
+            .map(|(_, _, v)| *v)
+            .sum()
     }
 
     fn call(&self, name: &str, method: &str) -> f64 {
@@ -127,7 +144,7 @@ async fn a_scrape_counts_every_call_by_method_and_code_and_shows_the_desk() {
         Code::InvalidArgument,
         "an empty inquiry",
     );
-    create_refund_escalation(&mut desk, "cust_m_review").await;
+    let review = create_refund_escalation(&mut desk, "cust_m_review").await;
     // Two reads found, one not found, one with a wrong key.
     for ticket in &tickets[..2] {
         ok(
@@ -218,10 +235,50 @@ async fn a_scrape_counts_every_call_by_method_and_code_and_shows_the_desk() {
         status.queued_tickets as f64
     );
     let reviews = status.escalation_stats.as_ref().unwrap();
-    let pending = m.value("servicedesk_pending_reviews", &[("assigned", "true")])
-        + m.value("servicedesk_pending_reviews", &[("assigned", "false")]);
+    let pending = m.sum("servicedesk_pending_reviews", &[]);
     assert_eq!(pending, reviews.active as f64);
     assert_eq!(pending, 1.0);
+    // The pending review counts under its own priority, as assigned or not.
+    let escalation = ok(
+        server
+            .escalations()
+            .get_escalation(GetEscalationRequest {
+                escalation_id: review.escalation_id.clone(),
+            })
+            .await,
+        "GetEscalation",
+    );
+    let priority = format!("{:?}", escalation.priority()).to_lowercase();
+    let assigned = if escalation.assigned_reviewer_id.is_empty() {
+        "false"
+    } else {
+        "true"
+    };
+    assert_eq!(
+        m.value(
+            "servicedesk_pending_reviews",
+            &[("priority", &priority), ("assigned", assigned)]
+        ),
+        1.0,
+        "{priority}, assigned {assigned}"
+    );
+    // Open tickets by status add up to the open tickets: here the one awaiting review.
+    assert_eq!(
+        m.sum("servicedesk_tickets", &[]),
+        status.open_tickets as f64
+    );
+    assert_eq!(
+        m.value("servicedesk_tickets", &[("status", "awaiting_review")]),
+        1.0
+    );
+    assert_eq!(m.value("servicedesk_tickets", &[("status", "queued")]), 0.0);
+    assert_eq!(m.value("servicedesk_queue_oldest_seconds", &[]), 0.0);
+    // Nothing compacted: the log starts at its first event.
+    assert_eq!(m.value("servicedesk_event_log_oldest", &[]), 1.0);
+    // Every event the watch handed over was measured for how far behind it was.
+    assert_eq!(m.value("servicedesk_watch_lag_events_count", &[]), events);
+    // The first ticket's events were followed by the other tickets' before the watch began.
+    assert!(m.value("servicedesk_watch_lag_events_sum", &[]) >= events);
     for tier in &status.tiers {
         let load: u32 = tier.agents.iter().map(|a| a.load).sum();
         assert_eq!(
@@ -251,4 +308,37 @@ async fn a_scrape_counts_every_call_by_method_and_code_and_shows_the_desk() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn the_queue_gauges_say_how_long_the_oldest_ticket_has_waited() {
+    let server = Server::start_with(new_root(), &["--metrics-listen", "127.0.0.1:0"], None).await;
+    let addr = metrics_addr(&server).await;
+    set_every_agent(&server, AgentAvailability::Paused).await;
+    // With every agent paused, the inquiry waits in the queue (and its call with it).
+    let mut desk = server.desk();
+    let waiting = tokio::spawn(async move {
+        desk.handle_inquiry(inquiry("cust_m_queued", PASSWORD_RESET))
+            .await
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while scrape(&addr).await.value("servicedesk_queued_tickets", &[]) < 1.0 {
+        assert!(tokio::time::Instant::now() < deadline, "never queued");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let queued_at = tokio::time::Instant::now();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let m = scrape(&addr).await;
+    assert_eq!(m.value("servicedesk_tickets", &[("status", "queued")]), 1.0);
+    let waited = m.value("servicedesk_queue_oldest_seconds", &[]);
+    assert!(
+        waited >= 1.2 && waited <= queued_at.elapsed().as_secs_f64() + 0.5,
+        "the oldest queued ticket waited {waited} s"
+    );
+    // Taken from the queue, it waits no more.
+    set_every_agent(&server, AgentAvailability::Available).await;
+    ok(waiting.await.unwrap(), "HandleInquiry");
+    let m = scrape(&addr).await;
+    assert_eq!(m.value("servicedesk_queue_oldest_seconds", &[]), 0.0);
+    assert_eq!(m.value("servicedesk_tickets", &[("status", "queued")]), 0.0);
 }

@@ -57,12 +57,24 @@ pub struct Api {
     leader: Option<Arc<crate::store::Lease>>,
     /// Server streams open, as the metrics show them.
     streams_gauge: prometheus::IntGauge,
+    /// How far behind the watches are, when metered.
+    watch_lag: Option<prometheus::Histogram>,
 }
 
 /// One of the server's stream slots, counted in the metrics while held.
 pub(crate) struct Slot {
     _permit: OwnedSemaphorePermit,
     gauge: prometheus::IntGauge,
+    lag: Option<prometheus::Histogram>,
+}
+
+impl Slot {
+    /// A watch on this slot handed over an event `events` behind the log's head.
+    pub(crate) fn behind(&self, events: u64) {
+        if let Some(lag) = &self.lag {
+            lag.observe(events as f64);
+        }
+    }
 }
 
 impl Drop for Slot {
@@ -88,12 +100,19 @@ impl Api {
             leader: None,
             streams_gauge: prometheus::IntGauge::new("open_streams", "unregistered")
                 .expect("a valid gauge"),
+            watch_lag: None,
         }
     }
 
-    /// The same API, counting its open streams in `gauge`.
-    pub fn counting_streams(mut self, gauge: prometheus::IntGauge) -> Self {
+    /// The same API, counting its open streams in `gauge` and, when given, how far behind the
+    /// log's head its watches are in `lag`.
+    pub fn counting_streams(
+        mut self,
+        gauge: prometheus::IntGauge,
+        lag: Option<prometheus::Histogram>,
+    ) -> Self {
         self.streams_gauge = gauge;
+        self.watch_lag = lag;
         self
     }
 
@@ -136,6 +155,7 @@ impl Api {
         Ok(Slot {
             _permit: permit,
             gauge: self.streams_gauge.clone(),
+            lag: self.watch_lag.clone(),
         })
     }
 }

@@ -185,7 +185,7 @@ pub fn watch<M: prost::Message + 'static>(
         steps_waker: Waker::from(shared.clone()),
         shared,
         done: false,
-        _slot: slot,
+        slot,
         _gone: gone.drop_guard(),
     }
 }
@@ -194,6 +194,8 @@ pub fn watch<M: prost::Message + 'static>(
 struct Step<T> {
     /// The sequence of the event it carries.
     seq: u64,
+    /// Events in the log beyond it as it was made: how far behind the desk the watch is.
+    behind: u64,
     message: T,
     /// The watched thing ended with it: nothing follows.
     last: bool,
@@ -210,7 +212,7 @@ pub struct WatchStream<T> {
     steps_waker: Waker,
     shared: Arc<Shared>,
     done: bool,
-    _slot: super::Slot,
+    slot: super::Slot,
     _gone: DropGuard,
 }
 
@@ -238,6 +240,7 @@ impl<T> Stream for WatchStream<T> {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(Ok(step))) => {
                 this.shared.handed(step.seq);
+                this.slot.behind(step.behind);
                 if step.last {
                     this.done = true;
                     this.shared.finished.notify_one();
@@ -601,6 +604,7 @@ impl<M: prost::Message> Follow<M> {
         match message {
             Some(message) => Some(Advance::Send(Step {
                 seq: event.seq,
+                behind: self.handle.head().saturating_sub(event.seq),
                 message,
                 last,
             })),

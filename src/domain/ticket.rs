@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::knowledge::PreparedAnswer;
 use super::policy::ReviewPriority;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TicketStatus {
     Queued,

@@ -5,10 +5,11 @@
 
 use tokio::sync::mpsc;
 
+use super::core::Core;
 use super::{AgentFeed, DeskError, DeskHandle};
 use crate::domain::desk::{
-    Actor, AgentChange, AgentReply, AttachSpec, Decision, ReviewReport, ReviewerChange, Settings,
-    SettingsChange, StatusReport,
+    Actor, AgentChange, AgentReply, AttachSpec, Decision, Gauges, ReviewReport, ReviewerChange,
+    Settings, SettingsChange, StatusReport,
 };
 use crate::domain::error::DomainError;
 use crate::domain::mesh::Agent;
@@ -54,6 +55,15 @@ struct AttachLease {
 impl Drop for AttachLease {
     fn drop(&mut self) {
         self.desk.detach(self.stream_id);
+    }
+}
+
+impl Core {
+    fn status(&self) -> DeskStatus {
+        DeskStatus {
+            report: self.desk.status(),
+            registered_clients: self.keys.read().expect("key ring poisoned").client_count(),
+        }
     }
 }
 
@@ -121,13 +131,14 @@ impl DeskHandle {
     }
 
     pub async fn status(&self) -> Result<DeskStatus, DeskError> {
-        self.run(|core, _| {
-            Ok(DeskStatus {
-                report: core.desk.status(),
-                registered_clients: core.keys.read().expect("key ring poisoned").client_count(),
-            })
-        })
-        .await
+        self.run(|core, _| Ok(core.status())).await
+    }
+
+    /// The status, the gauges that take a pass over the open work, and the desk's time, all
+    /// read at one moment: what a metrics scrape shows.
+    pub async fn measure(&self) -> Result<(DeskStatus, Gauges, i64), DeskError> {
+        self.run(|core, now| Ok((core.status(), core.desk.gauges(), now)))
+            .await
     }
 
     pub async fn create_agent(&self, agent: Agent) -> Result<Agent, DeskError> {

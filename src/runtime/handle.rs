@@ -151,6 +151,11 @@ impl DeskHandle {
         self.live.subscribe()
     }
 
+    /// The sequence of the last event published to live watchers.
+    pub fn head(&self) -> u64 {
+        self.live.head()
+    }
+
     /// Cancelled when the server starts shutting down: streams and waiting calls end.
     pub fn closing(&self) -> &CancellationToken {
         &self.closing

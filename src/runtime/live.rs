@@ -104,6 +104,11 @@ impl LiveFeed {
         let _ = self.events.send(published);
     }
 
+    /// The sequence of the last event published.
+    pub fn head(&self) -> u64 {
+        self.head.load(Ordering::SeqCst)
+    }
+
     /// A receiver of what is published from now on, and a sequence every later event reaches
     /// it after: the events up to it are committed, so a watch resuming at it or later needs
     /// nothing from the store.

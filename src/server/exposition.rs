@@ -13,8 +13,9 @@ use axum::response::IntoResponse;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::domain::desk::Gauges;
 use crate::domain::mesh::{AgentKind, Availability};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, OPEN_STATUSES, REVIEW_PRIORITIES};
 use crate::runtime::{DeskHandle, DeskStatus};
 
 #[derive(Clone)]
@@ -52,30 +53,55 @@ async fn scrape(State(scrape): State<Scrape>) -> impl IntoResponse {
     let desk = scrape.leading.borrow().clone();
     scrape.metrics.leading.set(i64::from(desk.is_some()));
     if let Some(desk) = desk {
-        match desk.status().await {
-            Ok(status) => desk_gauges(&scrape.metrics, &status),
+        match desk.measure().await {
+            Ok((status, gauges, now_ms)) => {
+                desk_gauges(&scrape.metrics, &status);
+                work_gauges(&scrape.metrics, &gauges, now_ms);
+            }
             Err(e) => tracing::debug!(error = %e, "no desk status for the metrics"),
+        }
+        match desk.read(|store| store.retained()).await {
+            Ok(retained) => scrape.metrics.log_oldest.set(retained.oldest_seq as i64),
+            Err(e) => tracing::debug!(error = %e, "no retained log for the metrics"),
         }
     }
     let (text, content_type) = scrape.metrics.render();
     ([(CONTENT_TYPE, content_type)], text)
 }
 
-/// Sets the gauges read from the desk.
+/// Sets the gauges counted over the open work: every label value, zero where none is.
+fn work_gauges(metrics: &Metrics, gauges: &Gauges, now_ms: i64) {
+    for status in OPEN_STATUSES {
+        let count = gauges.tickets.get(&status).copied().unwrap_or(0);
+        metrics
+            .tickets
+            .with_label_values(&[status.as_str()])
+            .set(count as i64);
+    }
+    let waited_ms = gauges
+        .oldest_queued_ms
+        .map_or(0, |queued| (now_ms - queued).max(0));
+    metrics.queue_oldest_seconds.set(waited_ms as f64 / 1000.0);
+    for priority in REVIEW_PRIORITIES {
+        for (assigned, label) in [(true, "true"), (false, "false")] {
+            let count = gauges
+                .reviews
+                .get(&(priority, assigned))
+                .copied()
+                .unwrap_or(0);
+            metrics
+                .pending_reviews
+                .with_label_values(&[label, priority.as_str()])
+                .set(count as i64);
+        }
+    }
+}
+
+/// Sets the gauges read from the desk's status.
 fn desk_gauges(metrics: &Metrics, status: &DeskStatus) {
     let report = &status.report;
     metrics.open_tickets.set(report.open_tickets as i64);
     metrics.queued_tickets.set(report.queued_tickets as i64);
-    let unassigned = report.reviews.unassigned as i64;
-    let assigned = report.reviews.active as i64 - unassigned;
-    metrics
-        .pending_reviews
-        .with_label_values(&["true"])
-        .set(assigned);
-    metrics
-        .pending_reviews
-        .with_label_values(&["false"])
-        .set(unassigned);
     let mut remote = 0;
     for tier in &report.tiers {
         let name = tier.tier.name.as_str();

@@ -367,7 +367,10 @@ fn services(
         &config.server,
     )
     .leading(leading)
-    .counting_streams(metrics.open_streams.clone());
+    .counting_streams(
+        metrics.open_streams.clone(),
+        config.metrics_listen.map(|_| metrics.watch_lag.clone()),
+    );
     let limits = &config.server;
     let max_message = limits.max_message_bytes;
     let check = |permission, service| ApiKeyCheck::new(handle.keys(), permission, service);

@@ -72,7 +72,40 @@ impl Desk {
             ));
         }
         self.check_waiting_work()?;
-        self.check_only_open_work_held()
+        self.check_only_open_work_held()?;
+        self.check_gauges()
+    }
+
+    /// The metrics' counts add up to what the status reports.
+    fn check_gauges(&self) -> Result<(), String> {
+        let gauges = self.gauges();
+        let tickets: u64 = gauges.tickets.values().sum();
+        let reviews: u64 = gauges.reviews.values().sum();
+        let unassigned: u64 = gauges
+            .reviews
+            .iter()
+            .filter(|((_, assigned), _)| !assigned)
+            .map(|(_, n)| n)
+            .sum();
+        let counted = (
+            tickets,
+            reviews,
+            unassigned,
+            gauges.oldest_queued_ms.is_some(),
+        );
+        let reported = (
+            self.tickets.len() as u64,
+            self.reviews.pending_count() as u64,
+            self.reviews.unassigned_count() as u64,
+            self.queue.len() > 0,
+        );
+        if counted != reported {
+            return Err(format!(
+                "gauges count (tickets, reviews, unassigned, queue) {counted:?} but the desk \
+                 holds {reported:?}"
+            ));
+        }
+        Ok(())
     }
 
     /// Memory follows open work, not history: no closed ticket stays in memory (the store

@@ -37,7 +37,7 @@ use queue::TicketQueue;
 use timers::Timer;
 
 pub use settings::{Settings, SettingsChange};
-pub use status::{ReviewReport, StatusReport, TierReport};
+pub use status::{Gauges, ReviewReport, StatusReport, TierReport};
 
 /// A new inquiry, validated by the caller, its topic settled (see [`crate::domain::classify::Classifier::topic`]).
 #[derive(Clone, Debug)]

@@ -1,11 +1,25 @@
-//! The desk at a glance, for `GetDeskStatus` and `GetEscalationStats`: derived from the state
-//! in memory and the running totals, never stored.
+//! The desk at a glance, for `GetDeskStatus`, `GetEscalationStats` and the metrics: derived
+//! from the state in memory and the running totals, never stored.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::{Desk, Stats};
 use crate::domain::mesh::{Agent, Availability, Tier};
+use crate::domain::policy::ReviewPriority;
 use crate::domain::review::Reviewer;
+use crate::domain::ticket::TicketStatus;
+
+/// What the metrics read from the desk beyond its status: counts that take a pass over the
+/// open tickets, the queue and the pending reviews, so a scrape's work, never a request's.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Gauges {
+    /// Open tickets by status (those not final).
+    pub tickets: BTreeMap<TicketStatus, u64>,
+    /// When the ticket that has waited longest in the queue was queued.
+    pub oldest_queued_ms: Option<i64>,
+    /// Pending reviews by priority and whether a reviewer has them.
+    pub reviews: BTreeMap<(ReviewPriority, bool), u64>,
+}
 
 /// One tier and its agents, in id order.
 #[derive(Clone, Debug, PartialEq)]
@@ -98,6 +112,22 @@ impl Desk {
             reviews: self.review_report(),
             sequence: self.last_seq(),
         }
+    }
+
+    pub fn gauges(&self) -> Gauges {
+        let mut gauges = Gauges::default();
+        for ticket in self.tickets.values() {
+            *gauges.tickets.entry(ticket.status).or_default() += 1;
+        }
+        gauges.oldest_queued_ms = self.queue.waiting().map(|(queued_ms, _)| queued_ms).min();
+        for review in self.reviews.pending_all() {
+            let assigned = review.reviewer_id.is_some();
+            *gauges
+                .reviews
+                .entry((review.priority, assigned))
+                .or_default() += 1;
+        }
+        gauges
     }
 
     pub fn review_report(&self) -> ReviewReport {
