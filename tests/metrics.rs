@@ -42,19 +42,26 @@ impl Scrape {
         Scrape(samples)
     }
 
-    /// The value of the one sample of `name` whose labels include `labels`; 0 when none.
-    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let found: Vec<f64> = self
-            .0
+    /// The values of the samples of `name` whose labels include `labels`.
+    fn matching<'a>(
+        &'a self,
+        name: &'a str,
+        labels: &'a [(&str, &str)],
+    ) -> impl Iterator<Item = f64> + 'a {
+        self.0
             .iter()
-            .filter(|(n, l, _)| {
+            .filter(move |(n, l, _)| {
                 n == name
                     && labels
                         .iter()
                         .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
             })
             .map(|(_, _, v)| *v)
-            .collect();
+    }
+
+    /// The value of the one sample of `name` whose labels include `labels`; 0 when none.
+    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let found: Vec<f64> = self.matching(name, labels).collect();
         assert!(
             found.len() <= 1,
             "{name} {labels:?} matches {} samples",
@@ -65,16 +72,7 @@ impl Scrape {
 
     /// The sum of every sample of `name` whose labels include `labels`.
     fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        self.0
-            .iter()
-            .filter(|(n, l, _)| {
-                n == name
-                    && labels
-                        .iter()
-                        .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
-            })
-            .map(|(_, _, v)| *v)
-            .sum()
+        self.matching(name, labels).sum()
     }
 
     fn call(&self, name: &str, method: &str) -> f64 {

@@ -82,6 +82,15 @@ impl Collector {
         (collector, addr)
     }
 
+    /// Whether any span of `trace_id` has arrived.
+    fn has(&self, trace_id: &[u8]) -> bool {
+        self.spans
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.span.trace_id == trace_id)
+    }
+
     /// The spans of `trace_id` once `wanted` holds of them; panics after 20 s.
     async fn until(&self, trace_id: &[u8], wanted: impl Fn(&[Received]) -> bool) -> Vec<Received> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -181,11 +190,37 @@ async fn traced_server(collector: SocketAddr) -> Server {
     traced_server_with(collector, None).await
 }
 
+/// Scrapes the server's metrics once (the address its log names), for the desk commands a
+/// scrape runs.
+async fn scrape_metrics(server: &Server) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    server
+        .until_logged("serving metrics at /metrics", Duration::from_secs(10))
+        .await;
+    let log = server.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("serving metrics at /metrics"))
+        .unwrap();
+    let addr: serde_json::Value = serde_json::from_str(line).unwrap();
+    let addr = addr["fields"]["address"].as_str().unwrap().to_string();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.contains("servicedesk_open_tickets"), "{answer}");
+}
+
 /// A server exporting to `collector`, with `config_toml` when given.
 async fn traced_server_with(collector: SocketAddr, config_toml: Option<String>) -> Server {
     let launch = Launch {
         config_toml,
-        extra_args: vec!["--log-format".into(), "json".into()],
+        extra_args: ["--log-format", "json", "--metrics-listen", "127.0.0.1:0"]
+            .map(String::from)
+            .to_vec(),
         env: vec![
             (
                 "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
@@ -206,6 +241,8 @@ async fn an_inquiry_continues_its_callers_trace_down_to_the_store_commit() {
     let server = traced_server(addr).await;
     let trace_id = "0af7651916cd43dd8448eb211c80319c";
     let caller_span = "b7ad6b7169203331";
+    // A scrape reads the desk through the runtime too, but outside any call: no trace.
+    scrape_metrics(&server).await;
     let mut desk = server.desk();
     let answered = desk
         .handle_inquiry(traced(
@@ -273,6 +310,16 @@ async fn an_inquiry_continues_its_callers_trace_down_to_the_store_commit() {
         "the commit is the command's child and wrote the ticket's events: {}",
         listed(&spans)
     );
+    // Exported in order: the scrape's command, had it been traced, arrived before the call's.
+    let roots: Vec<String> = collector
+        .spans
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.span.parent_span_id.is_empty() && r.span.kind != SpanKind::Server as i32)
+        .map(|r| r.span.name.clone())
+        .collect();
+    assert!(roots.is_empty(), "traces begun outside a call: {roots:?}");
     // Every span of the trace hangs from the caller's: a tree, nothing orphaned.
     let ids: Vec<&Vec<u8>> = spans.iter().map(|r| &r.span.span_id).collect();
     let caller = hex::decode(caller_span).unwrap();
@@ -462,15 +509,7 @@ async fn a_calls_code_and_log_lines_carry_its_trace() {
     );
     // Exported in order: what was sent before the last call has arrived by now.
     let probe = hex::decode(probe).unwrap();
-    assert!(
-        collector
-            .spans
-            .lock()
-            .unwrap()
-            .iter()
-            .all(|r| r.span.trace_id != probe),
-        "a health check was traced"
-    );
+    assert!(!collector.has(&probe), "a health check was traced");
     server.terminate().await;
 }
 
@@ -504,12 +543,7 @@ async fn spans_still_buffered_are_exported_when_the_server_stops() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let trace = hex::decode(trace_id).unwrap();
     assert!(
-        collector
-            .spans
-            .lock()
-            .unwrap()
-            .iter()
-            .all(|r| r.span.trace_id != trace),
+        !collector.has(&trace),
         "nothing exported before the schedule"
     );
     server.terminate().await;

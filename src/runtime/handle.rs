@@ -73,12 +73,17 @@ impl DeskHandle {
     }
 
     /// Runs `f` on the desk; the result comes back after the batch it was in is committed.
-    /// While traces are exported, that is a span (`desk.command`) with the commit as its child.
+    /// While traces are exported, a call's command is a span (`desk.command`) with the commit
+    /// as its child.
     pub(super) async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Core, i64) -> Result<T, DomainError> + Send + 'static,
     ) -> Result<T, DeskError> {
-        let span = tracing::info_span!(target: TRACES, "desk.command");
+        // Only within a call: the metrics' scrapes and the server's own work start no trace.
+        let span = match tracing::Span::current().is_none() {
+            true => tracing::Span::none(),
+            false => tracing::info_span!(target: TRACES, "desk.command"),
+        };
         let traced = (!span.is_disabled()).then(|| span.clone());
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |core, now| {
