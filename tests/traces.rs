@@ -599,20 +599,56 @@ async fn a_collector_out_of_reach_costs_the_desk_nothing() {
 }
 
 #[test]
-fn an_otlp_protocol_other_than_grpc_is_refused_at_start_with_the_reason() {
-    let root = new_root();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_servicedesk"))
-        .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(root.path().join("data"))
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
-        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run servicedesk");
-    assert_eq!(output.status.code(), Some(2), "a configuration error");
-    let said = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        said.contains("OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf") && said.contains("grpc"),
-        "{said}"
+fn an_otlp_setting_the_server_cannot_use_is_refused_at_start_with_the_reason() {
+    let refused = |env: &[(&str, &str)], says: &[&str]| {
+        let root = new_root();
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_servicedesk"))
+            .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(root.path().join("data"))
+            .envs(env.iter().copied())
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run servicedesk");
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "a configuration error: {env:?}"
+        );
+        let said = String::from_utf8_lossy(&output.stderr);
+        for part in says {
+            assert!(said.contains(part), "{env:?}: {said}");
+        }
+    };
+    refused(
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ],
+        &["OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf", "grpc"],
     );
+    refused(
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://[not-an-address")],
+        &["OTLP trace exporter"],
+    );
+}
+
+#[tokio::test]
+async fn an_endpoint_left_empty_exports_nothing() {
+    // As the Kubernetes manifests ship it: the variable present, naming no collector.
+    let launch = Launch {
+        env: vec![("OTEL_EXPORTER_OTLP_ENDPOINT".into(), String::new())],
+        ..Launch::default()
+    };
+    let server = Server::launch(new_root(), launch).await;
+    ask(
+        &mut server.desk(),
+        inquiry("cust-untraced", "Where is my order?"),
+    )
+    .await;
+    assert!(
+        !server.log_text().contains("exporting traces"),
+        "{}",
+        server.log_text()
+    );
+    server.terminate().await;
 }
