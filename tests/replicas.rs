@@ -40,10 +40,14 @@ async fn log_until(server: &Server, head: u64) -> Vec<DeskEvent> {
     watch.until(|e| e.sequence >= head).await
 }
 
-/// Whether the call failed in the client's transport because the server closed the
-/// connection gracefully (HTTP/2 GOAWAY) while the call was being sent.
+/// Whether the call failed in the client's transport because the server closed the connection
+/// while the call was being sent: gracefully (HTTP/2 GOAWAY, which tonic reports as INTERNAL) or
+/// by closing the socket as it changed role (CANCELLED, "connection closed"). Either way the
+/// server never read the call, so it acknowledged nothing.
 fn went_away(status: &tonic::Status) -> bool {
-    status.code() == Code::Internal && format!("{status:?}").contains("GoAway")
+    let said = format!("{status:?}");
+    (status.code() == Code::Internal && said.contains("GoAway"))
+        || (status.code() == Code::Cancelled && said.contains("connection closed"))
 }
 
 /// Until `server` acknowledges an inquiry: it leads, or follows a leader.
@@ -96,9 +100,9 @@ async fn a_leader_paused_past_its_lease_writes_nothing_once_it_wakes() {
         call.set_timeout(Duration::from_secs(5));
         match desk.handle_inquiry(call).await {
             Ok(answer) => acknowledged.push(answer.into_inner().ticket.unwrap()),
-            // Refused as unavailable, or, raced by the connection's GOAWAY as the server
-            // changes role, failed by the client's transport (which tonic reports as
-            // INTERNAL): both are retried elsewhere, and neither acknowledged anything.
+            // Refused as unavailable, or, raced by the connection's end as the server changes
+            // role, failed by the client's transport: both are retried elsewhere, and neither
+            // acknowledged anything.
             Err(status) => assert!(
                 status.code() == Code::Unavailable || went_away(&status),
                 "{status:?}"
