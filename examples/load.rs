@@ -31,10 +31,17 @@
 //! answering with a ticket the desk answered; each round then measures it too, and prints the
 //! mix's ratio to it: how far the desk is from the least a durable `HandleInquiry` costs here.
 //!
+//! `--traces` (with `--spawn`) has the server export its traces over OTLP/gRPC to a collector
+//! inside this example, which counts the spans it receives, and sends a sampled W3C
+//! `traceparent` with every call: what tracing costs, beside `--server-arg=--metrics-listen=...`
+//! for what metrics cost.
+//!
 //! `--agents N` adds N built-in agents (spread over the tiers and topics) before measuring;
 //! `--footprint` (with `--spawn`) stops the server cleanly after measuring and prints the bytes
 //! its data directory holds per ticket.
 
+#[path = "support/collector.rs"]
+mod collector;
 #[path = "support/spawned.rs"]
 mod spawned;
 
@@ -106,6 +113,10 @@ struct Args {
     /// its first-tier `HandleInquiry` in every round.
     #[arg(long)]
     floor: bool,
+    /// With --spawn: the server exports its traces to a collector in this example, and every
+    /// call carries a sampled traceparent.
+    #[arg(long)]
+    traces: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -159,12 +170,24 @@ struct Clients {
     key: AsciiMetadataValue,
     /// The admin key: decisions are taken as an admin, who may decide any review.
     admin_key: AsciiMetadataValue,
+    /// Every call carries a sampled traceparent of a trace of its own.
+    traced: bool,
 }
 
 impl Clients {
     fn request<T>(&self, message: T) -> Request<T> {
         let mut request = Request::new(message);
         request.metadata_mut().insert("x-api-key", self.key.clone());
+        if self.traced {
+            let parent = format!(
+                "00-{:032x}-{:016x}-01",
+                rand::random::<u128>() | 1,
+                rand::random::<u64>() | 1
+            );
+            if let Ok(parent) = parent.parse() {
+                request.metadata_mut().insert("traceparent", parent);
+            }
+        }
         request.set_timeout(Duration::from_secs(30));
         request
     }
@@ -289,10 +312,26 @@ async fn main() -> anyhow::Result<()> {
         !args.floor || (args.spawn && args.rounds > 0),
         "--floor needs --spawn and --rounds"
     );
+    anyhow::ensure!(!args.traces || args.spawn, "--traces needs --spawn");
+    let collector = if args.traces {
+        Some(collector::Collector::start().await?)
+    } else {
+        None
+    };
+    let env: Vec<(String, String)> = collector
+        .iter()
+        .map(|c| {
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT".to_string(),
+                format!("http://{}", c.addr),
+            )
+        })
+        .collect();
     let mut spawned = if args.spawn {
-        Some(Spawned::desk(
+        Some(Spawned::desk_with_env(
             args.server_bin.as_deref(),
             &args.server_args,
+            &env,
         )?)
     } else {
         None
@@ -367,6 +406,13 @@ async fn main() -> anyhow::Result<()> {
             "footprint: {bytes} bytes in the data directory after a clean stop, {tickets} tickets: {:.0} bytes per ticket",
             bytes as f64 / tickets.max(1) as f64
         );
+    }
+    if let (Some(collector), Some(server)) = (&collector, spawned.as_mut()) {
+        // Stopping flushes what the server still buffers (--footprint stopped it already).
+        if !args.footprint {
+            server.stop()?;
+        }
+        println!("traces: the collector received {} spans", collector.spans());
     }
     Ok(())
 }
@@ -457,6 +503,7 @@ async fn measure(args: &Args, channels: &[Channel], ops: &[Op], name: &str) -> a
             health: HealthClient::new(channel),
             key: key.clone(),
             admin_key: admin_key.clone(),
+            traced: args.traces,
         };
         let ops = ops.clone();
         workers.push(tokio::spawn(async move {

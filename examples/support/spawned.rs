@@ -42,29 +42,44 @@ pub fn beside(dir: &str, name: &str) -> anyhow::Result<PathBuf> {
 impl Spawned {
     /// Starts the desk: `serve --dev` and `extra`, with `binary` or the one beside this example.
     pub fn desk(binary: Option<&Path>, extra: &[String]) -> anyhow::Result<Spawned> {
+        Spawned::desk_with_env(binary, extra, &[])
+    }
+
+    /// [`Spawned::desk`] with these environment variables set.
+    pub fn desk_with_env(
+        binary: Option<&Path>,
+        extra: &[String],
+        env: &[(String, String)],
+    ) -> anyhow::Result<Spawned> {
         let binary = match binary {
             Some(binary) => binary.to_path_buf(),
             None => beside("..", "servicedesk")?,
         };
         let mut args: Vec<String> = vec!["serve".into(), "--dev".into()];
         args.extend_from_slice(extra);
-        Spawned::start("desk", &binary, &args)
+        Spawned::start("desk", &binary, &args, env)
     }
 
     /// Starts the `floor` example with `args`.
     pub fn floor(args: &[String]) -> anyhow::Result<Spawned> {
-        Spawned::start("floor", &beside(".", "floor")?, args)
+        Spawned::start("floor", &beside(".", "floor")?, args, &[])
     }
 
-    /// Starts `binary` with `args`, `--listen 127.0.0.1:0` and a fresh `--data-dir`, and waits
-    /// for its log to say `listening on ADDR`. Its warnings and errors are shown as they come,
-    /// the first few.
-    pub fn start(name: &'static str, binary: &Path, args: &[String]) -> anyhow::Result<Spawned> {
+    /// Starts `binary` with `args`, `--listen 127.0.0.1:0` and a fresh `--data-dir` (and `env`),
+    /// and waits for its log to say `listening on ADDR`. Its warnings and errors are shown as
+    /// they come, the first few.
+    pub fn start(
+        name: &'static str,
+        binary: &Path,
+        args: &[String],
+        env: &[(String, String)],
+    ) -> anyhow::Result<Spawned> {
         let data_dir = tempfile::tempdir().context("a temporary data directory")?;
         let mut child = Command::new(binary)
             .args(args)
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir.path())
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
