@@ -8,7 +8,7 @@
 //! in every SDK, and `OTEL_SDK_DISABLED=true` switches it off. Unset, nothing is exported and the
 //! spans made only for traces ([`TRACES`]) are never built: their callsites stay disabled.
 //!
-//! Three kinds of span make a request's trace: the call ([`CALLS`], a SERVER span named
+//! Three kinds of span make a request's trace: the call ([`TRACED_CALLS`], a SERVER span named
 //! `service/method` with the RPC semantic conventions' attributes, continuing the caller's W3C
 //! `traceparent`), the runtime command it submitted, and the store commit that command waited
 //! for (both [`TRACES`]). The handlers' own spans stay in the logs.
@@ -26,10 +26,15 @@ use tracing_subscriber::Layer;
 
 use crate::config::LogFormat;
 
-/// The target of the spans built only for traces: runtime commands and store commits.
-pub const TRACES: &str = "servicedesk::traces";
-/// The target of every call's span: in the logs (its method, its trace id) and the traces.
+/// The target of a call's span that is not exported (traces off, or a health check): in the
+/// logs only, with its method and trace id.
 pub const CALLS: &str = "servicedesk::calls";
+/// The target of a call's span while traces are exported: in the logs and the traces.
+pub const TRACED_CALLS: &str = "servicedesk::traced::calls";
+/// The target of the spans built only for traces: runtime commands and store commits.
+pub const TRACES: &str = "servicedesk::traced::work";
+/// What the trace exporter takes: [`TRACED_CALLS`] and [`TRACES`], nothing else.
+const TRACED: &str = "servicedesk::traced";
 
 /// Set once the trace exporter is installed.
 static EXPORTING: AtomicBool = AtomicBool::new(false);
@@ -61,11 +66,7 @@ impl Telemetry {
                 .with_tracked_inactivity(false)
                 .with_threads(false)
                 .with_location(false)
-                .with_filter(
-                    Targets::new()
-                        .with_target(CALLS, tracing::Level::INFO)
-                        .with_target(TRACES, tracing::Level::INFO),
-                )
+                .with_filter(Targets::new().with_target(TRACED, tracing::Level::INFO))
         });
         tracing_subscriber::registry()
             .with(log_lines(format))

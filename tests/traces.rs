@@ -509,7 +509,23 @@ async fn a_calls_code_and_log_lines_carry_its_trace() {
     );
     // Exported in order: what was sent before the last call has arrived by now.
     let probe = hex::decode(probe).unwrap();
-    assert!(!collector.has(&probe), "a health check was traced");
+    assert!(
+        !collector.has(&probe),
+        "a health check continued its caller's trace"
+    );
+    let health: Vec<String> = collector
+        .spans
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            r.span.name.contains("Health")
+                || string_attribute(&r.span.attributes, "method")
+                    .is_some_and(|m| m.starts_with("/grpc.health"))
+        })
+        .map(|r| r.span.name.clone())
+        .collect();
+    assert!(health.is_empty(), "health checks were exported: {health:?}");
     server.terminate().await;
 }
 

@@ -1,11 +1,12 @@
 //! Every call, observed by one tower layer in front of every service (so calls the edge sheds
 //! and calls a follower forwards are seen too): its span and its metrics.
 //!
-//! - The span ([`CALLS`]) is what the call's log lines are written in: its method and the trace
-//!   id. When traces are exported it is also the call's SERVER span, named `service/method` with
-//!   the OpenTelemetry RPC conventions' attributes (`rpc.system`, `rpc.service`, `rpc.method`,
-//!   `rpc.grpc.status_code`), continuing the caller's W3C `traceparent`, and lasting until the
-//!   answer (a stream, maybe) ends; the codes the conventions call server errors mark it failed.
+//! - The span is what the call's log lines are written in: its method and the trace id
+//!   ([`CALLS`]). When traces are exported it is also the call's SERVER span
+//!   ([`TRACED_CALLS`]), named `service/method` with the OpenTelemetry RPC conventions'
+//!   attributes (`rpc.system`, `rpc.service`, `rpc.method`, `rpc.grpc.status_code`), continuing
+//!   the caller's W3C `traceparent`, and lasting until the answer (a stream, maybe) ends; the
+//!   codes the conventions call server errors mark it failed.
 //! - The metrics, when a metrics listener is configured, under go-grpc-middleware's names and
 //!   labels: started, handled by code, messages received and sent, handling time.
 //!
@@ -35,7 +36,7 @@ use tower::{Layer, Service};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::metrics::Metrics;
-use crate::telemetry::{self, CALLS};
+use crate::telemetry::{self, CALLS, TRACED_CALLS};
 
 /// The health service's paths.
 const HEALTH: &str = "/grpc.health.v1.Health/";
@@ -278,7 +279,7 @@ fn call_span<B>(method: &Method, request: &http::Request<B>, traced: bool) -> tr
     }
     let [_, service, name] = &method.labels;
     let span = tracing::info_span!(
-        target: CALLS,
+        target: TRACED_CALLS,
         "call",
         method = %path,
         trace_id = tracing::field::Empty,
