@@ -262,6 +262,25 @@ fn validate_seed(
     Ok(())
 }
 
+/// `http://host[:port]` or `https://host[:port]`, nothing more: what a browser sends as Origin.
+fn is_origin(text: &str) -> bool {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return false;
+    };
+    let host = rest.rsplit_once(':').map_or(rest, |(host, port)| {
+        if port.parse::<u16>().is_ok() {
+            host
+        } else {
+            ""
+        }
+    });
+    matches!(scheme, "http" | "https")
+        && !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'[' || b == b']')
+}
+
 /// Transport limits instead of tonic's defaults.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -302,6 +321,9 @@ pub struct ServerLimits {
     pub idle_connection_secs: u64,
     /// A request's message must arrive within this long of the request's start.
     pub request_body_secs: u64,
+    /// Origins (`https://host[:port]`) whose pages may call the services with gRPC-Web; none
+    /// by default: the console is served from the port itself.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 impl ServerLimits {
@@ -330,6 +352,7 @@ impl Default for ServerLimits {
             first_request_secs: 5,
             idle_connection_secs: 300,
             request_body_secs: 10,
+            cors_allowed_origins: Vec::new(),
         }
     }
 }
@@ -657,6 +680,12 @@ impl Config {
                  idle_connection_secs at most a week) and max_message_bytes at least 64 KiB"
                     .into(),
             ));
+        }
+        if let Some(bad) = server.cors_allowed_origins.iter().find(|o| !is_origin(o)) {
+            return Err(invalid(format!(
+                "[server] cors_allowed_origins: {bad:?} is not an origin; give each as \
+                 scheme://host[:port], e.g. \"https://console.example.com\" (no path, no *)"
+            )));
         }
         file.limits.validate(server.max_message_bytes)?;
         let mut warnings = Vec::new();

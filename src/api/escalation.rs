@@ -14,6 +14,10 @@ use crate::proto::encoded;
 use crate::proto::v1 as pb;
 use crate::proto::v1::escalation_service_server::EscalationService;
 
+/// Response metadata of `GetEscalationStats`: the caller's client id, which is the reviewer id
+/// its key acts as.
+pub const CLIENT_ID_HEADER: &str = "servicedesk-client-id";
+
 impl Api {
     /// Approve and Reject: one decision, one winner.
     async fn decide(
@@ -122,9 +126,15 @@ impl EscalationService for Api {
     #[tracing::instrument(skip_all, name = "GetEscalationStats")]
     async fn get_escalation_stats(
         &self,
-        _request: Request<pb::GetEscalationStatsRequest>,
+        request: Request<pb::GetEscalationStatsRequest>,
     ) -> Result<Response<pb::EscalationStats>, Status> {
+        let caller = client(&request)?;
         let report = self.desk.review_report().await.map_err(status::desk)?;
-        Ok(Response::new(convert::escalation_stats(&report)))
+        let mut response = Response::new(convert::escalation_stats(&report));
+        // Who the key says the caller is: the reviewer id a console acts as.
+        if let Ok(id) = caller.client_id.parse() {
+            response.metadata_mut().insert(CLIENT_ID_HEADER, id);
+        }
+        Ok(response)
     }
 }

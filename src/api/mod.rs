@@ -1,6 +1,6 @@
 //! The gRPC face of the desk: DeskService, EscalationService, AdminService and AgentService,
 //! each behind an API-key interceptor with the permission it needs, plus health and
-//! reflection.
+//! reflection; gRPC-Web for browsers and the web console's pages on the same port.
 //!
 //! Only this module knows protos and `tonic::Status`. Handlers are thin: parse the request
 //! ([`requests`]: validate and convert), call one runtime command, convert the answer back
@@ -15,6 +15,7 @@ mod desk;
 mod edge;
 mod escalation;
 mod forward;
+mod front;
 mod lag;
 mod observed;
 mod requests;
@@ -38,7 +39,9 @@ use watch::{WatchSpec, WatchStream};
 
 pub use auth::ApiKeyCheck;
 pub use edge::{EdgeLayer, EdgeLimits};
+pub use escalation::CLIENT_ID_HEADER;
 pub use forward::{Connections, ForwardLayer, Route, FORWARDED};
+pub use front::FrontLayer;
 pub use observed::ObservedLayer;
 
 /// The state every service handler shares.

@@ -193,3 +193,30 @@ fn the_advertised_address_is_checked_and_the_environment_wins_over_the_file() {
     assert_eq!(c.replication.lease_ttl, std::time::Duration::from_secs(5));
     assert!(Config::resolve(file("[store]\nlease_ttl_secs = 0\n"), Overrides::default()).is_err());
 }
+
+#[test]
+fn cors_origins_are_origins_and_nothing_else() {
+    assert!(resolve("").unwrap().server.cors_allowed_origins.is_empty());
+    let c = resolve(
+        "[server]\ncors_allowed_origins = [\"https://console.example.com\", \"http://localhost:5173\"]",
+    )
+    .unwrap();
+    assert_eq!(c.server.cors_allowed_origins.len(), 2);
+    for bad in [
+        "*",
+        "console.example.com",
+        "https://console.example.com/",
+        "https://console.example.com/app",
+        "ftp://console.example.com",
+        "https://host:port",
+        "https://",
+    ] {
+        let err = resolve(&format!("[server]\ncors_allowed_origins = [{bad:?}]"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("cors_allowed_origins") && err.contains(bad),
+            "{bad}: {err}"
+        );
+    }
+}

@@ -18,9 +18,14 @@ use tonic::transport::server::Router;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
+use tower::layer::util::{Identity as Unlayered, Stack};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::api::connections::{self, ConnectionLimits};
-use crate::api::{Api, ApiKeyCheck, EdgeLayer, EdgeLimits, ForwardLayer, ObservedLayer};
+use crate::api::{
+    Api, ApiKeyCheck, EdgeLayer, EdgeLimits, ForwardLayer, FrontLayer, ObservedLayer,
+    CLIENT_ID_HEADER,
+};
 use crate::clock::now_ms;
 use crate::config::{Config, ServerLimits, TlsSection};
 use crate::domain::desk::Desk;
@@ -41,14 +46,12 @@ mod exposition;
 pub mod probe;
 mod replicas;
 
-/// The layers in front of every service: each call's span and metrics, the edge (load,
-/// limits), forwarding.
-type Layers = tower::layer::util::Stack<
+/// The layers in front of every service, outermost last: CORS for browsers on other origins,
+/// the front door (gRPC, gRPC-Web, the console's pages), each call's span and metrics, the
+/// edge (load, limits), forwarding.
+type Layers = Stack<
     ForwardLayer,
-    tower::layer::util::Stack<
-        EdgeLayer,
-        tower::layer::util::Stack<ObservedLayer, tower::layer::util::Identity>,
-    >,
+    Stack<EdgeLayer, Stack<ObservedLayer, Stack<FrontLayer, Stack<CorsLayer, Unlayered>>>>,
 >;
 
 /// Name of the file holding the first admin key of a store started without `--dev`.
@@ -412,10 +415,14 @@ fn services(
             .context("invalid TLS configuration")?;
     }
     Ok(builder
+        // Browsers speak HTTP/1.1 to a plaintext port: the console's pages and gRPC-Web.
+        .accept_http1(true)
         .max_concurrent_streams(limits.max_concurrent_streams)
         .http2_keepalive_interval(Some(Duration::from_secs(limits.keepalive_interval_secs)))
         .http2_keepalive_timeout(Some(Duration::from_secs(limits.keepalive_timeout_secs)))
         .http2_max_pending_accept_reset_streams(Some(100))
+        .layer(cors(&limits.cors_allowed_origins))
+        .layer(FrontLayer)
         .layer(observed)
         .layer(edge.counting(metrics.shed.clone()))
         .layer(forward)
@@ -426,6 +433,40 @@ fn services(
         .add_service(escalation_service)
         .add_service(admin_service)
         .add_service(agent_service))
+}
+
+/// Lets pages from `origins` (none by default: the console is served from the port itself)
+/// call the services with gRPC-Web, sending the key in a header (never a cookie) and reading
+/// the gRPC status and the caller's id from the response.
+fn cors(origins: &[String]) -> CorsLayer {
+    use tonic::codegen::http::{header, HeaderName, HeaderValue, Method};
+    let origins: Vec<HeaderValue> = origins.iter().filter_map(|o| o.parse().ok()).collect();
+    let names = |names: &[&'static str]| -> Vec<HeaderName> {
+        names.iter().map(|n| HeaderName::from_static(n)).collect()
+    };
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::POST])
+        .allow_headers(
+            [header::CONTENT_TYPE, header::AUTHORIZATION]
+                .into_iter()
+                .chain(names(&[
+                    "x-api-key",
+                    "x-grpc-web",
+                    "x-user-agent",
+                    "grpc-timeout",
+                    "traceparent",
+                    "tracestate",
+                ]))
+                .collect::<Vec<_>>(),
+        )
+        .expose_headers(names(&[
+            "grpc-status",
+            "grpc-message",
+            "grpc-status-details-bin",
+            CLIENT_ID_HEADER,
+        ]))
+        .max_age(Duration::from_secs(600))
 }
 
 /// Listens and serves until `shutdown` resolves or the desk stops itself; then drains: health

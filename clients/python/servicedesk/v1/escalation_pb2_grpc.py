@@ -129,7 +129,9 @@ class EscalationServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetEscalationStats(self, request, context):
-        """Totals, approval rate, mean time to decision and per-reviewer load.
+        """Totals, approval rate, mean time to decision and per-reviewer load. The response metadata
+        `servicedesk-client-id` names the caller: the key's client_id, which is the reviewer id it
+        acts as (how a console learns whose queue to show).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

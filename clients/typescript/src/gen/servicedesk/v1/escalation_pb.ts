@@ -342,7 +342,9 @@ export const EscalationService: GenService<{
     output: typeof EscalationEventSchema;
   },
   /**
-   * Totals, approval rate, mean time to decision and per-reviewer load.
+   * Totals, approval rate, mean time to decision and per-reviewer load. The response metadata
+   * `servicedesk-client-id` names the caller: the key's client_id, which is the reviewer id it
+   * acts as (how a console learns whose queue to show).
    *
    * @generated from rpc servicedesk.v1.EscalationService.GetEscalationStats
    */
