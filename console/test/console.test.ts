@@ -168,6 +168,22 @@ describe("the web console", () => {
     await context.close();
   });
 
+  test("a key revoked while its page is open signs the page out, saying why", async () => {
+    const created = await admin.admin.createApiKey({
+      clientId: "supervisor_2",
+      clientName: "console test revoked",
+      permissions: ["escalation"],
+    });
+    const page = await signedIn(browser, server, created.apiKey);
+    assert.equal(await page.locator("#whoami").innerText(), "supervisor_2");
+    await admin.admin.revokeApiKey({ keyId: created.key?.keyId ?? "" });
+    // The server ends the key's streams; the page goes back to signing in.
+    await page.locator("#sign-in [role=alert]", { hasText: "revoked" }).waitFor({ timeout: 5_000 });
+    assert.equal(await page.locator("#queue-view").count(), 0);
+    assert.equal(await page.evaluate(() => sessionStorage.length), 0, "the revoked key is forgotten");
+    await page.context().close();
+  });
+
   test("the server restarted under an open page: the queue resumes with nothing missing and nothing twice", async () => {
     const page = await signedIn(browser, server, ADMIN_KEY);
     const before = await refundReview(sarah, "cust_console_5");

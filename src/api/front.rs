@@ -29,16 +29,19 @@ struct Asset {
     bytes: &'static [u8],
 }
 
+/// The page every route of the console starts from.
+const INDEX: &[u8] = include_bytes!("../../console/dist/index.html");
+
 const ASSETS: &[Asset] = &[
     Asset {
         path: "/",
         content_type: "text/html; charset=utf-8",
-        bytes: include_bytes!("../../console/dist/index.html"),
+        bytes: INDEX,
     },
     Asset {
         path: "/index.html",
         content_type: "text/html; charset=utf-8",
-        bytes: include_bytes!("../../console/dist/index.html"),
+        bytes: INDEX,
     },
     Asset {
         path: "/app.js",
