@@ -297,6 +297,33 @@ impl Metrics {
         metrics
     }
 
+    /// Zeroes what only the leading server knows of the desk (tickets, queue, reviews, agents):
+    /// a server that stopped leading must not go on exporting its last view of it.
+    pub fn forget_desk(&self) {
+        for gauge in [
+            &self.open_tickets,
+            &self.queued_tickets,
+            &self.remote_agents,
+            &self.log_oldest,
+        ] {
+            gauge.set(0);
+        }
+        self.queue_oldest_seconds.set(0.0);
+        // Tiers come and go: their label values are dropped, not zeroed.
+        self.agent_load.reset();
+        self.agent_capacity.reset();
+        for status in OPEN_STATUSES {
+            self.tickets.with_label_values(&[status.as_str()]).set(0);
+        }
+        for assigned in ["true", "false"] {
+            for priority in REVIEW_PRIORITIES {
+                self.pending_reviews
+                    .with_label_values(&[assigned, priority.as_str()])
+                    .set(0);
+            }
+        }
+    }
+
     /// The registry in the Prometheus text format, and its content type.
     pub fn render(&self) -> (String, String) {
         let encoder = TextEncoder::new();
@@ -364,5 +391,53 @@ pub fn event_name(event: &Event) -> &'static str {
         },
         EventBody::Agent { .. } => "agent_changed",
         EventBody::Reviewer { .. } => "reviewer_changed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value of every sample of `name` in the exposition text.
+    fn samples(text: &str, name: &str) -> Vec<f64> {
+        text.lines()
+            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+            .filter(|l| l[name.len()..].starts_with(['{', ' ']))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse().ok())
+            .collect()
+    }
+
+    #[test]
+    fn a_server_that_stops_leading_exports_nothing_of_the_desk_it_led() {
+        let metrics = Metrics::new();
+        metrics.open_tickets.set(7);
+        metrics.queued_tickets.set(3);
+        metrics.queue_oldest_seconds.set(42.5);
+        metrics.log_oldest.set(100);
+        metrics.remote_agents.set(2);
+        metrics.tickets.with_label_values(&["queued"]).set(3);
+        metrics
+            .pending_reviews
+            .with_label_values(&["false", "urgent"])
+            .set(5);
+        metrics.agent_load.with_label_values(&["L1"]).set(4);
+        metrics.agent_capacity.with_label_values(&["L1"]).set(9);
+        metrics.forget_desk();
+        let (text, _) = metrics.render();
+        for name in [
+            "servicedesk_open_tickets",
+            "servicedesk_queued_tickets",
+            "servicedesk_queue_oldest_seconds",
+            "servicedesk_event_log_oldest",
+            "servicedesk_remote_agents_attached",
+            "servicedesk_tickets",
+            "servicedesk_pending_reviews",
+        ] {
+            let values = samples(&text, name);
+            assert!(!values.is_empty(), "{name} is still exported");
+            assert!(values.iter().all(|v| *v == 0.0), "{name}: {values:?}");
+        }
+        assert!(samples(&text, "servicedesk_agent_load").is_empty());
+        assert!(samples(&text, "servicedesk_agent_capacity").is_empty());
     }
 }

@@ -52,21 +52,31 @@ pub(super) async fn start(
 async fn scrape(State(scrape): State<Scrape>) -> impl IntoResponse {
     let desk = scrape.leading.borrow().clone();
     scrape.metrics.leading.set(i64::from(desk.is_some()));
-    if let Some(desk) = desk {
-        match desk.measure().await {
-            Ok((status, gauges, now_ms)) => {
-                desk_gauges(&scrape.metrics, &status);
-                work_gauges(&scrape.metrics, &gauges, now_ms);
-            }
-            Err(e) => tracing::debug!(error = %e, "no desk status for the metrics"),
-        }
-        match desk.read(|store| store.retained()).await {
-            Ok(retained) => scrape.metrics.log_oldest.set(retained.oldest_seq as i64),
-            Err(e) => tracing::debug!(error = %e, "no retained log for the metrics"),
-        }
+    match desk {
+        Some(desk) => measure(&scrape.metrics, &desk).await,
+        // A follower, or a server that stopped leading: the leader's scrape shows the desk.
+        None => scrape.metrics.forget_desk(),
     }
     let (text, content_type) = scrape.metrics.render();
     ([(CONTENT_TYPE, content_type)], text)
+}
+
+/// Sets the gauges read from the desk this server leads.
+async fn measure(metrics: &Metrics, desk: &DeskHandle) {
+    match desk.measure().await {
+        Ok((status, gauges, now_ms)) => {
+            desk_gauges(metrics, &status);
+            work_gauges(metrics, &gauges, now_ms);
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "no desk status for the metrics");
+            metrics.forget_desk();
+        }
+    }
+    match desk.read(|store| store.retained()).await {
+        Ok(retained) => metrics.log_oldest.set(retained.oldest_seq as i64),
+        Err(e) => tracing::debug!(error = %e, "no retained log for the metrics"),
+    }
 }
 
 /// Sets the gauges counted over the open work: every label value, zero where none is.
