@@ -176,7 +176,10 @@ where
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
         // The method, for the debug line: copied only when that line is written.
         let path =
-            tracing::enabled!(tracing::Level::DEBUG).then(|| request.uri().path().to_owned());
+            // The global level, not `tracing::enabled!`, which with per-layer filters leaves its
+            // answer behind for the next span this thread makes (the call's, in traces).
+            (tracing::level_filters::LevelFilter::current() >= tracing::Level::DEBUG)
+                .then(|| request.uri().path().to_owned());
         let guard = request
             .extensions()
             .get::<Connection>()
