@@ -76,33 +76,40 @@ impl Desk {
         self.check_gauges()
     }
 
-    /// The metrics' counts add up to what the status reports.
+    /// The metrics' counts agree with the desk's own structures: only open statuses, the
+    /// queued tickets are the queue, the assigned reviews are the reviewers' loads, the
+    /// unassigned ones the board's unassigned set, and the oldest queue time is the queue's.
     fn check_gauges(&self) -> Result<(), String> {
         let gauges = self.gauges();
-        let tickets: u64 = gauges.tickets.values().sum();
-        let reviews: u64 = gauges.reviews.values().sum();
-        let unassigned: u64 = gauges
-            .reviews
-            .iter()
-            .filter(|((_, assigned), _)| !assigned)
-            .map(|(_, n)| n)
-            .sum();
-        let counted = (
-            tickets,
-            reviews,
-            unassigned,
-            gauges.oldest_queued_ms.is_some(),
-        );
-        let reported = (
-            self.tickets.len() as u64,
-            self.reviews.pending_count() as u64,
+        if let Some(status) = gauges.tickets.keys().find(|s| s.is_final()) {
+            return Err(format!("gauges count {status:?} tickets, a final status"));
+        }
+        let queued = gauges
+            .tickets
+            .get(&TicketStatus::Queued)
+            .copied()
+            .unwrap_or(0);
+        let count = |assigned: bool| -> u64 {
+            gauges
+                .reviews
+                .iter()
+                .filter(|((_, a), _)| *a == assigned)
+                .map(|(_, n)| n)
+                .sum()
+        };
+        let loads: u64 = self.reviews.reviewers().map(|r| u64::from(r.load)).sum();
+        let oldest = self.queue.waiting().map(|(queued_ms, _)| queued_ms).min();
+        let counted = (queued, count(true), count(false), gauges.oldest_queued_ms);
+        let held = (
+            self.queue.len() as u64,
+            loads,
             self.reviews.unassigned_count() as u64,
-            self.queue.len() > 0,
+            oldest,
         );
-        if counted != reported {
+        if counted != held {
             return Err(format!(
-                "gauges count (tickets, reviews, unassigned, queue) {counted:?} but the desk \
-                 holds {reported:?}"
+                "gauges count (queued, assigned reviews, unassigned reviews, oldest queued) \
+                 {counted:?} but the desk holds {held:?}"
             ));
         }
         Ok(())
