@@ -262,7 +262,7 @@ fn validate_seed(
     Ok(())
 }
 
-/// `http://host[:port]` or `https://host[:port]`, nothing more: what a browser sends as Origin.
+/// `http://host[:port]` or `https://host[:port]`, exactly as a browser sends it as Origin.
 fn is_origin(text: &str) -> bool {
     let Some((scheme, rest)) = text.split_once("://") else {
         return false;
@@ -274,11 +274,21 @@ fn is_origin(text: &str) -> bool {
             ""
         }
     });
+    // As browsers send it: lower case, no default port, no trailing dot; anything else would
+    // never match.
+    let default_port = matches!(
+        (scheme, rest.rsplit_once(':').map(|(_, p)| p)),
+        ("http", Some("80")) | ("https", Some("443"))
+    );
     matches!(scheme, "http" | "https")
+        && !default_port
         && !host.is_empty()
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'[' || b == b']')
+        && !host.ends_with('.')
+        && host.bytes().all(|b| {
+            b.is_ascii_lowercase()
+                || b.is_ascii_digit()
+                || matches!(b, b'.' | b'-' | b'[' | b']' | b':')
+        })
 }
 
 /// Transport limits instead of tonic's defaults.
@@ -683,8 +693,9 @@ impl Config {
         }
         if let Some(bad) = server.cors_allowed_origins.iter().find(|o| !is_origin(o)) {
             return Err(invalid(format!(
-                "[server] cors_allowed_origins: {bad:?} is not an origin; give each as \
-                 scheme://host[:port], e.g. \"https://console.example.com\" (no path, no *)"
+                "[server] cors_allowed_origins: {bad:?} is not an origin as browsers send it; \
+                 give each as scheme://host[:port] in lower case, without a path, a default \
+                 port or *, e.g. \"https://console.example.com\""
             )));
         }
         file.limits.validate(server.max_message_bytes)?;

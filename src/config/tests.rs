@@ -210,6 +210,10 @@ fn cors_origins_are_origins_and_nothing_else() {
         "ftp://console.example.com",
         "https://host:port",
         "https://",
+        "https://Console.example.com",
+        "https://console.example.com:443",
+        "http://console.example.com:80",
+        "https://console.example.com.",
     ] {
         let err = resolve(&format!("[server]\ncors_allowed_origins = [{bad:?}]"))
             .unwrap_err()
