@@ -2,11 +2,12 @@
 //! and, when an OTLP endpoint is configured, traces.
 //!
 //! Traces follow the standard OpenTelemetry environment: `OTEL_EXPORTER_OTLP_ENDPOINT` (or
-//! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) switches the OTLP/gRPC exporter on, `OTEL_SERVICE_NAME`
-//! and `OTEL_RESOURCE_ATTRIBUTES` name the service (`servicedesk` unless they do),
-//! `OTEL_TRACES_SAMPLER`, `OTEL_BSP_*`, `OTEL_EXPORTER_OTLP_HEADERS` and `..._TIMEOUT` work as
-//! in every SDK, and `OTEL_SDK_DISABLED=true` switches it off. Unset, nothing is exported and the
-//! spans made only for traces ([`TRACES`]) are never built: their callsites stay disabled.
+//! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`; plaintext `http://` only) switches the OTLP/gRPC
+//! exporter on, `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` name the service
+//! (`servicedesk` unless they do), `OTEL_TRACES_SAMPLER`, `OTEL_BSP_*`,
+//! `OTEL_EXPORTER_OTLP_HEADERS` and `..._TIMEOUT` work as in every SDK, and
+//! `OTEL_SDK_DISABLED=true` switches it off. Unset, nothing is exported and the spans made only
+//! for traces ([`TRACES`]) are never built: their callsites stay disabled.
 //!
 //! Three kinds of span make a request's trace: the call ([`TRACED_CALLS`], a SERVER span named
 //! `service/method` with the RPC semantic conventions' attributes, continuing the caller's W3C
@@ -146,6 +147,16 @@ fn tracer_provider() -> anyhow::Result<SdkTracerProvider> {
             "OTEL_EXPORTER_OTLP_PROTOCOL={protocol}: this server exports traces over OTLP/gRPC \
              only; set it to grpc (or unset it) and point the endpoint at a gRPC receiver \
              (port 4317 by convention)"
+        );
+    }
+    if let Some(endpoint) = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        .or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT"))
+        .filter(|e| e.trim_start().starts_with("https:"))
+    {
+        anyhow::bail!(
+            "the OTLP endpoint {endpoint} asks for TLS: this server exports traces over \
+             plaintext gRPC only; point it at a collector on the same host or pod \
+             (http://127.0.0.1:4317), which forwards over TLS"
         );
     }
     let exporter = opentelemetry_otlp::SpanExporter::builder()

@@ -646,6 +646,13 @@ fn an_otlp_setting_the_server_cannot_use_is_refused_at_start_with_the_reason() {
         &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://[not-an-address")],
         &["OTLP trace exporter"],
     );
+    refused(
+        &[(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "https://collector.example:4317",
+        )],
+        &["asks for TLS", "plaintext"],
+    );
 }
 
 #[tokio::test]
