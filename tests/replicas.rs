@@ -41,9 +41,10 @@ async fn log_until(server: &Server, head: u64) -> Vec<DeskEvent> {
 }
 
 /// Whether the call failed in the client's transport because the server closed the connection
-/// while the call was being sent: gracefully (HTTP/2 GOAWAY, which tonic reports as INTERNAL) or
-/// by closing the socket as it changed role (CANCELLED, "connection closed"). Either way the
-/// server never read the call, so it acknowledged nothing.
+/// under it: gracefully (HTTP/2 GOAWAY, which tonic reports as INTERNAL) or by closing the socket
+/// as it changed role (CANCELLED, "connection closed"). The client heard no answer, so nothing
+/// was acknowledged to it; what the test checks is that nothing of the old leader's reached the
+/// store, whatever the call became.
 fn went_away(status: &tonic::Status) -> bool {
     let said = format!("{status:?}");
     (status.code() == Code::Internal && said.contains("GoAway"))

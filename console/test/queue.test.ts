@@ -1,6 +1,7 @@
-// The live queue's model, without a browser: after any run of watch events, in any order of
-// arrival, resumed from any point, it holds exactly the pending escalations the viewer should
-// see, each once, urgent first then oldest.
+// The live queue's model, without a browser: after any run of watch events, resumed from any
+// point, with events delivered again (late or twice), it holds exactly the pending escalations
+// the viewer should see, each once, urgent first then oldest. What it should hold is worked out
+// here, apart from the code under test.
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
@@ -15,7 +16,7 @@ import {
   EscalationState,
 } from "../../clients/typescript/src/gen/servicedesk/v1/types_pb.js";
 import type { Escalation, EscalationEvent } from "../../clients/typescript/src/gen/servicedesk/v1/types_pb.js";
-import { belongsInQueue, compareEscalations, LiveQueue } from "../src/queue.js";
+import { compareEscalations, LiveQueue } from "../src/queue.js";
 import type { Viewer } from "../src/queue.js";
 
 /** A small deterministic generator, so a failure can be replayed by its seed. */
@@ -71,9 +72,15 @@ function expected(log: EscalationEvent[], viewer: Viewer): string[] {
   for (const event of log) {
     if (event.escalation !== undefined) latest.set(event.escalation.escalationId, event.escalation);
   }
+  const rank = (e: Escalation) => [EscalationPriority.URGENT, EscalationPriority.HIGH, EscalationPriority.MEDIUM, EscalationPriority.LOW].indexOf(e.priority);
+  const created = (e: Escalation) => Number(e.createTime?.seconds ?? 0n) * 1e9 + (e.createTime?.nanos ?? 0);
   return [...latest.values()]
-    .filter((e) => belongsInQueue(e, viewer))
-    .sort(compareEscalations)
+    .filter(
+      (e) =>
+        e.state === EscalationState.PENDING &&
+        (viewer.admin || e.assignedReviewerId === "" || e.assignedReviewerId === viewer.reviewerId),
+    )
+    .sort((a, b) => rank(a) - rank(b) || created(a) - created(b) || (a.escalationId < b.escalationId ? -1 : 1))
     .map((e) => e.escalationId);
 }
 
