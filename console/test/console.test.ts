@@ -184,6 +184,46 @@ describe("the web console", () => {
     await page.context().close();
   });
 
+  test("with the tab hidden, a new review is announced in the title and by a notification", async () => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    await context.grantPermissions(["notifications"], { origin: server.url });
+    // Notifications shown are recorded rather than drawn (headless has no desktop to draw on).
+    await context.addInitScript(`(() => {
+      window.shownNotifications = [];
+      const Real = window.Notification;
+      class Recorded {
+        static get permission() { return Real.permission; }
+        static requestPermission() { return Real.requestPermission(); }
+        constructor(title, options) { window.shownNotifications.push(title); this.onclick = null; }
+        close() {}
+      }
+      window.Notification = Recorded;
+    })()`);
+    const page = await context.newPage();
+    await page.goto(server.url);
+    await page.getByLabel("API key").fill(sarahKey);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.locator("#live-status", { hasText: /^live$/ }).waitFor();
+    // The tab goes to the background.
+    await page.evaluate(`(() => {
+      Object.defineProperty(document, "hidden", { configurable: true, get: () => true });
+      Object.defineProperty(document, "visibilityState", { configurable: true, get: () => "hidden" });
+      document.dispatchEvent(new Event("visibilitychange"));
+    })()`);
+    const id = await refundReview(sarah, "cust_console_hidden");
+    await page.locator(`#queue li[data-escalation-id="${id}"]`).waitFor();
+    await page.waitForFunction("document.title.startsWith('(1) ')");
+    assert.equal(Number(await page.evaluate("window.shownNotifications.length")), 1);
+    // Back in front: the count goes.
+    await page.evaluate(`(() => {
+      Object.defineProperty(document, "hidden", { configurable: true, get: () => false });
+      Object.defineProperty(document, "visibilityState", { configurable: true, get: () => "visible" });
+      document.dispatchEvent(new Event("visibilitychange"));
+    })()`);
+    await page.waitForFunction("!document.title.startsWith('(')");
+    await context.close();
+  });
+
   test("the server restarted under an open page: the queue resumes with nothing missing and nothing twice", async () => {
     const page = await signedIn(browser, server, ADMIN_KEY);
     const before = await refundReview(sarah, "cust_console_5");
