@@ -28,7 +28,7 @@ use prost_types::Timestamp;
 use servicedesk::proto::v1::attach_response::Message;
 use servicedesk::proto::v1::reply_request::Outcome;
 use servicedesk::proto::v1::{
-    ApproveEscalationRequest, AttachRequest, DeskEvent, Escalation, EscalationState,
+    ApproveEscalationRequest, AttachRequest, DeskEvent, DeskStatus, Escalation, EscalationState,
     GetDeskStatusRequest, GetEscalationRequest, GetTicketRequest, HandleInquiryRequest,
     ListEscalationsRequest, ListTicketsRequest, RejectEscalationRequest, ReplyRequest, Resolve,
     Ticket, TicketStatus, WatchEventsRequest,
@@ -120,19 +120,21 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-/// Every item of a paged list.
-async fn all_pages<T, F, Fut>(mut page: F) -> Vec<T>
+/// Every item of a paged list, and the log sequence each page was read at.
+async fn all_pages<T, F, Fut>(mut page: F) -> (Vec<T>, Vec<u64>)
 where
     F: FnMut(String) -> Fut,
-    Fut: std::future::Future<Output = (Vec<T>, String)>,
+    Fut: std::future::Future<Output = (Vec<T>, String, u64)>,
 {
-    let (mut items, mut token) = page(String::new()).await;
+    let (mut items, mut token, first) = page(String::new()).await;
+    let mut sequences = vec![first];
     while !token.is_empty() {
-        let (more, next) = page(token).await;
+        let (more, next, sequence) = page(token).await;
         items.extend(more);
+        sequences.push(sequence);
         token = next;
     }
-    items
+    (items, sequences)
 }
 
 async fn verify(server: &Server, ledger: &mut Ledger, cycle: usize) {
@@ -244,10 +246,11 @@ async fn verify(server: &Server, ledger: &mut Ledger, cycle: usize) {
                 .await,
                 "ListTickets(QUEUED)",
             );
-            (page.tickets, page.next_page_token)
+            (page.tickets, page.next_page_token, page.sequence)
         }
     })
-    .await;
+    .await
+    .0;
     for t in &queued {
         // Two seconds of queue timeout, measured from when it was last routed.
         assert!(
@@ -280,58 +283,9 @@ async fn verify(server: &Server, ledger: &mut Ledger, cycle: usize) {
     );
 
     // Loads equal open work; the remote agent, offline after the restart, holds nothing.
-    let assigned_tickets = all_pages(|token| {
-        let mut desk = desk.clone();
-        async move {
-            let page = ok(
-                desk.list_tickets(ListTicketsRequest {
-                    status: TicketStatus::Assigned as i32,
-                    page_size: 500,
-                    page_token: token,
-                    ..Default::default()
-                })
-                .await,
-                "ListTickets(ASSIGNED)",
-            );
-            (page.tickets, page.next_page_token)
-        }
-    })
-    .await;
-    let mut assigned: HashMap<String, u32> = HashMap::new();
-    for t in assigned_tickets {
-        *assigned.entry(t.assigned_agent_id).or_default() += 1;
-    }
-    let pending = all_pages(|token| {
-        let mut escalations = escalations.clone();
-        async move {
-            let page = ok(
-                escalations
-                    .list_escalations(ListEscalationsRequest {
-                        state: EscalationState::Pending as i32,
-                        page_size: 500,
-                        page_token: token,
-                        ..Default::default()
-                    })
-                    .await,
-                "ListEscalations(PENDING)",
-            );
-            (page.escalations, page.next_page_token)
-        }
-    })
-    .await;
-    let mut reviewing: HashMap<String, u32> = HashMap::new();
-    for e in pending {
-        if !e.assigned_reviewer_id.is_empty() {
-            *reviewing.entry(e.assigned_reviewer_id).or_default() += 1;
-        }
-    }
-    let status = ok(
-        server
-            .admin()
-            .get_desk_status(GetDeskStatusRequest {})
-            .await,
-        "GetDeskStatus",
-    );
+    // Timers still fire (reviews and queued tickets expire within seconds of the load's end),
+    // so the three reads compare only when all were read at one sequence of the log.
+    let (assigned, reviewing, status) = loads_at_one_sequence(server, cycle).await;
     for agent in status.tiers.iter().flat_map(|t| &t.agents) {
         let holds = assigned.get(&agent.agent_id).copied().unwrap_or(0);
         assert_eq!(agent.load, holds, "cycle {cycle}: load of {}", agent.name);
@@ -351,6 +305,84 @@ async fn verify(server: &Server, ledger: &mut Ledger, cycle: usize) {
             reviewer.reviewer_id
         );
         assert!(reviewer.load <= reviewer.max_concurrent);
+    }
+}
+
+/// Assigned tickets per agent, pending reviews per reviewer and the desk's status, all read at
+/// the same sequence of the log: read again while an event fell between the reads.
+async fn loads_at_one_sequence(
+    server: &Server,
+    cycle: usize,
+) -> (HashMap<String, u32>, HashMap<String, u32>, DeskStatus) {
+    let desk = server.desk_as(ADMIN_KEY);
+    let escalations = server.escalations_as(ADMIN_KEY);
+    let started = std::time::Instant::now();
+    loop {
+        let mut sequences = HashSet::new();
+        let assigned_tickets = all_pages(|token| {
+            let mut desk = desk.clone();
+            async move {
+                let page = ok(
+                    desk.list_tickets(ListTicketsRequest {
+                        status: TicketStatus::Assigned as i32,
+                        page_size: 500,
+                        page_token: token,
+                        ..Default::default()
+                    })
+                    .await,
+                    "ListTickets(ASSIGNED)",
+                );
+                (page.tickets, page.next_page_token, page.sequence)
+            }
+        })
+        .await;
+        let pending = all_pages(|token| {
+            let mut escalations = escalations.clone();
+            async move {
+                let page = ok(
+                    escalations
+                        .list_escalations(ListEscalationsRequest {
+                            state: EscalationState::Pending as i32,
+                            page_size: 500,
+                            page_token: token,
+                            ..Default::default()
+                        })
+                        .await,
+                    "ListEscalations(PENDING)",
+                );
+                (page.escalations, page.next_page_token, page.sequence)
+            }
+        })
+        .await;
+        let status = ok(
+            server
+                .admin()
+                .get_desk_status(GetDeskStatusRequest {})
+                .await,
+            "GetDeskStatus",
+        );
+        sequences.extend(assigned_tickets.1);
+        sequences.extend(pending.1);
+        sequences.insert(status.sequence);
+        if sequences.len() == 1 {
+            let mut assigned: HashMap<String, u32> = HashMap::new();
+            for t in assigned_tickets.0 {
+                *assigned.entry(t.assigned_agent_id).or_default() += 1;
+            }
+            let mut reviewing: HashMap<String, u32> = HashMap::new();
+            for e in pending.0 {
+                if !e.assigned_reviewer_id.is_empty() {
+                    *reviewing.entry(e.assigned_reviewer_id).or_default() += 1;
+                }
+            }
+            return (assigned, reviewing, status);
+        }
+        // Once the load stopped only timers move the desk, and they run out within seconds.
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "cycle {cycle}: the desk never held still for three reads in 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -688,10 +720,11 @@ async fn no_ticket_twice(server: &Server) {
                 ..Default::default()
             });
             let page = ok(call.await, "ListTickets");
-            (page.tickets, page.next_page_token)
+            (page.tickets, page.next_page_token, page.sequence)
         }
     })
-    .await;
+    .await
+    .0;
     let mut seen = HashSet::new();
     for t in &tickets {
         assert!(
