@@ -344,6 +344,43 @@ async fn a_follower_forwards_more_streams_than_one_connection_carries() {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
+/// A renewal the store is slow to answer (a long fsync, a commit holding the lease's row) is
+/// followed at once by the next: renewals that each wait 60 % of the lease, again and again,
+/// never cost the leader its lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_whose_renewals_keep_stalling_within_the_lease_leads_on() {
+    let Some(desk) = ScratchDesk::new("renewals_stall") else {
+        return;
+    };
+    let leader = Server::start_with_config(&config(&desk)).await;
+    assert_eq!(desk.lease_holder_pid(), Some(leader.pid()));
+    let stalling = desk.stall_lease_renewals(TTL * 3 / 5, Duration::from_millis(50), 4 * TTL);
+    let mut desk_client = leader.desk();
+    let mut n = 0;
+    while !stalling.is_finished() {
+        n += 1;
+        let mut call = tonic::Request::new(inquiry(&format!("cust_stall_{n}"), PASSWORD_RESET));
+        call.set_timeout(2 * TTL);
+        ok(
+            desk_client.handle_inquiry(call).await,
+            "an inquiry while renewals stall",
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let holds = stalling.join().expect("the stalling session");
+    assert!(holds >= 5, "the lease's row was held {holds} times");
+    assert!(
+        !leader.log_text().contains("stops leading"),
+        "the leader stepped down while its renewals were only slow"
+    );
+    assert_eq!(desk.lease_holder_pid(), Some(leader.pid()));
+    ask(
+        &mut desk_client,
+        inquiry("cust_stall_after", PASSWORD_RESET),
+    )
+    .await;
+}
+
 /// Whether `server` reports the desk's services as serving.
 async fn serving(server: &Server) -> bool {
     use tonic_health::pb::HealthCheckRequest;

@@ -133,20 +133,26 @@ impl Term {
     /// Renews the lease every fifth of its TTL from now on. Once a renewal finds it taken, or
     /// none succeeded for a whole TTL, cancels [`Keeper::lost`]: the desk must stop taking
     /// work (its commits would be refused anyway).
+    ///
+    /// Renewals keep their cadence from when each was asked, not from when it was answered: a
+    /// renewal the store was slow to answer (a long fsync, a commit holding the row) is followed
+    /// at once by the next, so one stall shorter than the TTL costs nothing.
     pub(super) fn keep(self) -> Keeper {
         let lost = CancellationToken::new();
         let (shared, epoch, ttl) = (self.shared.clone(), self.epoch, self.ttl);
         let losing = lost.clone();
         let task = tokio::spawn(async move {
             let mut valid_until = Instant::now() + ttl;
+            let mut next = Instant::now() + ttl / 5;
             loop {
-                tokio::time::sleep(ttl / 5).await;
+                tokio::time::sleep_until(next.into()).await;
                 let asked = Instant::now();
+                next = asked + ttl / 5;
                 let renewing = shared.clone();
                 // A store that does not answer (a partition) must not hold the keeper past
                 // the lease: it is deposed then, answer or not.
                 let renewed = tokio::time::timeout_at(
-                    valid_until.max(asked + ttl / 5).into(),
+                    valid_until.max(next).into(),
                     tokio::task::spawn_blocking(move || renewing.renew(epoch, ttl)),
                 )
                 .await;
@@ -164,7 +170,11 @@ impl Term {
                         format!("the lease could not be renewed for a whole TTL ({e})")
                     }
                     Ok(Err(e)) => format!("the lease renewal failed ({e})"),
-                    Err(_) => "the store did not answer a renewal for a whole TTL".to_string(),
+                    Err(_) => format!(
+                        "the store did not answer a renewal asked {} ms ago, and the lease \
+                         renewed last ran out",
+                        asked.elapsed().as_millis()
+                    ),
                 };
                 tracing::error!(epoch, "{why}: this server stops leading the desk");
                 losing.cancel();

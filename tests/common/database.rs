@@ -129,3 +129,33 @@ impl ScratchDesk {
         )
     }
 }
+
+impl ScratchDesk {
+    /// From another session, holds the lease's row `FOR SHARE` for `hold` at a time, letting go
+    /// for `gap` in between, until `total` has passed: the leader's renewals (an `UPDATE` of
+    /// the row) wait for each hold, as they would behind a slow commit. Returns the holds made.
+    pub fn stall_lease_renewals(
+        &self,
+        hold: std::time::Duration,
+        gap: std::time::Duration,
+        total: std::time::Duration,
+    ) -> std::thread::JoinHandle<u32> {
+        let (url, schema) = (self.admin_url.clone(), self.schema.clone());
+        std::thread::spawn(move || {
+            let mut client =
+                postgres::Client::connect(&url, postgres::NoTls).expect("connect to stall");
+            let lock = format!("SELECT epoch FROM {schema}.desk_lease WHERE id = 1 FOR SHARE");
+            let started = std::time::Instant::now();
+            let mut holds = 0;
+            while started.elapsed() < total {
+                let mut tx = client.transaction().expect("begin");
+                tx.query_one(&lock, &[]).expect("hold the lease's row");
+                std::thread::sleep(hold);
+                tx.commit().expect("let the row go");
+                holds += 1;
+                std::thread::sleep(gap);
+            }
+            holds
+        })
+    }
+}
