@@ -136,7 +136,7 @@ impl Term {
     ///
     /// Renewals keep their cadence from when each was asked, not from when it was answered: a
     /// renewal the store was slow to answer (a long fsync, a commit holding the row) is followed
-    /// at once by the next, so one stall shorter than the TTL costs nothing.
+    /// at once by the next, so a stall shorter than four fifths of the TTL costs nothing.
     pub(super) fn keep(self) -> Keeper {
         let lost = CancellationToken::new();
         let (shared, epoch, ttl) = (self.shared.clone(), self.epoch, self.ttl);
