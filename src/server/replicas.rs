@@ -171,8 +171,8 @@ impl Term {
                     }
                     Ok(Err(e)) => format!("the lease renewal failed ({e})"),
                     Err(_) => format!(
-                        "the store did not answer a renewal asked {} ms ago, and the lease \
-                         renewed last ran out",
+                        "the store did not answer a renewal asked {} ms ago before the lease \
+                         ran out",
                         asked.elapsed().as_millis()
                     ),
                 };
