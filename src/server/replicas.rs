@@ -130,56 +130,63 @@ pub(super) struct Term {
 }
 
 impl Term {
-    /// Renews the lease every fifth of its TTL from now on. Once a renewal finds it taken, or
-    /// none succeeded for a whole TTL, cancels [`Keeper::lost`]: the desk must stop taking
-    /// work (its commits would be refused anyway).
+    /// Renews the lease at once (taking office may have used part of it), then every fifth of
+    /// its TTL. Once a renewal finds it taken, or none succeeded for a whole TTL, cancels
+    /// [`Keeper::lost`]: the desk must stop taking work (its commits would be refused anyway).
     ///
     /// Renewals keep their cadence from when each was asked, not from when it was answered: a
     /// renewal the store was slow to answer (a long fsync, a commit holding the row) is followed
-    /// at once by the next, so a stall shorter than four fifths of the TTL costs nothing.
+    /// at once by the next. So a single stall shorter than four fifths of the TTL costs
+    /// nothing, nor do stalls of every renewal each shorter than half of it. The keeper never
+    /// believes in the lease past the TTL after the ask of its last renewal answered.
     pub(super) fn keep(self) -> Keeper {
         let lost = CancellationToken::new();
         let (shared, epoch, ttl) = (self.shared.clone(), self.epoch, self.ttl);
         let losing = lost.clone();
         let task = tokio::spawn(async move {
             let mut valid_until = Instant::now() + ttl;
-            let mut next = Instant::now() + ttl / 5;
-            loop {
-                tokio::time::sleep_until(next.into()).await;
+            let mut next = Instant::now();
+            let mut failed = None;
+            let why = loop {
+                tokio::time::sleep_until(next.min(valid_until).into()).await;
                 let asked = Instant::now();
+                if asked >= valid_until {
+                    break match failed.take() {
+                        Some(e) => format!("the lease could not be renewed for a whole TTL ({e})"),
+                        None => "no renewal succeeded for a whole TTL".to_string(),
+                    };
+                }
                 next = asked + ttl / 5;
                 let renewing = shared.clone();
                 // A store that does not answer (a partition) must not hold the keeper past
                 // the lease: it is deposed then, answer or not.
                 let renewed = tokio::time::timeout_at(
-                    valid_until.max(next).into(),
+                    valid_until.into(),
                     tokio::task::spawn_blocking(move || renewing.renew(epoch, ttl)),
                 )
                 .await;
-                let why = match renewed {
+                match renewed {
                     Ok(Ok(Ok(true))) => {
                         valid_until = asked + ttl;
-                        continue;
+                        failed = None;
                     }
-                    Ok(Ok(Ok(false))) => "another server took the desk's lease".to_string(),
-                    Ok(Ok(Err(e))) if Instant::now() < valid_until => {
-                        tracing::warn!(error = %e, "cannot renew the desk's lease; retrying");
-                        continue;
-                    }
+                    Ok(Ok(Ok(false))) => break "another server took the desk's lease".to_string(),
                     Ok(Ok(Err(e))) => {
-                        format!("the lease could not be renewed for a whole TTL ({e})")
+                        tracing::warn!(error = %e, "cannot renew the desk's lease; retrying");
+                        failed = Some(e);
                     }
-                    Ok(Err(e)) => format!("the lease renewal failed ({e})"),
-                    Err(_) => format!(
-                        "the store did not answer a renewal asked {} ms ago before the lease \
-                         ran out",
-                        asked.elapsed().as_millis()
-                    ),
-                };
-                tracing::error!(epoch, "{why}: this server stops leading the desk");
-                losing.cancel();
-                return;
-            }
+                    Ok(Err(e)) => break format!("the lease renewal failed ({e})"),
+                    Err(_) => {
+                        break format!(
+                            "the store did not answer a renewal asked {} ms ago before the lease \
+                             ran out",
+                            asked.elapsed().as_millis()
+                        )
+                    }
+                }
+            };
+            tracing::error!(epoch, "{why}: this server stops leading the desk");
+            losing.cancel();
         });
         Keeper {
             term: self,
