@@ -131,31 +131,47 @@ impl ScratchDesk {
 }
 
 impl ScratchDesk {
-    /// From another session, holds the lease's row `FOR SHARE` for `hold` at a time, letting go
-    /// for `gap` in between, until `total` has passed: the leader's renewals (an `UPDATE` of
-    /// the row) wait for each hold, as they would behind a slow commit. Returns the holds made.
+    /// From another session, holds the lease's row `FOR SHARE` so that a renewal of the
+    /// leader (an `UPDATE` of the row) waits `stall` from when it reaches the row, as it would
+    /// behind a slow commit; then lets the row go for `window` before holding it again, until
+    /// `total` has passed. Returns the renewals stalled.
     pub fn stall_lease_renewals(
         &self,
-        hold: std::time::Duration,
-        gap: std::time::Duration,
+        stall: std::time::Duration,
+        window: std::time::Duration,
         total: std::time::Duration,
     ) -> std::thread::JoinHandle<u32> {
+        use std::time::{Duration, Instant};
         let (url, schema) = (self.admin_url.clone(), self.schema.clone());
         std::thread::spawn(move || {
             let mut client =
                 postgres::Client::connect(&url, postgres::NoTls).expect("connect to stall");
             let lock = format!("SELECT epoch FROM {schema}.desk_lease WHERE id = 1 FOR SHARE");
-            let started = std::time::Instant::now();
-            let mut holds = 0;
+            // A renewal of this desk waiting on this session's hold.
+            let renewal_waits = "SELECT count(*) FROM pg_stat_activity \
+                 WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid)) \
+                 AND query LIKE 'UPDATE desk_lease SET expires_at%'";
+            let started = Instant::now();
+            let mut stalled = 0;
             while started.elapsed() < total {
                 let mut tx = client.transaction().expect("begin");
                 tx.query_one(&lock, &[]).expect("hold the lease's row");
-                std::thread::sleep(hold);
+                let waiting_since = loop {
+                    let waiting: i64 = tx.query_one(renewal_waits, &[]).expect("look").get(0);
+                    if waiting > 0 {
+                        stalled += 1;
+                        break Instant::now();
+                    }
+                    if started.elapsed() >= total {
+                        break Instant::now() - stall;
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                };
+                std::thread::sleep(stall.saturating_sub(waiting_since.elapsed()));
                 tx.commit().expect("let the row go");
-                holds += 1;
-                std::thread::sleep(gap);
+                std::thread::sleep(window);
             }
-            holds
+            stalled
         })
     }
 }
