@@ -138,7 +138,8 @@ impl Term {
     /// renewal the store was slow to answer (a long fsync, a commit holding the row) is followed
     /// at once by the next. So a single stall shorter than four fifths of the TTL costs
     /// nothing, nor do stalls of every renewal each shorter than half of it. The keeper never
-    /// believes in the lease past the TTL after the ask of its last renewal answered.
+    /// believes in the lease past the TTL after the ask of its last renewal answered (before
+    /// the first answer, after taking office).
     pub(super) fn keep(self) -> Keeper {
         let lost = CancellationToken::new();
         let (shared, epoch, ttl) = (self.shared.clone(), self.epoch, self.ttl);
