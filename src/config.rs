@@ -13,7 +13,11 @@ use crate::domain::desk::Settings;
 use crate::domain::limits::{self, is_name, CAPACITY, DISPLAY_NAME_BYTES};
 use crate::domain::mesh::{RoutingStrategy, Tier};
 use crate::domain::policy::{Policy, PolicyRule};
+use crate::keys::{ChosenKey, CHOSEN_SECRET_MIN};
 use crate::store::{Durability, StoreSettings};
+use defaults::{
+    default_instructions, default_reviewers, default_rotation, default_threshold, default_tiers,
+};
 
 /// The TOML file, as written.
 #[derive(Debug, Default, Deserialize)]
@@ -25,6 +29,8 @@ pub struct FileConfig {
     /// Where to serve Prometheus metrics (`/metrics`, plain HTTP); off when absent.
     pub metrics_listen: Option<String>,
     pub data_dir: Option<PathBuf>,
+    /// A file holding the key a new desk takes as its first admin key (see [`Config`]).
+    pub admin_key_file: Option<PathBuf>,
     pub dev: Option<bool>,
     /// Deprecated: `[store] synchronous` replaces it.
     pub synchronous: Option<Durability>,
@@ -375,6 +381,7 @@ pub struct Overrides {
     pub advertise_address: Option<String>,
     pub metrics_listen: Option<String>,
     pub data_dir: Option<PathBuf>,
+    pub admin_key_file: Option<PathBuf>,
     pub config: Option<PathBuf>,
     pub dev: bool,
     pub full_check: bool,
@@ -399,6 +406,10 @@ pub struct Config {
     /// The log format the file asks for, if any.
     pub log_format: Option<LogFormat>,
     pub dev: bool,
+    /// The key a new desk takes as its first admin key, read from `admin_key_file` (only its id
+    /// and digest); `None`: a new desk generates one (and writes it to `admin.key`), or, in
+    /// development mode, has none. A desk that already has keys takes nothing from it.
+    pub first_admin_key: Option<ChosenKey>,
     pub store: StoreSettings,
     /// Run the thorough consistency check of the store at start, not the quick one.
     pub full_check: bool,
@@ -419,83 +430,6 @@ pub struct Config {
     /// What the configuration still accepts but should be changed (deprecated keys), for the
     /// log once logging is up.
     pub warnings: Vec<String>,
-}
-
-fn default_rotation() -> Vec<Vec<String>> {
-    [
-        &["billing", "payments", "invoices"][..],
-        &["technical", "bugs", "features"],
-        &["account", "security", "privacy"],
-        &["general", "how-to", "getting-started"],
-    ]
-    .iter()
-    .map(|set| set.iter().map(|s| s.to_string()).collect())
-    .collect()
-}
-
-fn default_tiers() -> Vec<TierSection> {
-    [("L1", 3), ("L2", 2), ("Expert", 1)]
-        .iter()
-        .map(|(name, agents)| TierSection {
-            name: name.to_string(),
-            agents: *agents,
-            capacity: None,
-            threshold: None,
-            instructions: None,
-        })
-        .collect()
-}
-
-fn default_reviewers() -> Vec<ReviewerSection> {
-    let r = |id: &str, name: &str, specialties: &[&str], max: u32| ReviewerSection {
-        id: id.into(),
-        name: name.into(),
-        specialties: specialties.iter().map(|s| s.to_string()).collect(),
-        max_concurrent: Some(max),
-    };
-    vec![
-        r(
-            "supervisor_1",
-            "Sarah Johnson",
-            &["billing", "refunds", "complaints"],
-            3,
-        ),
-        r(
-            "supervisor_2",
-            "Mike Chen",
-            &["technical", "features", "bugs"],
-            3,
-        ),
-        r("manager_1", "Lisa Rodriguez", &[], 5),
-    ]
-}
-
-/// The default brief of a tier's agents, by its place among the tiers.
-fn default_instructions(tier: usize, tiers: usize) -> String {
-    let role = if tier + 1 == tiers {
-        "You are the desk's most senior tier. Resolve what you can answer with confidence; \
-         escalate to a human reviewer (escalate or request_review) whatever needs a decision \
-         about money, the law, account closure or an exception to policy."
-    } else if tier == 0 {
-        "You are a frontline support agent. Answer common questions clearly and briefly; \
-         escalate to the next tier what needs a specialist or that you are unsure about, \
-         with your best draft."
-    } else {
-        "You are a specialist support agent. The tier below could not resolve this ticket: \
-         read its path and draft, answer precisely when you can, and escalate with your best \
-         draft when you cannot."
-    };
-    format!("{role} Never promise refunds, compensation or legal outcomes yourself.")
-}
-
-/// Thresholds rise in leniency from the first tier (strict) to the top (lenient).
-fn default_threshold(tier: usize, tiers: usize) -> f64 {
-    const FIRST: f64 = 0.70;
-    const TOP: f64 = 0.30;
-    if tiers <= 1 {
-        return FIRST;
-    }
-    FIRST - (FIRST - TOP) * tier as f64 / (tiers - 1) as f64
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -556,6 +490,10 @@ impl Config {
             .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from("./data"));
         let dev = overrides.dev || file.dev.unwrap_or(false);
+        let first_admin_key = match overrides.admin_key_file.or(file.admin_key_file) {
+            Some(path) => Some(chosen_key(&path)?),
+            None => None,
+        };
 
         let desk = file.desk;
         let tier_sections = desk.tiers.unwrap_or_else(default_tiers);
@@ -718,6 +656,7 @@ impl Config {
             log_format: file.log_format,
             listen,
             dev,
+            first_admin_key,
             store: StoreSettings {
                 data_dir,
                 durability,
@@ -740,6 +679,24 @@ impl Config {
             warnings,
         })
     }
+}
+
+/// The key in an admin key file, checked.
+fn chosen_key(path: &Path) -> Result<ChosenKey, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::Invalid(format!(
+            "cannot read the admin key file {}: {e}",
+            path.display()
+        ))
+    })?;
+    ChosenKey::parse(&text).ok_or_else(|| {
+        ConfigError::Invalid(format!(
+            "the admin key file {} does not hold one key of the form sd_<key id: 12 hex \
+             digits>_<secret: at least {CHOSEN_SECRET_MIN} letters or digits>; make one with: \
+             echo \"sd_$(openssl rand -hex 6)_$(openssl rand -hex 24)\"",
+            path.display()
+        ))
+    })
 }
 
 /// `[store] advertise_address` and `lease_ttl_secs`, checked.
@@ -796,5 +753,6 @@ fn store_url(url: Option<String>) -> Result<Option<String>, ConfigError> {
     ))
 }
 
+mod defaults;
 #[cfg(test)]
 mod tests;

@@ -115,6 +115,62 @@ pub fn generate_key(
     (full, record)
 }
 
+/// The client id and name of a desk's first admin key.
+pub const FIRST_ADMIN: (&str, &str) = ("admin", "First admin");
+
+/// Fewest characters of a secret an operator chooses ([`ChosenKey`]).
+pub const CHOSEN_SECRET_MIN: usize = 32;
+
+/// A key whose secret an operator chose, e.g. kept in a Kubernetes Secret, to be the desk's
+/// first admin key: its id and the digest of its secret, never the secret itself.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ChosenKey {
+    pub key_id: String,
+    pub secret_sha256: [u8; 32],
+}
+
+impl ChosenKey {
+    /// The key in `text` (surrounding white space ignored), if it has the shape of the keys
+    /// [`generate_key`] mints: `sd_`, a key id of 12 hex digits, `_`, and a secret of at least
+    /// [`CHOSEN_SECRET_MIN`] ASCII letters and digits.
+    pub fn parse(text: &str) -> Option<ChosenKey> {
+        let (key_id, secret) = parse_key(text.trim())?;
+        (secret.len() >= CHOSEN_SECRET_MIN && secret.bytes().all(|b| b.is_ascii_alphanumeric()))
+            .then(|| ChosenKey {
+                key_id: key_id.to_string(),
+                secret_sha256: sha256(secret.as_bytes()),
+            })
+    }
+
+    /// Its record as an admin key with every permission, created at `now_ms`.
+    pub fn admin_record(&self, now_ms: i64) -> KeyRecord {
+        KeyRecord {
+            key_id: self.key_id.clone(),
+            client_id: FIRST_ADMIN.0.to_string(),
+            client_name: FIRST_ADMIN.1.to_string(),
+            permissions: vec![ALL.to_string()],
+            secret_sha256: self.secret_sha256,
+            created_ms: now_ms,
+            last_used_ms: None,
+            revoked: false,
+        }
+    }
+
+    /// Whether `records` hold this key, unrevoked.
+    pub fn is_among(&self, records: &[KeyRecord]) -> bool {
+        records
+            .iter()
+            .any(|r| r.key_id == self.key_id && r.secret_sha256 == self.secret_sha256 && !r.revoked)
+    }
+}
+
+/// Names the key only: the digest says nothing a log needs.
+impl std::fmt::Debug for ChosenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ChosenKey({})", self.key_id)
+    }
+}
+
 /// Splits `sd_<key id>_<secret>`.
 fn parse_key(presented: &str) -> Option<(&str, &str)> {
     let rest = presented.strip_prefix("sd_")?;
@@ -295,6 +351,37 @@ impl KeyRing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chosen_key_authenticates_as_the_first_admin_and_only_its_shape_is_taken() {
+        let presented = format!("sd_0123456789ab_{}", "Zz9".repeat(11));
+        let chosen = ChosenKey::parse(&format!("  {presented}\n")).expect("a well-formed key");
+        assert_eq!(chosen.key_id, "0123456789ab");
+        let record = chosen.admin_record(5);
+        assert!(chosen.is_among(std::slice::from_ref(&record)));
+        let ring = KeyRing::new(vec![record.clone()], false);
+        let client = ring
+            .authenticate(&presented, 10)
+            .expect("the chosen key works");
+        assert!(client.is_admin());
+        assert_eq!(client.client_id, FIRST_ADMIN.0);
+        let revoked = KeyRecord {
+            revoked: true,
+            ..record
+        };
+        assert!(!chosen.is_among(&[revoked]));
+        let (_, generated) = generate_key("c", "C", vec![ALL.into()], 1);
+        assert!(!chosen.is_among(&[generated]));
+        // One key less than its shape: too short, not alphanumeric, two keys, a bad id, empty.
+        let short = format!("sd_0123456789ab_{}", "a".repeat(CHOSEN_SECRET_MIN - 1));
+        let spaced = format!("sd_0123456789ab_{} {}", "a".repeat(20), "b".repeat(20));
+        let two = format!("{presented}\n{presented}");
+        let bad_id = format!("sd_0123456789_{}", "a".repeat(40));
+        let punctuated = format!("sd_0123456789ab_{}!", "a".repeat(40));
+        for bad in [short, spaced, two, bad_id, punctuated, String::new()] {
+            assert_eq!(ChosenKey::parse(&bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn generated_keys_authenticate_and_revoked_ones_do_not() {

@@ -41,6 +41,11 @@ enum Command {
         /// Directory of the embedded store (created if missing).
         #[arg(long, env = "SERVICEDESK_DATA_DIR")]
         data_dir: Option<PathBuf>,
+        /// A file holding the key a new desk takes as its first admin key
+        /// (sd_<12 hex digits>_<32 or more letters or digits>), e.g. mounted from a Secret;
+        /// without it a new desk writes a generated one to DATA_DIR/admin.key.
+        #[arg(long, env = "SERVICEDESK_ADMIN_KEY_FILE")]
+        admin_key_file: Option<PathBuf>,
         /// TOML configuration file.
         #[arg(long, env = "SERVICEDESK_CONFIG")]
         config: Option<PathBuf>,
@@ -120,6 +125,7 @@ fn main() -> ExitCode {
             advertise_address,
             metrics_listen,
             data_dir,
+            admin_key_file,
             config,
             dev,
             full_check,
@@ -128,6 +134,7 @@ fn main() -> ExitCode {
             advertise_address,
             metrics_listen,
             data_dir,
+            admin_key_file,
             config,
             dev,
             full_check,

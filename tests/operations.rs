@@ -1,6 +1,7 @@
 //! Running the binary as an operator does: reflection for grpcurl, the environment instead
-//! of flags, a production start without `--dev`, a custom knowledge base, shutdown while a
-//! caller waits, and a restart with a configuration that no longer fits the stored desk.
+//! of flags, a production start without `--dev` (a generated first admin key, or one from a
+//! file), a custom knowledge base, shutdown while a caller waits, and a restart with a
+//! configuration that no longer fits the stored desk.
 
 mod common;
 
@@ -206,6 +207,126 @@ async fn without_dev_the_first_start_writes_an_owner_only_admin_key_and_no_dev_k
             .get_desk_status(GetDeskStatusRequest {})
             .await,
         "the first admin key after a restart",
+    );
+}
+
+/// A desk deployed from manifests takes its first admin key from a file mounted from a Secret,
+/// so the operator holds it before the first start and no pod's volume has to be read.
+#[tokio::test]
+async fn a_new_desk_takes_its_first_admin_key_from_the_admin_key_file_and_only_then() {
+    let secrets = new_root();
+    let write_key = |name: &str, key: &str| {
+        let path = secrets.path().join(name);
+        std::fs::write(&path, format!("{key}\n")).unwrap();
+        path.display().to_string()
+    };
+    let chosen = format!("sd_00c0ffee00aa_{}", "k3y".repeat(12));
+    let chosen_file = write_key("admin-key", &chosen);
+    let launch = Launch {
+        dev: false,
+        extra_args: vec!["--admin-key-file".into(), chosen_file.clone()],
+        ..Launch::default()
+    };
+    let server = Server::launch(new_root(), launch).await;
+    assert!(
+        !server.data_dir().join("admin.key").exists(),
+        "no generated key is written when one is given"
+    );
+    ok(
+        server
+            .admin_as(&chosen)
+            .get_desk_status(GetDeskStatusRequest {})
+            .await,
+        "GetDeskStatus with the chosen first admin key",
+    );
+    assert!(
+        !server.log_text().contains(&chosen[16..]),
+        "the log never shows the secret"
+    );
+
+    // A restart (the file named in the environment now) finds the key among the desk's.
+    let root = server.terminate().await;
+    let through_environment = Launch {
+        dev: false,
+        env: vec![("SERVICEDESK_ADMIN_KEY_FILE".into(), chosen_file)],
+        ..Launch::default()
+    };
+    let server = Server::launch(root, through_environment).await;
+    assert!(!server.log_text().contains("holds no key of this desk"));
+    ok(
+        server
+            .admin_as(&chosen)
+            .get_desk_status(GetDeskStatusRequest {})
+            .await,
+        "the chosen key after a restart",
+    );
+
+    // A desk that has keys takes none from the file: another key there is refused, and said.
+    let root = server.terminate().await;
+    let other = format!("sd_00c0ffee00bb_{}", "x".repeat(40));
+    let other_file = write_key("other-key", &other);
+    let launch = Launch {
+        dev: false,
+        extra_args: vec!["--admin-key-file".into(), other_file],
+        ..Launch::default()
+    };
+    let server = Server::launch(root, launch).await;
+    server
+        .until_logged("holds no key of this desk", Duration::from_secs(5))
+        .await;
+    expect_code(
+        server
+            .admin_as(&other)
+            .get_desk_status(GetDeskStatusRequest {})
+            .await,
+        Code::Unauthenticated,
+        "a key the desk never took",
+    );
+    ok(
+        server
+            .admin_as(&chosen)
+            .get_desk_status(GetDeskStatusRequest {})
+            .await,
+        "the desk's first admin key still",
+    );
+}
+
+#[test]
+fn an_admin_key_file_that_holds_no_key_stops_the_start_with_the_form_expected() {
+    let root = new_root();
+    let start = |key_file: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_servicedesk"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(root.path().join("data"))
+            .arg("--admin-key-file")
+            .arg(key_file)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run servicedesk")
+    };
+    let short = root.path().join("short-key");
+    std::fs::write(&short, "sd_00c0ffee00aa_tooshort\n").unwrap();
+    let missing = root.path().join("missing-key");
+    for (file, says) in [
+        (&short, "does not hold one key of the form"),
+        (&missing, "cannot read the admin key file"),
+    ] {
+        let output = start(file);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "a configuration error: {file:?}"
+        );
+        let said = String::from_utf8_lossy(&output.stderr);
+        assert!(said.contains(says), "{said}");
+        assert!(
+            !said.contains("tooshort"),
+            "the error never shows the file's text: {said}"
+        );
+    }
+    assert!(
+        !root.path().join("data").exists(),
+        "nothing was created before the configuration was found wrong"
     );
 }
 

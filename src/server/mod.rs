@@ -343,6 +343,15 @@ async fn start_desk(
         last_sequence = last_seq,
         "desk restored"
     );
+    if let (true, Some(chosen)) = (seeded, &config.first_admin_key) {
+        if !chosen.is_among(&stored_keys) {
+            tracing::warn!(
+                key_id = %chosen.key_id,
+                "the admin key file holds no key of this desk (revoked, or the desk began with \
+                 another): it was not added; a desk takes its first admin key only when it is new"
+            );
+        }
+    }
     let keys = key_ring(config, stored_keys);
     let options = runtime_options(config, metrics);
     let runtime = Runtime::start(desk, keys, store, triage(config)?, options);
@@ -619,20 +628,25 @@ fn tls_config(tls: &TlsSection) -> anyhow::Result<ServerTlsConfig> {
 }
 
 /// Creates the default (or configured) agents and reviewers of a new desk, and its first
-/// admin key when not in development mode, in the desk's first commit.
+/// admin key (the chosen one, or a generated one written to `admin.key` when not in
+/// development mode), in the desk's first commit.
 async fn seed(config: &Config, runtime: &Runtime) -> anyhow::Result<()> {
     let data_dir = &config.store.data_dir;
-    let first_key = if config.dev {
-        None
-    } else {
-        let (secret, record) = generate_key(
-            "admin",
-            "First admin",
-            vec![keys::ALL.to_string()],
-            now_ms(),
-        );
-        write_admin_key(data_dir, &secret)?;
-        Some(record)
+    let generated = config.first_admin_key.is_none() && !config.dev;
+    let first_key = match &config.first_admin_key {
+        Some(chosen) => Some(chosen.admin_record(now_ms())),
+        None if config.dev => None,
+        None => {
+            let (client_id, client_name) = keys::FIRST_ADMIN;
+            let (secret, record) = generate_key(
+                client_id,
+                client_name,
+                vec![keys::ALL.to_string()],
+                now_ms(),
+            );
+            write_admin_key(data_dir, &secret)?;
+            Some(record)
+        }
     };
     let agents: Vec<Agent> = config
         .seed_agents
@@ -681,7 +695,10 @@ async fn seed(config: &Config, runtime: &Runtime) -> anyhow::Result<()> {
         reviewers = reviewer_count,
         "new desk seeded"
     );
-    if !config.dev {
+    if let Some(chosen) = &config.first_admin_key {
+        tracing::info!(key_id = %chosen.key_id, "the first admin key is the one the admin key file holds");
+    }
+    if generated {
         let path = data_dir.join(ADMIN_KEY_FILE);
         tracing::info!(path = %path.display(), "created the first admin key; read it from this file (owner-only), then create your own keys");
     }
