@@ -125,6 +125,39 @@ describe("the web console", () => {
     await page.context().close();
   });
 
+  test("a review handed over leaves its reviewer's queue and reaches the other's; handing it to nobody is refused in the page", async () => {
+    const mikeKey = await reviewerKey(admin, "supervisor_2");
+    const id = await refundReview(sarah, "cust_console_handover");
+    const before = await sarah.escalation.getEscalation({ escalationId: id });
+    assert.equal(before.assignedReviewerId, "supervisor_1", "a refund review goes to Sarah");
+    const mine = await signedIn(browser, server, sarahKey);
+    const theirs = await signedIn(browser, server, mikeKey);
+    const onMine = mine.locator(`#queue li[data-escalation-id="${id}"]`);
+    const onTheirs = theirs.locator(`#queue li[data-escalation-id="${id}"]`);
+    await onMine.waitFor();
+    assert.equal(await onTheirs.count(), 0, "not in Mike's queue while it is Sarah's");
+
+    await mine.goto(`${server.url}/#/review/${id}`);
+    await mine.locator("#review-view").waitFor();
+    await mine.getByRole("button", { name: "Hand over" }).click();
+    await mine.locator("#handover-error", { hasText: "Choose the reviewer" }).waitFor();
+    const unchanged = await sarah.escalation.getEscalation({ escalationId: id });
+    assert.equal(unchanged.assignedReviewerId, "supervisor_1", "no call was made");
+
+    await mine.getByLabel("Hand over to reviewer").fill("supervisor_2");
+    await mine.getByRole("button", { name: "Hand over" }).click();
+    await mine.locator("#review-view [role=status]", { hasText: "Handed over to supervisor_2" }).waitFor();
+    await onTheirs.waitFor({ timeout: 2_000 });
+    await mine.goto(`${server.url}/#/queue`);
+    await mine.locator("#queue-view").waitFor();
+    await onMine.waitFor({ state: "detached", timeout: 2_000 });
+    const after = await admin.escalation.getEscalation({ escalationId: id });
+    assert.equal(after.assignedReviewerId, "supervisor_2");
+    assert.equal(after.state, EscalationState.PENDING, "handing over decides nothing");
+    await mine.context().close();
+    await theirs.context().close();
+  });
+
   test("an admin's desk: pause and resume an agent, with the events live", async () => {
     const page = await signedIn(browser, server, ADMIN_KEY);
     await page.getByRole("link", { name: "Desk" }).click();
