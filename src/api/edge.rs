@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::hash::BuildHasher;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -48,6 +49,8 @@ pub struct EdgeLimits {
 #[derive(Clone)]
 pub struct EdgeLayer {
     permits: Arc<Semaphore>,
+    /// Calls ever given a permit: whether any came in while the edge looked idle.
+    admitted: Arc<AtomicU64>,
     clients: Arc<ClientCalls>,
     limits: EdgeLimits,
     /// Calls shed, by the limit that shed them.
@@ -58,6 +61,7 @@ impl EdgeLayer {
     pub fn new(limits: EdgeLimits) -> Self {
         EdgeLayer {
             permits: Arc::new(Semaphore::new(limits.calls)),
+            admitted: Arc::default(),
             clients: Arc::new(ClientCalls::default()),
             limits,
             shed: None,
@@ -76,12 +80,25 @@ impl EdgeLayer {
         }
     }
 
-    /// Resolves once no call holds a permit: every unary call has its response, every stream
-    /// has started. Long-lived streams (watches, health watches) do not keep it waiting.
-    pub async fn drained(&self) {
+    /// Resolves once no call has held a permit for `quiet`: every unary call has its response
+    /// and its bytes had `quiet` to leave, every stream has started. Long-lived streams
+    /// (watches, health watches) do not keep it waiting. The quiet time matters while
+    /// connections drain: they take new calls until their last GOAWAY, a round trip after the
+    /// first, and a call that came in just as the edge looked idle must be answered, not cut
+    /// off with its connection.
+    pub async fn drained(&self, quiet: Duration) {
         const POLL: Duration = Duration::from_millis(20);
-        while self.permits.available_permits() < self.limits.calls {
-            tokio::time::sleep(POLL).await;
+        loop {
+            while self.permits.available_permits() < self.limits.calls {
+                tokio::time::sleep(POLL).await;
+            }
+            let admitted = self.admitted.load(Ordering::Relaxed);
+            tokio::time::sleep(quiet).await;
+            if self.permits.available_permits() == self.limits.calls
+                && self.admitted.load(Ordering::Relaxed) == admitted
+            {
+                return;
+            }
         }
     }
 }
@@ -219,6 +236,7 @@ where
         };
         match self.layer.permits.clone().try_acquire_owned() {
             Ok(permit) => {
+                self.layer.admitted.fetch_add(1, Ordering::Relaxed);
                 let started = std::time::Instant::now();
                 let call = self.inner.call(with_body_deadline(request, deadline));
                 Box::pin(async move {
@@ -386,4 +404,77 @@ fn oversized_is_resource_exhausted<B: Default>(
         return response;
     }
     status::too_large(status.message()).into_http()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Answers every call after `takes`, noting when it did.
+    #[derive(Clone)]
+    struct Slow {
+        takes: Duration,
+        answered: Arc<Mutex<Option<std::time::Instant>>>,
+    }
+
+    impl Service<http::Request<tonic::body::Body>> for Slow {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = std::convert::Infallible;
+        type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: http::Request<tonic::body::Body>) -> Self::Future {
+            let (takes, answered) = (self.takes, self.answered.clone());
+            Box::pin(async move {
+                tokio::time::sleep(takes).await;
+                *answered.lock().expect("not poisoned") = Some(std::time::Instant::now());
+                Ok(http::Response::new(tonic::body::Body::default()))
+            })
+        }
+    }
+
+    /// While connections drain they take calls until their last GOAWAY: a call that comes in
+    /// just as the edge looked idle holds the drain until it is answered and all is quiet again.
+    #[tokio::test]
+    async fn a_call_admitted_while_the_edge_looked_idle_holds_the_drain() {
+        let layer = EdgeLayer::new(EdgeLimits {
+            calls: 4,
+            per_client: 4,
+            body_deadline: Duration::from_secs(5),
+        });
+        let slow = Slow {
+            takes: Duration::from_millis(300),
+            answered: Arc::default(),
+        };
+        let mut edge = layer.layer(slow.clone());
+        let quiet = Duration::from_millis(250);
+        let drained = tokio::spawn({
+            let layer = layer.clone();
+            async move {
+                layer.drained(quiet).await;
+                std::time::Instant::now()
+            }
+        });
+        // Idle so far; the call comes in within the quiet time.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let request = http::Request::builder()
+            .uri("/servicedesk.v1.DeskService/GetTicket")
+            .body(tonic::body::Body::default())
+            .expect("a request");
+        assert!(edge.call(request).await.is_ok());
+        let drained = drained.await.expect("the drain ends");
+        let answered = slow
+            .answered
+            .lock()
+            .unwrap()
+            .expect("the call was answered");
+        assert!(
+            drained >= answered + quiet,
+            "drained {:?} after the call was answered, before {quiet:?} of quiet",
+            drained.saturating_duration_since(answered)
+        );
+    }
 }

@@ -57,7 +57,8 @@ type Layers = Stack<
 /// Name of the file holding the first admin key of a store started without `--dev`.
 pub const ADMIN_KEY_FILE: &str = "admin.key";
 
-/// How long the last responses get to leave once every call finished at shutdown.
+/// How long no call may be in flight before the connections are dropped at shutdown: the
+/// last responses leave, and no call accepted before the last GOAWAY is cut off.
 const SHUTDOWN_FLUSH: Duration = Duration::from_millis(250);
 
 /// The health entry of the store itself: NOT_SERVING while it refuses writes or cannot keep
@@ -524,9 +525,9 @@ async fn serve(
     let grace = config.shutdown_grace;
     let drained = async {
         closing.cancelled().await;
-        edge.drained().await;
-        // The last responses' bytes leave before the connections are dropped.
-        tokio::time::sleep(SHUTDOWN_FLUSH).await;
+        // Quiet for a while: the last responses' bytes leave, and the connections' last
+        // GOAWAY takes effect, before the connections are dropped.
+        edge.drained(SHUTDOWN_FLUSH).await;
     };
     tokio::select! {
         result = server => result.context("the server failed")?,
