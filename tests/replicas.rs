@@ -40,17 +40,6 @@ async fn log_until(server: &Server, head: u64) -> Vec<DeskEvent> {
     watch.until(|e| e.sequence >= head).await
 }
 
-/// Whether the call failed in the client's transport because the server closed the connection
-/// under it: gracefully (HTTP/2 GOAWAY, which tonic reports as INTERNAL) or by closing the socket
-/// as it changed role (CANCELLED, "connection closed"). The client heard no answer, so nothing
-/// was acknowledged to it; what the test checks is that nothing of the old leader's reached the
-/// store, whatever the call became.
-fn went_away(status: &tonic::Status) -> bool {
-    let said = format!("{status:?}");
-    (status.code() == Code::Internal && said.contains("GoAway"))
-        || (status.code() == Code::Cancelled && said.contains("connection closed"))
-}
-
 /// Until `server` acknowledges an inquiry: it leads, or follows a leader.
 async fn until_served(server: &Server, what: &str) {
     let limit = 4 * TTL + Duration::from_secs(5);

@@ -754,6 +754,41 @@ pub async fn all_agents(server: &Server) -> Vec<servicedesk::proto::v1::Agent> {
     .agents
 }
 
+/// Whether the call failed in the client's transport because the server closed the connection
+/// under it: gracefully (HTTP/2 GOAWAY, which tonic reports as INTERNAL) or by closing the socket
+/// as it changed role (CANCELLED, "connection closed"). The client heard no answer, so nothing
+/// was acknowledged to it.
+pub fn went_away(status: &Status) -> bool {
+    let said = format!("{status:?}");
+    (status.code() == Code::Internal && said.contains("GoAway"))
+        || (status.code() == Code::Cancelled && said.contains("connection closed"))
+}
+
+/// A read's answer, asked again for up to 30 s while it fails as a call does when the server
+/// changes role under it, as a client would: refused as UNAVAILABLE, or failed in the client's
+/// transport ([`went_away`], or CANCELLED, which only the transport makes of a read nobody
+/// cancelled). Any other failure fails the test, as [`ok`] does.
+pub async fn read<T, F, Fut>(what: &str, mut call: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match call().await {
+            Err(status)
+                if (matches!(status.code(), Code::Unavailable | Code::Cancelled)
+                    || went_away(&status))
+                    && Instant::now() < deadline =>
+            {
+                eprintln!("{what}: {status:?}; asked again, as a client would");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            result => return ok(result, what),
+        }
+    }
+}
+
 /// Unwraps an OK response with a message naming the call.
 pub fn ok<T>(result: Result<tonic::Response<T>, Status>, what: &str) -> T {
     match result {
