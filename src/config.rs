@@ -681,14 +681,24 @@ impl Config {
     }
 }
 
-/// The key in an admin key file, checked.
+/// Bytes of an admin key file read, at most.
+const ADMIN_KEY_FILE_BYTES: u64 = 4096;
+
+/// The key in an admin key file, checked. At most [`ADMIN_KEY_FILE_BYTES`] are read: a key is
+/// short, and a path to something endless (`/dev/zero`) must not hold the start.
 fn chosen_key(path: &Path) -> Result<ChosenKey, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    use std::io::Read;
+    let unreadable = |e: std::io::Error| {
         ConfigError::Invalid(format!(
             "cannot read the admin key file {}: {e}",
             path.display()
         ))
-    })?;
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(ADMIN_KEY_FILE_BYTES).read_to_end(&mut bytes))
+        .map_err(unreadable)?;
+    let text = String::from_utf8_lossy(&bytes);
     ChosenKey::parse(&text).ok_or_else(|| {
         ConfigError::Invalid(format!(
             "the admin key file {} does not hold one key of the form sd_<key id: 12 hex \

@@ -307,9 +307,12 @@ fn an_admin_key_file_that_holds_no_key_stops_the_start_with_the_form_expected() 
     let short = root.path().join("short-key");
     std::fs::write(&short, "sd_00c0ffee00aa_tooshort\n").unwrap();
     let missing = root.path().join("missing-key");
+    // Something endless is read only as far as a key could go.
+    let endless = std::path::PathBuf::from("/dev/zero");
     for (file, says) in [
         (&short, "does not hold one key of the form"),
         (&missing, "cannot read the admin key file"),
+        (&endless, "does not hold one key of the form"),
     ] {
         let output = start(file);
         assert_eq!(
