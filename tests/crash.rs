@@ -137,6 +137,30 @@ where
     (items, sequences)
 }
 
+/// One ticket, read as [`read`] does.
+async fn ticket_read(desk: &DeskClient, id: &str, what: &str) -> Ticket {
+    read(what, || {
+        let mut desk = desk.clone();
+        let ticket_id = id.to_string();
+        async move { desk.get_ticket(GetTicketRequest { ticket_id }).await }
+    })
+    .await
+}
+
+/// One escalation, read as [`read`] does.
+async fn escalation_read(escalations: &EscalationClient, id: &str, what: &str) -> Escalation {
+    read(what, || {
+        let mut escalations = escalations.clone();
+        let escalation_id = id.to_string();
+        async move {
+            escalations
+                .get_escalation(GetEscalationRequest { escalation_id })
+                .await
+        }
+    })
+    .await
+}
+
 /// Every ticket in `status`, page by page, with the log sequence each page was read at.
 async fn tickets_in(desk: &DeskClient, status: TicketStatus) -> (Vec<Ticket>, Vec<u64>) {
     let what = format!("ListTickets({})", status.as_str_name());
@@ -172,11 +196,11 @@ async fn verify(server: &Server, ledger: &mut Ledger, cycle: usize) {
     let desk = server.desk_as(ADMIN_KEY);
     let escalations = server.escalations_as(ADMIN_KEY);
     for (id, acknowledged) in &ledger.tickets {
-        let now = read(&format!("cycle {cycle}: acknowledged ticket {id}"), || {
-            let mut desk = desk.clone();
-            let ticket_id = id.clone();
-            async move { desk.get_ticket(GetTicketRequest { ticket_id }).await }
-        })
+        let now = ticket_read(
+            &desk,
+            id,
+            &format!("cycle {cycle}: acknowledged ticket {id}"),
+        )
         .await;
         if is_final(acknowledged.status()) {
             assert_eq!(
@@ -211,26 +235,17 @@ async fn verify(server: &Server, ledger: &mut Ledger, cycle: usize) {
         }
     }
     for (id, acknowledged) in &ledger.decided {
-        let now = read(&format!("cycle {cycle}: decided escalation {id}"), || {
-            let mut escalations = escalations.clone();
-            let escalation_id = id.clone();
-            async move {
-                escalations
-                    .get_escalation(GetEscalationRequest { escalation_id })
-                    .await
-            }
-        })
+        let now = escalation_read(
+            &escalations,
+            id,
+            &format!("cycle {cycle}: decided escalation {id}"),
+        )
         .await;
         assert_eq!(
             &now, acknowledged,
             "cycle {cycle}: decision on {id} changed"
         );
-        let ticket = read("the decided ticket", || {
-            let mut desk = desk.clone();
-            let ticket_id = now.ticket_id.clone();
-            async move { desk.get_ticket(GetTicketRequest { ticket_id }).await }
-        })
-        .await;
+        let ticket = ticket_read(&desk, &now.ticket_id, "the decided ticket").await;
         let closed_as = match now.state() {
             EscalationState::Approved => TicketStatus::Resolved,
             _ => TicketStatus::Rejected,
@@ -243,15 +258,11 @@ async fn verify(server: &Server, ledger: &mut Ledger, cycle: usize) {
     }
     // Reviews: deadlines kept; none pending past its deadline once the restart fired timers.
     for id in ledger.reviews.clone() {
-        let now = read(&format!("cycle {cycle}: acknowledged review {id}"), || {
-            let mut escalations = escalations.clone();
-            let escalation_id = id.clone();
-            async move {
-                escalations
-                    .get_escalation(GetEscalationRequest { escalation_id })
-                    .await
-            }
-        })
+        let now = escalation_read(
+            &escalations,
+            &id,
+            &format!("cycle {cycle}: acknowledged review {id}"),
+        )
         .await;
         let deadline = now.expire_time.expect("a review has a deadline");
         let first = ledger.deadlines.entry(id.clone()).or_insert(deadline);
