@@ -6,7 +6,7 @@
 
 use std::future::Future;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -632,8 +632,8 @@ fn tls_config(tls: &TlsSection) -> anyhow::Result<ServerTlsConfig> {
 /// admin key (the chosen one, or a generated one written to `admin.key` when not in
 /// development mode), in the desk's first commit.
 async fn seed(config: &Config, runtime: &Runtime) -> anyhow::Result<()> {
-    let data_dir = &config.store.data_dir;
-    let generated = config.first_admin_key.is_none() && !config.dev;
+    // Where a generated first admin key was written, for the log once the desk has it.
+    let mut written = None;
     let first_key = match &config.first_admin_key {
         Some(chosen) => Some(chosen.admin_record(now_ms())),
         None if config.dev => None,
@@ -645,7 +645,7 @@ async fn seed(config: &Config, runtime: &Runtime) -> anyhow::Result<()> {
                 vec![keys::ALL.to_string()],
                 now_ms(),
             );
-            write_admin_key(data_dir, &secret)?;
+            written = Some(write_admin_key(&config.store.data_dir, &secret)?);
             Some(record)
         }
     };
@@ -699,15 +699,14 @@ async fn seed(config: &Config, runtime: &Runtime) -> anyhow::Result<()> {
     if let Some(chosen) = &config.first_admin_key {
         tracing::info!(key_id = %chosen.key_id, "the first admin key is the one the admin key file holds");
     }
-    if generated {
-        let path = data_dir.join(ADMIN_KEY_FILE);
+    if let Some(path) = written {
         tracing::info!(path = %path.display(), "created the first admin key; read it from this file (owner-only), then create your own keys");
     }
     Ok(())
 }
 
-/// Writes the secret to `dir/admin.key`, readable only by its owner.
-fn write_admin_key(dir: &Path, secret: &str) -> anyhow::Result<()> {
+/// Writes the secret to `dir/admin.key`, readable only by its owner; returns that path.
+fn write_admin_key(dir: &Path, secret: &str) -> anyhow::Result<PathBuf> {
     let path = dir.join(ADMIN_KEY_FILE);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
@@ -726,5 +725,5 @@ fn write_admin_key(dir: &Path, secret: &str) -> anyhow::Result<()> {
     }
     writeln!(file, "{secret}")?;
     file.sync_all()?;
-    Ok(())
+    Ok(path)
 }
