@@ -7,6 +7,9 @@
 //! Recording is a few atomic operations; a scrape renders what the registry holds after
 //! [`Metrics::refresh`] has set the gauges read from the desk at that moment.
 
+#[cfg(target_os = "linux")]
+mod process;
+
 use crate::domain::event::{EscalationEventKind, Event, EventBody, TicketEventKind};
 use crate::domain::policy::ReviewPriority;
 use crate::domain::ticket::TicketStatus;
@@ -75,6 +78,9 @@ pub struct Metrics {
     pub agent_capacity: IntGaugeVec,
     pub remote_agents: IntGauge,
     pub leading: IntGauge,
+    /// 1 while the store takes writes and keeps itself in shape, as the `servicedesk.store`
+    /// health entry says; 0 otherwise.
+    pub store_serving: IntGauge,
     /// Server streams open (watches and agent streams).
     pub open_streams: IntGauge,
     /// How far behind the log's head each event a watch hands over is.
@@ -132,9 +138,7 @@ impl Metrics {
         let registry = Registry::new();
         #[cfg(target_os = "linux")]
         registry
-            .register(Box::new(
-                prometheus::process_collector::ProcessCollector::for_self(),
-            ))
+            .register(Box::new(process::ProcessCollector::new()))
             .expect("the process collector registers once");
         let call = &["grpc_type", "grpc_service", "grpc_method"];
         let grpc_handling = HistogramVec::new(
@@ -263,6 +267,11 @@ impl Metrics {
                 &registry,
                 "servicedesk_leading",
                 "1 on the server that leads the desk (runs it and writes), 0 on a follower.",
+            ),
+            store_serving: gauge(
+                &registry,
+                "servicedesk_store_serving",
+                "1 while this server's store takes writes and keeps itself in shape (health servicedesk.store SERVING), 0 while it refuses writes, cannot be reached or cannot keep itself in shape.",
             ),
             open_streams: gauge(
                 &registry,

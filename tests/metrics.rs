@@ -340,3 +340,98 @@ async fn the_queue_gauges_say_how_long_the_oldest_ticket_has_waited() {
     assert_eq!(m.value("servicedesk_queue_oldest_seconds", &[]), 0.0);
     assert_eq!(m.value("servicedesk_tickets", &[("status", "queued")]), 0.0);
 }
+
+/// Every method of every service the server has, as `grpc_service` and `grpc_method` label it.
+fn every_method() -> Vec<(String, String)> {
+    use prost::Message;
+    let mut methods = Vec::new();
+    for set in [
+        servicedesk::proto::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+    ] {
+        let set = prost_types::FileDescriptorSet::decode(set).expect("a descriptor set");
+        for file in &set.file {
+            for service in &file.service {
+                for method in &service.method {
+                    methods.push((
+                        format!("{}.{}", file.package(), service.name()),
+                        method.name().to_string(),
+                    ));
+                }
+            }
+        }
+    }
+    methods
+}
+
+#[tokio::test]
+async fn before_any_call_every_method_and_code_is_exported_at_zero() {
+    let server = Server::start_with(new_root(), &["--metrics-listen", "127.0.0.1:0"], None).await;
+    let m = scrape(&metrics_addr(&server).await).await;
+    let codes = [
+        "OK",
+        "Canceled",
+        "Unknown",
+        "InvalidArgument",
+        "DeadlineExceeded",
+        "NotFound",
+        "AlreadyExists",
+        "PermissionDenied",
+        "ResourceExhausted",
+        "FailedPrecondition",
+        "Aborted",
+        "OutOfRange",
+        "Unimplemented",
+        "Internal",
+        "Unavailable",
+        "DataLoss",
+        "Unauthenticated",
+    ];
+    let methods = every_method();
+    assert!(methods.len() > 30, "{methods:?}");
+    for (service, method) in &methods {
+        for code in codes {
+            let found: Vec<f64> = m
+                .matching(
+                    "grpc_server_handled_total",
+                    &[
+                        ("grpc_service", service),
+                        ("grpc_method", method),
+                        ("grpc_code", code),
+                    ],
+                )
+                .collect();
+            assert_eq!(found, [0.0], "{service}/{method} {code}");
+        }
+        assert_eq!(
+            m.value(
+                "grpc_server_started_total",
+                &[("grpc_service", service), ("grpc_method", method)]
+            ),
+            0.0
+        );
+    }
+    // No other label values: a client cannot grow them, and nothing is counted twice.
+    let series = m.matching("grpc_server_handled_total", &[]).count();
+    let reflection = 2;
+    assert_eq!(series, (methods.len() + reflection + 1) * codes.len());
+    assert_eq!(m.value("servicedesk_store_serving", &[]), 1.0);
+}
+
+#[tokio::test]
+async fn the_process_cpu_time_is_exported_in_fractions_of_a_second() {
+    let server = Server::start_with(new_root(), &["--metrics-listen", "127.0.0.1:0"], None).await;
+    let addr = metrics_addr(&server).await;
+    let mut desk = server.desk();
+    for n in 0..20 {
+        ask(&mut desk, inquiry(&format!("cust_cpu_{n}"), PASSWORD_RESET)).await;
+    }
+    let first = scrape(&addr).await.value("process_cpu_seconds_total", &[]);
+    for n in 20..40 {
+        ask(&mut desk, inquiry(&format!("cust_cpu_{n}"), PASSWORD_RESET)).await;
+    }
+    let second = scrape(&addr).await.value("process_cpu_seconds_total", &[]);
+    // Whole seconds would read 0 for a server that has used well under a second.
+    assert!(first > 0.0 && first.fract() != 0.0, "{first}");
+    assert!(second > first, "{first} then {second}");
+}

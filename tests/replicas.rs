@@ -389,10 +389,80 @@ async fn serving(server: &Server) -> bool {
     )
 }
 
+/// Asks the whole server's health ("", what a liveness probe asks) as a kubelet does: a new
+/// connection each time, every `period`, with a timeout shorter than the manifests'
+/// livenessProbe gives (3 s); until stopped, it gathers what each probe that did not answer
+/// SERVING got.
+const LIVENESS_TIMEOUT: Duration = Duration::from_secs(2);
+
+struct LivenessProbe {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<(usize, Vec<String>)>,
+}
+
+impl LivenessProbe {
+    fn start(addr: std::net::SocketAddr, period: Duration) -> LivenessProbe {
+        use tonic_health::pb::health_check_response::ServingStatus;
+        use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let (mut probes, mut failures) = (0, Vec::new());
+            loop {
+                let asked = async {
+                    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                        .unwrap()
+                        .connect()
+                        .await
+                        .map_err(|e| format!("connect: {e}"))?;
+                    let answer = HealthClient::new(channel)
+                        .check(HealthCheckRequest::default())
+                        .await
+                        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
+                    match answer.into_inner().status() {
+                        ServingStatus::Serving => Ok(()),
+                        other => Err(format!("{other:?}")),
+                    }
+                };
+                let started = Instant::now();
+                let result = tokio::time::timeout(LIVENESS_TIMEOUT, asked).await;
+                probes += 1;
+                match result {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => failures.push(e),
+                    Err(_) => failures.push(format!("no answer within {LIVENESS_TIMEOUT:?}")),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(period.saturating_sub(started.elapsed())) => {}
+                    _ = &mut stopped => return (probes, failures),
+                }
+            }
+        });
+        LivenessProbe { stop, task }
+    }
+
+    /// Stops probing; how many probes were made, and what those that failed got.
+    async fn stop(self) -> (usize, Vec<String>) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_leader_cut_off_from_the_database_hands_over_and_follows_once_it_is_back() {
+    leader_out_of_reach("a_leader_cut_off", common::proxy::Proxy::cut).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_partitioned_from_the_database_stays_alive_and_follows_once_it_is_back() {
+    leader_out_of_reach("a_leader_partitioned", common::proxy::Proxy::stall).await;
+}
+
+/// A leader loses the database (`lose` cuts or stalls its connections): the other server takes
+/// over, the one out of reach stays alive to a liveness probe throughout, unready while it
+/// cannot reach the database, and serves again as a follower once it can.
+async fn leader_out_of_reach(name: &str, lose: fn(&common::proxy::Proxy)) {
     use common::proxy::Proxy;
-    let Some(desk) = ScratchDesk::new("a_leader_cut_off") else {
+    let Some(desk) = ScratchDesk::new(name) else {
         return;
     };
     let proxy = Proxy::start(desk.server_addr()).await;
@@ -404,7 +474,10 @@ async fn a_leader_cut_off_from_the_database_hands_over_and_follows_once_it_is_ba
     let mut acknowledged = Vec::new();
     acknowledged.push(ask(&mut other.desk(), inquiry("cust_cut_0", PASSWORD_RESET)).await);
 
-    proxy.cut();
+    // Through the whole outage and the changes of role it causes, the cut-off server stays
+    // alive to a liveness probe: it is unready, never dead.
+    let liveness = LivenessProbe::start(cut_off.addr(), Duration::from_millis(250));
+    lose(&proxy);
     let cut = Instant::now();
     // The other server takes the lease once it expired, and serves.
     until_served(&other, "the server still reaching the database takes over").await;
@@ -450,6 +523,14 @@ async fn a_leader_cut_off_from_the_database_hands_over_and_follows_once_it_is_ba
         "the new leader leads on"
     );
     acknowledged.push(ask(&mut cut_off.desk(), inquiry("cust_cut_2", PASSWORD_RESET)).await);
+    let (probes, failed) = liveness.stop().await;
+    eprintln!("liveness probes through the outage: {probes}, failed: {failed:?}");
+    assert!(probes >= 8, "{probes} probes");
+    assert!(
+        failed.is_empty(),
+        "liveness failed {} of {probes}: {failed:?}",
+        failed.len()
+    );
     for answer in &acknowledged {
         let ticket = answer.ticket.as_ref().unwrap();
         let read = ok(

@@ -268,6 +268,15 @@ async fn a_full_disk_stops_changes_not_the_desk_and_it_resumes_by_itself() {
         health_of(&server, "servicedesk.store").await,
         ServingStatus::NotServing
     );
+    // Unready, but alive: the whole server's entry, which liveness probes ask, stays SERVING,
+    // so no orchestrator restarts a server that recovers by itself. The same, as the health
+    // command a container's probe runs says it.
+    assert_eq!(health_of(&server, "").await, ServingStatus::Serving);
+    let alive = health_command(server.addr(), "").await;
+    assert!(alive.status.success(), "liveness: {alive:?}");
+    let ready = health_command(server.addr(), "servicedesk.v1.DeskService").await;
+    assert!(!ready.status.success(), "readiness: {ready:?}");
+    assert!(ready.output.contains("NOT_SERVING"), "{ready:?}");
     // Reads go on.
     let first = ok(
         server
@@ -291,6 +300,16 @@ async fn a_full_disk_stops_changes_not_the_desk_and_it_resumes_by_itself() {
         "health SERVING again",
     )
     .await;
+    for (service, what) in [
+        ("", "liveness"),
+        ("servicedesk.v1.DeskService", "readiness"),
+    ] {
+        let passed = health_command(server.addr(), service).await;
+        assert!(
+            passed.status.success(),
+            "{what} once space returned: {passed:?}"
+        );
+    }
     eprintln!(
         "{} changes acknowledged before the disk filled; serving again {:?} after space returned",
         acknowledged.len(),

@@ -309,22 +309,6 @@ async fn a_client_resetting_its_streams_at_once_loses_its_connection_not_the_ser
     .await;
 }
 
-/// `servicedesk health` against `addr`, asking about `service`, to its exit.
-async fn health_command(addr: std::net::SocketAddr, service: &str) -> Exited {
-    let args = [
-        "health".to_string(),
-        "--address".into(),
-        format!("http://{addr}"),
-        "--service".into(),
-        service.into(),
-        "--timeout-secs".into(),
-        "3".into(),
-    ];
-    run_to_exit(&args, Duration::from_secs(20))
-        .await
-        .expect("the health command ends on its own")
-}
-
 #[tokio::test]
 async fn the_health_command_succeeds_on_a_serving_server_and_fails_while_it_drains() {
     let mut server = Server::start().await;

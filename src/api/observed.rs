@@ -68,6 +68,9 @@ struct Method {
     /// Its span's name in traces: `service/method`.
     span_name: String,
     started: IntCounter,
+    /// `grpc_server_handled_total` for each code, by number: all exported from the start, as
+    /// go-grpc-middleware does, so that a rate or an alert over a code never finds it absent.
+    handled: [IntCounter; 17],
     received: IntCounter,
     sent: IntCounter,
     handling: Histogram,
@@ -78,6 +81,11 @@ impl Method {
         let l = [labels[0].as_str(), labels[1].as_str(), labels[2].as_str()];
         Method {
             started: metrics.grpc_started.with_label_values(&l),
+            handled: CODES.map(|code| {
+                metrics
+                    .grpc_handled
+                    .with_label_values(&[l[0], l[1], l[2], code])
+            }),
             received: metrics.grpc_received.with_label_values(&l),
             sent: metrics.grpc_sent.with_label_values(&l),
             handling: metrics.grpc_handling.with_label_values(&l),
@@ -86,13 +94,10 @@ impl Method {
         }
     }
 
-    /// Counts the call as handled with `code`, `started` ago.
-    fn handled(&self, metrics: &Metrics, code: &str, started: Instant) {
-        let [kind, service, method] = &self.labels;
-        metrics
-            .grpc_handled
-            .with_label_values(&[kind.as_str(), service.as_str(), method.as_str(), code])
-            .inc();
+    /// Counts the call as handled with `code` (by number; a number past the known codes counts
+    /// as `Unknown`), `started` ago.
+    fn handled(&self, code: usize, started: Instant) {
+        self.handled.get(code).unwrap_or(&self.handled[2]).inc();
         self.handling.observe(started.elapsed().as_secs_f64());
     }
 }
@@ -360,8 +365,8 @@ struct End {
 impl End {
     fn record(&self, code: usize) {
         let name = CODES.get(code).copied().unwrap_or("Unknown");
-        if let Some(metrics) = &self.metrics {
-            self.method.handled(metrics, name, self.started);
+        if self.metrics.is_some() {
+            self.method.handled(code, self.started);
         }
         if let Some(span) = &self.span {
             span.set_attribute("rpc.grpc.status_code", code as i64);

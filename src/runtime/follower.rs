@@ -54,7 +54,12 @@ impl Follower {
         ));
         let keys = Arc::new(RwLock::new(keys));
         let closing = CancellationToken::new();
-        let (health, store_health) = watch::channel(StoreHealth::Healthy);
+        // Unready until the store has been read once: a store that does not answer (a
+        // partition) may hold the first read for as long as its connect timeout.
+        let (health, store_health) = watch::channel(match head {
+            Some(_) => StoreHealth::Healthy,
+            None => StoreHealth::Failing("the shared store has not been read yet".into()),
+        });
         // No task takes jobs: a command sent here fails as unavailable.
         let (jobs, _) = mpsc::channel(1);
         let handle = DeskHandle::new(handle::Parts {

@@ -183,7 +183,7 @@ async fn lead(
             }
         });
     }
-    let (health, health_service) = health(&handle).await;
+    let (health, health_service) = health(&handle, &observed.metrics).await;
     let edge = edge_layer(&config.server);
     let leading = keeper.as_ref().map(|k| k.lease());
     let router = services(
@@ -196,15 +196,19 @@ async fn lead(
     let served = serve(config, &handle, listener, router, (health, edge), stop).await;
     observed.leading.send_replace(None);
     served?;
-    let stopped = runtime.shutdown().await;
     // A server that lost the lease acknowledged nothing it could not commit: what it held
-    // unwritten is not lost, and the store may well be out of its reach.
+    // unwritten is not lost, and the store may well be out of its reach, so its writer may take
+    // a while to give up. It does so in the background while this server follows (and answers
+    // health) at once; fencing refuses whatever it still tries to write under the lost epoch.
     if keeper.as_ref().is_some_and(|k| k.lost().is_cancelled()) {
-        if let Err(e) = stopped {
-            tracing::warn!(error = %e, "stopped leading without writing what was left");
-        }
+        tokio::spawn(async move {
+            if let Err(e) = runtime.shutdown().await {
+                tracing::warn!(error = %e, "stopped leading without writing what was left");
+            }
+        });
         return Ok(Ended::Deposed);
     }
+    let stopped = runtime.shutdown().await;
     match stopped {
         Err(StopError::Store(store::StoreError::Deposed(why))) => {
             tracing::warn!("{why}");
@@ -253,21 +257,32 @@ fn triage(config: &Config) -> anyhow::Result<Arc<Triage>> {
     Ok(Arc::new(Triage::new(config.classifier.clone(), kb)))
 }
 
-/// Health for a server about to serve: every service SERVING, then kept in step with the
-/// store as `handle` reports it.
+/// Health for a server about to serve: every entry SERVING, then the services and the store's
+/// entry kept in step with the store as `handle` reports it (and `servicedesk_store_serving`
+/// with them).
+///
+/// The whole server's entry (service "") says only that the process serves: it turns
+/// NOT_SERVING when the server drains, never for the store. It is what a liveness probe asks,
+/// so that a store that cannot be written (a full disk, a database out of reach) makes the
+/// server unready, which it recovers from by itself, and never has it restarted for it.
 async fn health(
     handle: &DeskHandle,
+    metrics: &Arc<Metrics>,
 ) -> (
     HealthReporter,
     tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
 ) {
     let (health, service) = tonic_health::server::health_reporter();
-    for name in SERVICES.into_iter().chain([STORE_HEALTH]) {
+    for name in SERVICES.into_iter().chain([STORE_HEALTH, ""]) {
         health
             .set_service_status(name, ServingStatus::Serving)
             .await;
     }
-    tokio::spawn(report_store_health(handle.clone(), health.clone()));
+    tokio::spawn(report_store_health(
+        handle.clone(),
+        health.clone(),
+        metrics.clone(),
+    ));
     (health, service)
 }
 
@@ -498,16 +513,23 @@ async fn serve(
     let draining = closing.clone();
     let shutdown = stop.clone();
     let signal = async move {
-        tokio::select! {
+        let stopping = tokio::select! {
             _ = shutdown.cancelled() => {
                 tracing::info!("shutdown requested: draining");
                 // New connections are refused from now on, so that clients go elsewhere at
                 // once (a change of role keeps the socket: they wait for the next role).
                 listening.close();
+                true
             }
-            _ = draining.cancelled() => tracing::info!("this server's part in the desk ended: draining"),
-        }
-        for service in SERVICES.into_iter().chain([""]) {
+            _ = draining.cancelled() => {
+                tracing::info!("this server's part in the desk ended: draining");
+                false
+            }
+        };
+        // The whole server's entry says the process is going away; a change of role is not
+        // that (the next role's health answers on the same socket).
+        let whole = stopping.then_some("");
+        for service in SERVICES.into_iter().chain(whole) {
             health
                 .set_service_status(service, ServingStatus::NotServing)
                 .await;
@@ -543,30 +565,36 @@ async fn serve(
 
 /// Keeps health in step with the store: while it refuses writes the services are NOT_SERVING
 /// (they refuse changes); while it only cannot keep itself in shape, just the store's entry is.
-/// Once draining starts, nothing turns back to SERVING.
-async fn report_store_health(desk: crate::runtime::DeskHandle, health: HealthReporter) {
+/// The whole server's entry is left alone (see [`health`]). Once draining starts, nothing turns
+/// back to SERVING.
+async fn report_store_health(
+    desk: crate::runtime::DeskHandle,
+    health: HealthReporter,
+    metrics: Arc<Metrics>,
+) {
     use crate::runtime::StoreHealth;
     let mut changes = desk.store_health();
-    while changes.changed().await.is_ok() {
-        if desk.closing().is_cancelled() {
-            return;
-        }
+    loop {
         let now = changes.borrow_and_update().clone();
         let (services, store) = match now {
             StoreHealth::Healthy => (ServingStatus::Serving, ServingStatus::Serving),
             StoreHealth::Degraded(_) => (ServingStatus::Serving, ServingStatus::NotServing),
             StoreHealth::Failing(_) => (ServingStatus::NotServing, ServingStatus::NotServing),
         };
+        metrics
+            .store_serving
+            .set(i64::from(store == ServingStatus::Serving));
         // Draining may have begun meanwhile: it has the last word.
-        let services = if desk.closing().is_cancelled() {
-            ServingStatus::NotServing
-        } else {
-            services
-        };
-        for service in SERVICES.into_iter().chain([""]) {
+        if desk.closing().is_cancelled() {
+            return;
+        }
+        for service in SERVICES {
             health.set_service_status(service, services).await;
         }
         health.set_service_status(STORE_HEALTH, store).await;
+        if changes.changed().await.is_err() {
+            return;
+        }
     }
 }
 

@@ -30,6 +30,12 @@ use crate::store::{SharedStore, Store};
 /// lease again.
 const STALE_PAUSE: Duration = Duration::from_millis(20);
 
+/// How long a server about to follow waits for the store to answer its first read before it
+/// serves anyway (unready until the store answers). A store in reach answers in milliseconds;
+/// meanwhile the server answers nothing, not even a liveness probe (kubelet's default timeout
+/// is 1 s).
+const FIRST_READ: Duration = Duration::from_millis(250);
+
 /// This server as the others see it.
 #[derive(Clone, Debug)]
 struct Me {
@@ -250,15 +256,28 @@ async fn follow(
     stop: &CancellationToken,
 ) -> anyhow::Result<Option<Term>> {
     let (reading, listing) = (store.clone(), shared.clone());
-    let read =
-        tokio::task::spawn_blocking(move || anyhow::Ok((listing.keys()?, reading.head_seq()?)))
-            .await?;
+    let read = tokio::time::timeout(
+        FIRST_READ,
+        tokio::task::spawn_blocking(move || anyhow::Ok((listing.keys()?, reading.head_seq()?))),
+    )
+    .await;
     // A store out of reach (the reason a leader may have stopped) is followed all the same:
     // the follower reads the keys and the head once it answers, and says NOT_SERVING until.
+    // It does not wait for a store that does not answer (a partition waits out the connect
+    // timeout): meanwhile the server would answer nothing, not even a liveness probe.
     let (keys, head) = match read {
-        Ok((keys, head)) => (keys, Some(head)),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read the shared store; following it once it answers");
+        Ok(read) => match read? {
+            Ok((keys, head)) => (keys, Some(head)),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the shared store; following it once it answers");
+                (Vec::new(), None)
+            }
+        },
+        Err(_) => {
+            tracing::error!(
+                waited_ms = FIRST_READ.as_millis() as u64,
+                "the shared store does not answer; following it once it answers"
+            );
             (Vec::new(), None)
         }
     };
@@ -279,7 +298,7 @@ async fn follow(
         handle.closing().clone(),
         promoted.clone(),
     ));
-    let (health, health_service) = health(&handle).await;
+    let (health, health_service) = health(&handle, &observed.metrics).await;
     let edge = edge_layer(&config.server);
     let forward = ForwardLayer::new(
         routes,

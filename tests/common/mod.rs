@@ -1050,3 +1050,19 @@ pub async fn run_to_exit<S: AsRef<std::ffi::OsStr>>(args: &[S], limit: Duration)
     let output = std::fs::read_to_string(&out_path).unwrap_or_default();
     status.map(|status| Exited { status, output })
 }
+
+/// `servicedesk health` against `addr`, asking about `service`, to its exit.
+pub async fn health_command(addr: std::net::SocketAddr, service: &str) -> Exited {
+    let args = [
+        "health".to_string(),
+        "--address".into(),
+        format!("http://{addr}"),
+        "--service".into(),
+        service.into(),
+        "--timeout-secs".into(),
+        "3".into(),
+    ];
+    run_to_exit(&args, Duration::from_secs(20))
+        .await
+        .expect("the health command ends on its own")
+}

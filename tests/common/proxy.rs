@@ -1,15 +1,24 @@
-//! A TCP proxy between the desk and a server it depends on (PostgreSQL) that a test can cut, as
-//! when that server goes out of reach: every connection through it closes and new ones are
-//! dropped at once; restored, it passes connections again.
+//! A TCP proxy between the desk and a server it depends on (PostgreSQL) that a test can cut or
+//! stall, as when that server goes out of reach: cut, every connection through it closes and
+//! new ones are dropped at once (the server refused them); stalled, no byte passes either way
+//! and new connections are taken and never answered (a partition, where nothing says no);
+//! restored, it passes connections again.
 
 use std::net::SocketAddr;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Passing,
+    Cut,
+    Stalled,
+}
+
 pub struct Proxy {
     pub addr: SocketAddr,
-    cut: watch::Sender<bool>,
+    state: watch::Sender<State>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -20,35 +29,53 @@ impl Proxy {
             .await
             .expect("bind the proxy");
         let addr = listener.local_addr().unwrap();
-        let (cut, cuts) = watch::channel(false);
+        let (state, states) = watch::channel(State::Passing);
         let task = tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
-                if *cuts.borrow() {
-                    continue;
+                let mut states = states.clone();
+                let now = *states.borrow();
+                match now {
+                    State::Cut => continue,
+                    // Held unanswered until the stall ends, then closed.
+                    State::Stalled => {
+                        tokio::spawn(async move {
+                            let _ = states.wait_for(|s| *s != State::Stalled).await;
+                            drop(client);
+                        });
+                        continue;
+                    }
+                    State::Passing => {}
                 }
-                let mut cuts = cuts.clone();
                 tokio::spawn(async move {
                     let Ok(mut server) = TcpStream::connect(target).await else {
                         return;
                     };
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = cuts.wait_for(|cut| *cut) => {}
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => return,
+                        _ = states.wait_for(|s| *s != State::Passing) => {}
                     }
+                    // Stalled: both ends stay open and hear nothing until the stall ends; a
+                    // stream cut in the middle of a message is closed rather than resumed.
+                    let _ = states.wait_for(|s| *s != State::Stalled).await;
                 });
             }
         });
-        Proxy { addr, cut, task }
+        Proxy { addr, state, task }
     }
 
     /// Closes every connection through the proxy and drops new ones.
     pub fn cut(&self) {
-        self.cut.send_replace(true);
+        self.state.send_replace(State::Cut);
     }
 
-    /// Passes connections again.
+    /// Passes no byte on any connection, and takes new ones without ever answering.
+    pub fn stall(&self) {
+        self.state.send_replace(State::Stalled);
+    }
+
+    /// Passes connections again (those stalled are closed).
     pub fn restore(&self) {
-        self.cut.send_replace(false);
+        self.state.send_replace(State::Passing);
     }
 }
 
