@@ -28,8 +28,8 @@ LABEL org.opencontainers.image.title="servicedesk" \
       org.opencontainers.image.description="A multi-tier customer service desk served over gRPC" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.version="0.1.0"
-# ca-certificates: the system's CA roots, for TLS to endpoints outside the container. The user
-# and group are numeric 10001, as the Kubernetes manifests' runAsUser, runAsGroup and fsGroup.
+# ca-certificates: the system's CA roots in /etc/ssl/certs, for TLS clients in the container that
+# trust them. User and group are 10001, the manifests' runAsUser, runAsGroup and fsGroup.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
