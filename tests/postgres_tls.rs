@@ -231,7 +231,7 @@ async fn verify_full_refuses_a_certificate_for_another_name_and_verify_ca_takes_
 }
 
 #[tokio::test]
-async fn require_takes_the_servers_certificate_and_plaintext_is_refused_either_way() {
+async fn require_and_prefer_take_the_servers_certificate_and_plaintext_is_refused() {
     let Some((instance, password)) = desk_instance("require_takes_any_certificate") else {
         return;
     };
@@ -239,6 +239,11 @@ async fn require_takes_the_servers_certificate_and_plaintext_is_refused_either_w
     let url = instance.url("desk", "127.0.0.1", "sslmode=require");
     let server = serve(&store(&url), &env).await;
     answered_and_committed(&server, &instance, "cust_require").await;
+    drop(server.terminate().await);
+    // Without sslmode, as libpq: TLS since the server offers it (plaintext would be refused).
+    let url = instance.url("desk", "127.0.0.1", "application_name=desk");
+    let server = serve(&store(&url), &env).await;
+    answered_and_committed(&server, &instance, "cust_prefer").await;
     drop(server.terminate().await);
 
     // Plaintext, where the server takes this role over TLS only: the server's own refusal.
