@@ -675,9 +675,27 @@ impl Config {
                 .password_file
                 .map(|path| (path, "[store] password_file")),
         };
-        let url = url
-            .map(|(url, source)| database(&url, source, password_file, overrides.store_password))
-            .transpose()?;
+        let url = match url {
+            Some((url, source)) => Some(database(
+                &url,
+                source,
+                password_file,
+                overrides.store_password,
+            )?),
+            None => {
+                // A password for no database is a setting that went astray, not one to ignore.
+                let stray = password_file
+                    .map(|(_, source)| source)
+                    .or(overrides.store_password.as_ref().map(Password::source));
+                if let Some(source) = stray {
+                    return Err(invalid(format!(
+                        "{source} gives a database password, but no database URL is set \
+                         ([store] url or SERVICEDESK_STORE_URL)"
+                    )));
+                }
+                None
+            }
+        };
         Ok(Config {
             replication,
             metrics_listen,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::instance::{Authority, Instance};
 use common::*;
-use servicedesk::proto::v1::{GetTicketRequest, TicketStatus};
+use servicedesk::proto::v1::{GetTicketRequest, Ticket, TicketStatus};
 
 const EXIT_LIMIT: Duration = Duration::from_secs(60);
 
@@ -52,26 +52,6 @@ async fn serve(config: &str, env: &[(&str, &str)]) -> Server {
     Server::launch(new_root(), launch).await
 }
 
-/// A server with `config` and `env` that must stop on its own, and what it said.
-async fn serve_to_exit(config: &str, env: &[(&str, &str)]) -> Exited {
-    let root = tempfile::tempdir().unwrap();
-    let config_path = root.path().join("servicedesk.toml");
-    std::fs::write(&config_path, config).unwrap();
-    let args: Vec<std::ffi::OsString> = vec![
-        "serve".into(),
-        "--dev".into(),
-        "--listen".into(),
-        "127.0.0.1:0".into(),
-        "--data-dir".into(),
-        root.path().join("data").into(),
-        "--config".into(),
-        config_path.into(),
-    ];
-    run_to_exit_with_env(&args, env, EXIT_LIMIT)
-        .await
-        .expect("the server must stop on its own")
-}
-
 /// Asserts the start was refused, saying `why`.
 fn refused(exited: &Exited, why: &str) {
     assert!(
@@ -99,6 +79,19 @@ async fn answered_and_committed(server: &Server, instance: &Instance, customer: 
     );
     assert_eq!(stored, "1", "the ticket is committed to the database");
     ticket.ticket_id
+}
+
+/// The ticket `ticket_id` as `server` reads it.
+async fn read_ticket(server: &Server, ticket_id: &str) -> Ticket {
+    ok(
+        server
+            .desk()
+            .get_ticket(GetTicketRequest {
+                ticket_id: ticket_id.to_string(),
+            })
+            .await,
+        "GetTicket",
+    )
 }
 
 #[tokio::test]
@@ -133,16 +126,7 @@ async fn a_desk_over_verified_tls_serves_and_its_password_shows_nowhere() {
         password_file.display()
     );
     let server = serve(&config, &[]).await;
-    let read = ok(
-        server
-            .desk()
-            .get_ticket(GetTicketRequest {
-                ticket_id: ticket_id.clone(),
-            })
-            .await,
-        "GetTicket after a restart",
-    );
-    assert_eq!(read.ticket_id, ticket_id);
+    assert_eq!(read_ticket(&server, &ticket_id).await.ticket_id, ticket_id);
     answered_and_committed(&server, &instance, "cust_tls_file").await;
     let second_log = server.log_text();
     drop(server.terminate().await);
@@ -159,7 +143,12 @@ async fn a_desk_over_verified_tls_serves_and_its_password_shows_nowhere() {
 
     // A wrong password is refused by the server, and shown nowhere either.
     let wrong = format!("Wrong-{password}");
-    let exited = serve_to_exit(&store(&url), &[("SERVICEDESK_STORE_PASSWORD", &wrong)]).await;
+    let exited = serve_to_exit(
+        &store(&url),
+        &[("SERVICEDESK_STORE_PASSWORD", &wrong)],
+        EXIT_LIMIT,
+    )
+    .await;
     refused(&exited, "password authentication failed for user \"desk\"");
     assert!(!exited.output.contains(&wrong), "{}", exited.output);
 }
@@ -173,7 +162,7 @@ async fn verify_full_refuses_a_certificate_for_another_name_and_verify_ca_takes_
     let ca = instance.authority.pem_file.clone();
     // The certificate names localhost; 127.0.0.1 is the same server by another name.
     let by_address = instance.url("desk", "127.0.0.1", &verified("verify-full", &ca));
-    let exited = serve_to_exit(&store(&by_address), &env).await;
+    let exited = serve_to_exit(&store(&by_address), &env, EXIT_LIMIT).await;
     refused(
         &exited,
         &format!(
@@ -194,7 +183,7 @@ async fn verify_full_refuses_a_certificate_for_another_name_and_verify_ca_takes_
     let other = Authority::new(instance.dir(), "other").pem_file;
     for mode in ["verify-ca", "require"] {
         let url = instance.url("desk", "localhost", &verified(mode, &other));
-        let exited = serve_to_exit(&store(&url), &env).await;
+        let exited = serve_to_exit(&store(&url), &env, EXIT_LIMIT).await;
         refused(
             &exited,
             &format!(
@@ -222,7 +211,7 @@ async fn verify_full_refuses_a_certificate_for_another_name_and_verify_ca_takes_
     drop(server.terminate().await);
     let pairs = with_roots(&other);
     let env_other: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let exited = serve_to_exit(&store(&system), &env_other).await;
+    let exited = serve_to_exit(&store(&system), &env_other, EXIT_LIMIT).await;
     refused(
         &exited,
         "the database's certificate is not signed by an authority the system trusts \
@@ -248,7 +237,7 @@ async fn require_and_prefer_take_the_servers_certificate_and_plaintext_is_refuse
 
     // Plaintext, where the server takes this role over TLS only: the server's own refusal.
     let url = instance.url("desk", "127.0.0.1", "sslmode=disable");
-    let exited = serve_to_exit(&store(&url), &env).await;
+    let exited = serve_to_exit(&store(&url), &env, EXIT_LIMIT).await;
     refused(
         &exited,
         "pg_hba.conf rejects connection for host \"127.0.0.1\", user \"desk\", database \
@@ -258,7 +247,7 @@ async fn require_and_prefer_take_the_servers_certificate_and_plaintext_is_refuse
     // A server that offers no TLS, where require asks for it.
     instance.set_ssl(false);
     let url = instance.url("desk", "localhost", "sslmode=require");
-    let exited = serve_to_exit(&store(&url), &env).await;
+    let exited = serve_to_exit(&store(&url), &env, EXIT_LIMIT).await;
     refused(
         &exited,
         "the database server does not offer TLS, which sslmode=require requires",
@@ -293,7 +282,7 @@ async fn a_client_certificate_is_presented_when_the_url_names_one() {
     drop(server.terminate().await);
 
     let without = instance.url("certified", "localhost", &verified("verify-full", ca));
-    let exited = serve_to_exit(&store(&without), &[]).await;
+    let exited = serve_to_exit(&store(&without), &[], EXIT_LIMIT).await;
     refused(&exited, "connection requires a valid client certificate");
 }
 
@@ -347,7 +336,7 @@ async fn two_passwords_at_once_are_refused_naming_both() {
         ),
     ];
     for (config, env, why) in cases {
-        let exited = serve_to_exit(&config, &env).await;
+        let exited = serve_to_exit(&config, &env, EXIT_LIMIT).await;
         assert_eq!(exited.status.code(), Some(2), "{exited:?}");
         refused(&exited, &why);
         for secret in secrets {
@@ -407,15 +396,6 @@ async fn a_desk_is_copied_into_postgresql_over_tls() {
     assert!(!copied.output.contains(&password));
 
     let server = serve(&store(&url), &[("SERVICEDESK_STORE_PASSWORD", &password)]).await;
-    let read = ok(
-        server
-            .desk()
-            .get_ticket(GetTicketRequest {
-                ticket_id: ticket.ticket_id.clone(),
-            })
-            .await,
-        "the copied ticket",
-    );
-    assert_eq!(read, ticket);
+    assert_eq!(read_ticket(&server, &ticket.ticket_id).await, ticket);
     drop(server.terminate().await);
 }

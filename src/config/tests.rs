@@ -246,6 +246,28 @@ fn the_environment_names_the_database_and_its_password_given_once() {
         ),
         "{err}"
     );
+    // A password for no database went astray.
+    let err = resolve_store(
+        "",
+        Overrides {
+            store_password: variable(),
+            ..Overrides::default()
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        err,
+        "config: SERVICEDESK_STORE_PASSWORD gives a database password, but no database URL is \
+         set ([store] url or SERVICEDESK_STORE_URL)"
+    );
+    let stray = format!("password_file = \"{}\"\n", file.display());
+    let err = resolve_store(&stray, Overrides::default()).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("config: [store] password_file gives a database password"),
+        "{err}"
+    );
     // The environment's file replaces the configuration's, as every setting does.
     let missing = dir.path().join("missing");
     let err = resolve_store(

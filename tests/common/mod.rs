@@ -1062,6 +1062,27 @@ pub async fn run_to_exit_with_env<S: AsRef<std::ffi::OsStr>>(
     status.map(|status| Exited { status, output })
 }
 
+/// `servicedesk serve --dev` on a free port and a fresh directory, with `config` and `env`,
+/// expected to stop on its own within `limit` (a start that is refused), and what it said.
+pub async fn serve_to_exit(config: &str, env: &[(&str, &str)], limit: Duration) -> Exited {
+    let root = tempfile::tempdir().unwrap();
+    let config_path = root.path().join("servicedesk.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let args: Vec<std::ffi::OsString> = vec![
+        "serve".into(),
+        "--dev".into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--data-dir".into(),
+        root.path().join("data").into(),
+        "--config".into(),
+        config_path.into(),
+    ];
+    run_to_exit_with_env(&args, env, limit)
+        .await
+        .expect("the server must stop on its own")
+}
+
 /// `servicedesk health` against `addr`, asking about `service`, to its exit.
 pub async fn health_command(addr: std::net::SocketAddr, service: &str) -> Exited {
     let args = [

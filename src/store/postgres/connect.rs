@@ -37,7 +37,7 @@ const TLS_PARAMETERS: [&str; 5] = ["sslmode", "sslrootcert", "sslcert", "sslkey"
 
 /// libpq's `sslmode`, as the store carries it out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SslMode {
+pub(super) enum SslMode {
     /// Never TLS.
     Disable,
     /// TLS when the server offers it (the default); `allow` is taken as this too, since it
@@ -68,7 +68,7 @@ impl SslMode {
         })
     }
 
-    pub fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             SslMode::Disable => "disable",
             SslMode::Prefer => "prefer",
@@ -81,7 +81,7 @@ impl SslMode {
 
 /// The certificate authorities a verified connection trusts (`sslrootcert`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Roots {
+pub(super) enum Roots {
     /// Those the system trusts: `sslrootcert=system`, and verify-ca or verify-full without
     /// `sslrootcert`.
     System,
@@ -102,14 +102,14 @@ pub(super) enum Check {
 
 /// What the URL asks of TLS.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TlsSettings {
-    pub mode: SslMode,
+pub(super) struct TlsSettings {
+    pub(super) mode: SslMode,
     /// `sslrootcert`; without it, the verifying modes trust the system's authorities.
-    pub roots: Option<Roots>,
+    pub(super) roots: Option<Roots>,
     /// `sslcert` and `sslkey`: the certificate (PEM) this client presents, and its key.
-    pub client: Option<(PathBuf, PathBuf)>,
+    pub(super) client: Option<(PathBuf, PathBuf)>,
     /// `sslsni`: whether the host name is sent in the handshake (libpq's default: yes).
-    pub sni: bool,
+    pub(super) sni: bool,
 }
 
 impl TlsSettings {
@@ -231,9 +231,7 @@ impl Target {
             let cause = std::error::Error::source(&err)
                 .map(|cause| format!(": {cause}"))
                 .unwrap_or_default();
-            StoreError::Settings(format!(
-                "the database URL cannot be used ({err}{cause}); see libpq's connection URIs"
-            ))
+            StoreError::Settings(format!("the database URL cannot be used: {err}{cause}"))
         })?;
         let tls = tls_settings(&tls_parameters)?;
         let mut sources: Vec<&str> = passwords.iter().map(|p| p.source.as_str()).collect();
@@ -279,11 +277,6 @@ impl Target {
             config.ssl_mode(postgres::config::SslMode::Disable);
         }
         Ok(Target { config, tls })
-    }
-
-    /// What the URL asks of TLS.
-    pub fn tls(&self) -> &TlsSettings {
-        &self.tls
     }
 
     /// The database, as `PostgreSQL database NAME on HOST:PORT`: never the user or password.

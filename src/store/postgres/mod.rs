@@ -28,7 +28,7 @@ mod write;
 #[cfg(test)]
 pub(crate) mod scratch;
 
-pub use connect::{Database, Password, Roots, SslMode, Target, TlsSettings};
+pub use connect::{Database, Password, Target};
 pub use import::Copied;
 
 use std::collections::HashMap;

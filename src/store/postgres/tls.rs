@@ -28,9 +28,12 @@ pub(super) fn connector(settings: &TlsSettings) -> Result<MakeRustlsConnect, Sto
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let algorithms = provider.signature_verification_algorithms;
     let verifier: Arc<dyn ServerCertVerifier> = match settings.check() {
-        Check::Nothing => Arc::new(Unchecked { algorithms }),
-        Check::Chain => Arc::new(ChainOnly {
-            roots: Arc::new(roots(settings)?),
+        Check::Nothing => Arc::new(AnyName {
+            roots: None,
+            algorithms,
+        }),
+        Check::Chain => Arc::new(AnyName {
+            roots: Some(Arc::new(roots(settings)?)),
             algorithms,
         }),
         Check::ChainAndName => WebPkiServerVerifier::builder_with_provider(
@@ -38,11 +41,13 @@ pub(super) fn connector(settings: &TlsSettings) -> Result<MakeRustlsConnect, Sto
             provider.clone(),
         )
         .build()
-        .map_err(|e| settings_error(format!("cannot check the database's certificate: {e}")))?,
+        .map_err(|e| {
+            StoreError::Settings(format!("cannot check the database's certificate: {e}"))
+        })?,
     };
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| settings_error(format!("cannot set up TLS to the database: {e}")))?
+        .map_err(|e| StoreError::Settings(format!("cannot set up TLS to the database: {e}")))?
         .dangerous()
         .with_custom_certificate_verifier(verifier);
     let mut config = match &settings.client {
@@ -50,7 +55,7 @@ pub(super) fn connector(settings: &TlsSettings) -> Result<MakeRustlsConnect, Sto
         Some((cert, key)) => builder
             .with_client_auth_cert(certificates(cert, "sslcert")?, private_key(key)?)
             .map_err(|e| {
-                settings_error(format!(
+                StoreError::Settings(format!(
                     "sslcert {} and sslkey {} do not make a client certificate: {e}",
                     cert.display(),
                     key.display()
@@ -64,10 +69,6 @@ pub(super) fn connector(settings: &TlsSettings) -> Result<MakeRustlsConnect, Sto
     Ok(MakeRustlsConnect::new(config))
 }
 
-fn settings_error(message: String) -> StoreError {
-    StoreError::Settings(message)
-}
-
 /// The authorities the server's certificate must chain to.
 fn roots(settings: &TlsSettings) -> Result<RootCertStore, StoreError> {
     let mut store = RootCertStore::empty();
@@ -75,7 +76,7 @@ fn roots(settings: &TlsSettings) -> Result<RootCertStore, StoreError> {
         Some(Roots::File(path)) => {
             let (added, _) = store.add_parsable_certificates(certificates(path, "sslrootcert")?);
             if added == 0 {
-                return Err(settings_error(format!(
+                return Err(StoreError::Settings(format!(
                     "sslrootcert {} holds no certificate usable as an authority",
                     path.display()
                 )));
@@ -86,7 +87,7 @@ fn roots(settings: &TlsSettings) -> Result<RootCertStore, StoreError> {
             let (added, _) = store.add_parsable_certificates(found.certs);
             if added == 0 {
                 let errors: Vec<String> = found.errors.iter().map(|e| e.to_string()).collect();
-                return Err(settings_error(format!(
+                return Err(StoreError::Settings(format!(
                     "{} trusts the certificate authorities of the system, and none were found \
                      ({}); install them (Debian's ca-certificates) or name the database's \
                      authority with sslrootcert=PATH",
@@ -108,9 +109,11 @@ fn certificates(path: &Path, parameter: &str) -> Result<Vec<CertificateDer<'stat
     let bytes = read_pem(path, parameter)?;
     let certificates = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| settings_error(format!("{parameter} {} is not PEM: {e}", path.display())))?;
+        .map_err(|e| {
+            StoreError::Settings(format!("{parameter} {} is not PEM: {e}", path.display()))
+        })?;
     if certificates.is_empty() {
-        return Err(settings_error(format!(
+        return Err(StoreError::Settings(format!(
             "{parameter} {} holds no PEM certificate",
             path.display()
         )));
@@ -122,7 +125,7 @@ fn certificates(path: &Path, parameter: &str) -> Result<Vec<CertificateDer<'stat
 fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, StoreError> {
     let bytes = read_pem(path, "sslkey")?;
     PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| {
-        settings_error(format!(
+        StoreError::Settings(format!(
             "sslkey {} holds no PEM private key: {e}",
             path.display()
         ))
@@ -130,61 +133,21 @@ fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, StoreError> {
 }
 
 fn read_pem(path: &Path, parameter: &str) -> Result<Vec<u8>, StoreError> {
-    read_at_most(path, PEM_FILE_BYTES)
-        .map_err(|e| settings_error(format!("cannot read {parameter} {}: {e}", path.display())))
+    read_at_most(path, PEM_FILE_BYTES).map_err(|e| {
+        StoreError::Settings(format!("cannot read {parameter} {}: {e}", path.display()))
+    })
 }
 
-/// Takes any certificate (`prefer` and `require` without `sslrootcert`), but still has the
-/// server prove it holds the certificate's key.
+/// Takes a certificate for any host name: from anyone when `roots` is `None` (`prefer` and
+/// `require` without `sslrootcert`), else one that chains to `roots` (`verify-ca`, and the
+/// others with `sslrootcert`). Either way the server must prove it holds the certificate's key.
 #[derive(Debug)]
-struct Unchecked {
+struct AnyName {
+    roots: Option<Arc<RootCertStore>>,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for Unchecked {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
-/// Takes a certificate that chains to a trusted authority, whatever host it names
-/// (`verify-ca`).
-#[derive(Debug)]
-struct ChainOnly {
-    roots: Arc<RootCertStore>,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for AnyName {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -193,14 +156,15 @@ impl ServerCertVerifier for ChainOnly {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let certificate = ParsedCertificate::try_from(end_entity)?;
-        verify_server_cert_signed_by_trust_anchor(
-            &certificate,
-            &self.roots,
-            intermediates,
-            now,
-            self.algorithms.all,
-        )?;
+        if let Some(roots) = &self.roots {
+            verify_server_cert_signed_by_trust_anchor(
+                &ParsedCertificate::try_from(end_entity)?,
+                roots,
+                intermediates,
+                now,
+                self.algorithms.all,
+            )?;
+        }
         Ok(ServerCertVerified::assertion())
     }
 

@@ -67,10 +67,10 @@ fn every_sslmode_asks_for_tls_and_checks_the_certificate_as_libpq_does() {
     ];
     for (query, mode, asked, check) in cases {
         let target = parse(query).unwrap();
-        assert_eq!(target.tls().mode, mode, "{query}");
+        assert_eq!(target.tls.mode, mode, "{query}");
         assert_eq!(ssl_mode(&target), asked, "{query}");
-        assert_eq!(target.tls().check(), check, "{query}");
-        assert_eq!(target.tls().roots, None, "{query}");
+        assert_eq!(target.tls.check(), check, "{query}");
+        assert_eq!(target.tls.roots, None, "{query}");
     }
     let err = refused("sslmode=verify");
     assert!(
@@ -85,22 +85,22 @@ fn a_root_certificate_makes_prefer_and_require_check_the_chain() {
     for mode in ["prefer", "require", "verify-ca"] {
         let target = parse(&format!("sslmode={mode}&sslrootcert=/etc/db/ca.pem")).unwrap();
         assert_eq!(
-            target.tls().roots,
+            target.tls.roots,
             Some(Roots::File("/etc/db/ca.pem".into())),
             "{mode}"
         );
-        assert_eq!(target.tls().check(), Check::Chain, "{mode}");
+        assert_eq!(target.tls.check(), Check::Chain, "{mode}");
     }
     let full = parse("sslrootcert=/etc/db/ca.pem&sslmode=verify-full").unwrap();
-    assert_eq!(full.tls().check(), Check::ChainAndName);
+    assert_eq!(full.tls.check(), Check::ChainAndName);
     assert_eq!(
-        full.tls().describe(),
+        full.tls.describe(),
         "sslmode=verify-full, sslrootcert=/etc/db/ca.pem"
     );
     // Percent-encoded as a URL carries it.
     let spaced = parse("sslmode=verify-ca&sslrootcert=%2Fetc%2Fmy%20db%2Fca.pem").unwrap();
     assert_eq!(
-        spaced.tls().roots,
+        spaced.tls.roots,
         Some(Roots::File("/etc/my db/ca.pem".into()))
     );
     // Without TLS nothing is checked, whatever the URL names.
@@ -111,13 +111,11 @@ fn a_root_certificate_makes_prefer_and_require_check_the_chain() {
 #[test]
 fn sslrootcert_system_means_verify_full_and_goes_with_nothing_weaker() {
     let system = parse("sslrootcert=system").unwrap();
-    assert_eq!(system.tls().mode, SslMode::VerifyFull);
-    assert_eq!(system.tls().roots, Some(Roots::System));
+    assert_eq!(system.tls.mode, SslMode::VerifyFull);
+    assert_eq!(system.tls.roots, Some(Roots::System));
     assert_eq!(
-        parse("sslrootcert=system&sslmode=verify-full")
-            .unwrap()
-            .tls(),
-        system.tls()
+        parse("sslrootcert=system&sslmode=verify-full").unwrap().tls,
+        system.tls
     );
     for weaker in ["require", "verify-ca", "prefer", "disable"] {
         let err = refused(&format!("sslrootcert=system&sslmode={weaker}"));
@@ -142,9 +140,9 @@ fn the_tls_parameters_are_taken_out_and_the_rest_reaches_the_client() {
         target.config.get_connect_timeout(),
         Some(&Duration::from_secs(3))
     );
-    assert!(!target.tls().sni);
-    assert!(parse("").unwrap().tls().sni);
-    assert!(parse("sslsni=1").unwrap().tls().sni);
+    assert!(!target.tls.sni);
+    assert!(parse("").unwrap().tls.sni);
+    assert!(parse("sslsni=1").unwrap().tls.sni);
     assert!(refused("sslsni=yes").contains("sslsni \"yes\" is neither 0 nor 1"));
     // What the store sets unless the URL does.
     let plain = Target::parse(BASE, Vec::new()).unwrap();
@@ -153,10 +151,7 @@ fn the_tls_parameters_are_taken_out_and_the_rest_reaches_the_client() {
     assert_eq!(plain.config.get_tcp_user_timeout(), Some(&DEAD_PEER));
     // The last of a parameter given twice counts, as in libpq.
     assert_eq!(
-        parse("sslmode=disable&sslmode=verify-ca")
-            .unwrap()
-            .tls()
-            .mode,
+        parse("sslmode=disable&sslmode=verify-ca").unwrap().tls.mode,
         SslMode::VerifyCa
     );
 }
@@ -181,7 +176,7 @@ fn parameters_nobody_reads_are_refused_not_ignored() {
     );
     assert!(refused("sslkey=/etc/db/client.key").contains("without the other"));
     let both = parse("sslcert=%2Fc.pem&sslkey=%2Fc.key").unwrap();
-    assert_eq!(both.tls().client, Some(("/c.pem".into(), "/c.key".into())));
+    assert_eq!(both.tls.client, Some(("/c.pem".into(), "/c.key".into())));
 }
 
 #[test]
@@ -320,74 +315,59 @@ fn a_password_file_loses_one_line_break_and_nothing_else() {
     );
 }
 
+/// The database the URL with `query` names, opened: its files read.
+fn open(query: &str) -> Result<Database, StoreError> {
+    parse(query).unwrap().open()
+}
+
+fn open_refused(query: &str) -> String {
+    match open(query) {
+        Ok(_) => panic!("{query} was opened"),
+        Err(err) => err.to_string(),
+    }
+}
+
 #[test]
 fn the_files_a_url_names_are_read_when_it_is_opened() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.pem");
-    let url = |query: String| format!("{BASE}?{query}");
-    let target = Target::parse(
-        &url(format!(
-            "sslmode=verify-full&sslrootcert={}",
-            missing.display()
-        )),
-        Vec::new(),
-    )
-    .unwrap();
-    let err = target.open().err().unwrap().to_string();
+    let err = open_refused(&format!(
+        "sslmode=verify-full&sslrootcert={}",
+        missing.display()
+    ));
     assert!(
         err.starts_with(&format!("cannot read sslrootcert {}: ", missing.display())),
         "{err}"
     );
     let not_pem = dir.path().join("not.pem");
     std::fs::write(&not_pem, "not a certificate").unwrap();
-    let err = Target::parse(
-        &url(format!(
-            "sslmode=verify-ca&sslrootcert={}",
-            not_pem.display()
-        )),
-        Vec::new(),
-    )
-    .unwrap()
-    .open()
-    .err()
-    .unwrap()
-    .to_string();
+    let err = open_refused(&format!(
+        "sslmode=verify-ca&sslrootcert={}",
+        not_pem.display()
+    ));
     assert!(err.contains("holds no PEM certificate"), "{err}");
 
     let ca = rcgen::generate_simple_self_signed(vec!["db.internal".to_string()]).unwrap();
     let ca_path = dir.path().join("ca.pem");
     std::fs::write(&ca_path, ca.cert.pem()).unwrap();
-    let opened = Target::parse(
-        &url(format!(
-            "sslmode=verify-full&sslrootcert={}",
-            ca_path.display()
-        )),
-        Vec::new(),
-    )
-    .unwrap()
-    .open()
+    let opened = open(&format!(
+        "sslmode=verify-full&sslrootcert={}",
+        ca_path.display()
+    ))
     .unwrap();
     assert!(opened.tls.is_some());
     // A client certificate needs a key that is one.
-    let err = Target::parse(
-        &url(format!(
-            "sslmode=require&sslcert={}&sslkey={}",
-            ca_path.display(),
-            ca_path.display()
-        )),
-        Vec::new(),
-    )
-    .unwrap()
-    .open()
-    .err()
-    .unwrap()
-    .to_string();
+    let err = open_refused(&format!(
+        "sslmode=require&sslcert={}&sslkey={}",
+        ca_path.display(),
+        ca_path.display()
+    ));
     assert!(err.contains("holds no PEM private key"), "{err}");
     // Without TLS, no file is read.
-    let off = Target::parse(
-        &url(format!("sslmode=disable&sslrootcert={}", missing.display())),
-        Vec::new(),
-    )
+    let off = open(&format!(
+        "sslmode=disable&sslrootcert={}",
+        missing.display()
+    ))
     .unwrap();
-    assert!(off.open().unwrap().tls.is_none());
+    assert!(off.tls.is_none());
 }
