@@ -24,6 +24,7 @@ use servicedesk::proto::v1::desk_service_client::DeskServiceClient;
 use servicedesk::proto::v1::{
     GetDeskStatusRequest, HandleInquiryRequest, ListTicketsRequest, WatchEventsRequest,
 };
+use servicedesk::store::postgres::Database;
 use spawned::Spawned;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::Channel;
@@ -85,7 +86,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 /// A fresh schema in `url`, and the URL of a desk in it.
 fn new_schema(url: &str) -> anyhow::Result<(String, String)> {
     let schema = format!("sd_replicas_{:08x}", rand::random::<u32>());
-    let mut client = postgres::Client::connect(url, postgres::NoTls)?;
+    let mut client = Database::new(url)?.connect()?;
     client.batch_execute(&format!("CREATE SCHEMA {schema}"))?;
     let separator = if url.contains('?') { '&' } else { '?' };
     Ok((
@@ -95,7 +96,7 @@ fn new_schema(url: &str) -> anyhow::Result<(String, String)> {
 }
 
 fn drop_schema(url: &str, schema: &str) {
-    if let Ok(mut client) = postgres::Client::connect(url, postgres::NoTls) {
+    if let Ok(mut client) = Database::new(url).and_then(|database| database.connect()) {
         let _ = client.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"));
     }
 }

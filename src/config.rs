@@ -14,7 +14,9 @@ use crate::domain::limits::{self, is_name, CAPACITY, DISPLAY_NAME_BYTES};
 use crate::domain::mesh::{RoutingStrategy, Tier};
 use crate::domain::policy::{Policy, PolicyRule};
 use crate::keys::{ChosenKey, CHOSEN_SECRET_MIN};
+use crate::store::postgres::Password;
 use crate::store::{Durability, StoreSettings};
+pub use database::database;
 use defaults::{
     default_instructions, default_reviewers, default_rotation, default_threshold, default_tiers,
 };
@@ -94,6 +96,9 @@ pub struct StoreSection {
     /// Keep the desk in this PostgreSQL database (`postgres://user@host:port/db`) instead of
     /// the embedded store.
     pub url: Option<String>,
+    /// With `url`: a file holding the database's password (one trailing line break is no part
+    /// of it), read once at start.
+    pub password_file: Option<PathBuf>,
     /// With `url`: the address the other servers sharing the desk reach this one at, to forward
     /// changes while it leads (`http://host:port`); default: the listen address (loopback when
     /// listening on every interface).
@@ -385,6 +390,12 @@ pub struct Overrides {
     pub config: Option<PathBuf>,
     pub dev: bool,
     pub full_check: bool,
+    /// `SERVICEDESK_STORE_URL`: wins over `[store] url`.
+    pub store_url: Option<String>,
+    /// `SERVICEDESK_STORE_PASSWORD_FILE`: wins over `[store] password_file`.
+    pub store_password_file: Option<PathBuf>,
+    /// `SERVICEDESK_STORE_PASSWORD`: the database's password itself.
+    pub store_password: Option<Password>,
 }
 
 #[derive(Clone, Debug)]
@@ -650,6 +661,41 @@ impl Config {
             .or(file.synchronous)
             .unwrap_or_default();
         let replication = replication(&file.store, overrides.advertise_address.as_deref())?;
+        let url = match overrides.store_url {
+            Some(url) => Some((url, "--store-url (SERVICEDESK_STORE_URL)")),
+            None => file.store.url.map(|url| (url, "[store] url")),
+        };
+        let password_file = match overrides.store_password_file {
+            Some(path) => Some((
+                path,
+                "--store-password-file (SERVICEDESK_STORE_PASSWORD_FILE)",
+            )),
+            None => file
+                .store
+                .password_file
+                .map(|path| (path, "[store] password_file")),
+        };
+        let url = match url {
+            Some((url, source)) => Some(database(
+                &url,
+                source,
+                password_file,
+                overrides.store_password,
+            )?),
+            None => {
+                // A password for no database is a setting that went astray, not one to ignore.
+                let stray = password_file
+                    .map(|(_, source)| source)
+                    .or(overrides.store_password.as_ref().map(Password::source));
+                if let Some(source) = stray {
+                    return Err(invalid(format!(
+                        "{source} gives a database password, but no database URL is set \
+                         ([store] url or SERVICEDESK_STORE_URL)"
+                    )));
+                }
+                None
+            }
+        };
         Ok(Config {
             replication,
             metrics_listen,
@@ -660,7 +706,7 @@ impl Config {
             store: StoreSettings {
                 data_dir,
                 durability,
-                url: store_url(file.store.url)?,
+                url,
             },
             full_check: overrides.full_check || file.store.full_check.unwrap_or(false),
             shutdown_grace: std::time::Duration::from_secs(file.shutdown_grace_secs.unwrap_or(10)),
@@ -748,21 +794,7 @@ fn replication(store: &StoreSection, advertise: Option<&str>) -> Result<Replicat
     })
 }
 
-/// `[store] url`, checked: a PostgreSQL URL, or nothing (the embedded store).
-fn store_url(url: Option<String>) -> Result<Option<String>, ConfigError> {
-    let Some(url) = url.map(|u| u.trim().to_string()) else {
-        return Ok(None);
-    };
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Ok(Some(url));
-    }
-    Err(ConfigError::Invalid(
-        "[store] url must be a PostgreSQL URL (postgres://user@host:port/database); leave it \
-         out for the embedded store in the data directory"
-            .into(),
-    ))
-}
-
+mod database;
 mod defaults;
 #[cfg(test)]
 mod tests;

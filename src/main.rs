@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use servicedesk::config::{Config, LogFormat, Overrides};
+use servicedesk::config::{database, Config, LogFormat, Overrides};
+use servicedesk::store::postgres::Password;
 use servicedesk::telemetry::Telemetry;
 
 #[derive(Parser)]
@@ -55,6 +56,14 @@ enum Command {
         /// Check the whole store at start (reads all of it) instead of the quick check.
         #[arg(long, env = "SERVICEDESK_FULL_CHECK")]
         full_check: bool,
+        /// Keep the desk in this PostgreSQL database (postgres://user@host:port/database?...);
+        /// wins over `[store] url`. The password may also come from SERVICEDESK_STORE_PASSWORD.
+        #[arg(long, env = "SERVICEDESK_STORE_URL", hide_env_values = true)]
+        store_url: Option<String>,
+        /// A file holding the database's password, e.g. mounted from a Secret; wins over
+        /// `[store] password_file`.
+        #[arg(long, env = "SERVICEDESK_STORE_PASSWORD_FILE")]
+        store_password_file: Option<PathBuf>,
     },
     /// Check a stopped server's store for damage; exit 1 if it is damaged.
     Check {
@@ -101,9 +110,13 @@ enum Command {
         #[arg(long)]
         from: String,
         /// The PostgreSQL database: `postgres://user@host:port/database` (with
-        /// `?options=-csearch_path%3Dschema` for a schema of its own).
+        /// `?options=-csearch_path%3Dschema` for a schema of its own, `&sslmode=verify-full`
+        /// for TLS); its password may come from SERVICEDESK_STORE_PASSWORD.
         #[arg(long)]
         to: String,
+        /// A file holding the database's password.
+        #[arg(long, env = "SERVICEDESK_STORE_PASSWORD_FILE")]
+        password_file: Option<PathBuf>,
     },
 }
 
@@ -129,6 +142,8 @@ fn main() -> ExitCode {
             config,
             dev,
             full_check,
+            store_url,
+            store_password_file,
         } => Overrides {
             listen,
             advertise_address,
@@ -138,9 +153,16 @@ fn main() -> ExitCode {
             config,
             dev,
             full_check,
+            store_url,
+            store_password_file,
+            store_password: store_password(),
         },
         Command::Check { data_dir, full } => return check(data_dir, full),
-        Command::Migrate { from, to } => return migrate(&from, &to),
+        Command::Migrate {
+            from,
+            to,
+            password_file,
+        } => return migrate(&from, &to, password_file),
         Command::Health {
             address,
             service,
@@ -258,19 +280,30 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     }
 }
 
+/// `SERVICEDESK_STORE_PASSWORD`, the database's password; unset when empty, as libpq takes
+/// an empty `PGPASSWORD`. Never a flag: a command line is visible to every user of the machine.
+fn store_password() -> Option<Password> {
+    const VARIABLE: &str = "SERVICEDESK_STORE_PASSWORD";
+    let value = std::env::var_os(VARIABLE)?;
+    (!value.is_empty()).then(|| Password::new(value.as_encoded_bytes().to_vec(), VARIABLE))
+}
+
 /// `servicedesk migrate`: copies the desk and says what was copied.
-fn migrate(from: &str, to: &str) -> ExitCode {
+fn migrate(from: &str, to: &str, password_file: Option<PathBuf>) -> ExitCode {
     let Some(dir) = from.strip_prefix("sqlite://") else {
         eprintln!("servicedesk: --from must be sqlite://DATA_DIR (the embedded store's directory)");
         return ExitCode::from(2);
     };
-    if !(to.starts_with("postgres://") || to.starts_with("postgresql://")) {
-        eprintln!(
-            "servicedesk: --to must be a PostgreSQL URL (postgres://user@host:port/database)"
-        );
-        return ExitCode::from(2);
-    }
-    match servicedesk::store::copy_desk(std::path::Path::new(dir), to) {
+    let password_file =
+        password_file.map(|path| (path, "--password-file (SERVICEDESK_STORE_PASSWORD_FILE)"));
+    let to = match database(to, "--to", password_file, store_password()) {
+        Ok(to) => to,
+        Err(err) => {
+            eprintln!("servicedesk: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    match servicedesk::store::copy_desk(std::path::Path::new(dir), &to) {
         Ok(c) => {
             println!(
                 "copied and checked: {} tickets, {} escalations, {} events (head sequence {}), \

@@ -16,26 +16,6 @@ use servicedesk::proto::v1::{
 
 const EXIT_LIMIT: Duration = Duration::from_secs(30);
 
-/// Runs a server with `config` that must stop on its own, and what it said.
-async fn serve_to_exit(config: &str) -> Exited {
-    let root = tempfile::tempdir().unwrap();
-    let config_path = root.path().join("servicedesk.toml");
-    std::fs::write(&config_path, config).unwrap();
-    let args: Vec<std::ffi::OsString> = vec![
-        "serve".into(),
-        "--dev".into(),
-        "--listen".into(),
-        "127.0.0.1:0".into(),
-        "--data-dir".into(),
-        root.path().join("data").into(),
-        "--config".into(),
-        config_path.into(),
-    ];
-    run_to_exit(&args, EXIT_LIMIT)
-        .await
-        .expect("the server must stop on its own")
-}
-
 /// The sequence of every event up to the desk's head, as a watch from 0 delivers them.
 async fn the_log(server: &Server) -> Vec<u64> {
     let head = ok(
@@ -217,7 +197,7 @@ async fn a_desk_in_a_schema_that_does_not_exist_is_refused_saying_what_to_do() {
         admin_url: desk.admin_url.clone(),
         schema: format!("{}_missing", desk.schema),
     };
-    let refused = serve_to_exit(&missing.config()).await;
+    let refused = serve_to_exit(&missing.config(), &[], EXIT_LIMIT).await;
     assert!(!refused.status.success(), "{refused:?}");
     assert!(
         refused.output.contains("CREATE SCHEMA"),

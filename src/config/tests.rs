@@ -120,11 +120,177 @@ fn the_store_section_sets_durability_and_the_old_key_still_works_with_a_warning(
 
 #[test]
 fn the_store_url_names_a_postgresql_database_or_nothing() {
-    assert_eq!(resolve("").unwrap().store.url, None);
+    assert!(resolve("").unwrap().store.url.is_none());
     let c = resolve("[store]\nurl = \" postgres://desk@db:5432/desk \"").unwrap();
-    assert_eq!(c.store.url.as_deref(), Some("postgres://desk@db:5432/desk"));
+    assert_eq!(c.store.describe(), "PostgreSQL database desk on db:5432");
     let err = resolve("[store]\nurl = \"mysql://db/desk\"").unwrap_err();
-    assert!(err.to_string().contains("PostgreSQL URL"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("config: [store] url: must be a PostgreSQL URL"),
+        "{err}"
+    );
+    let err = resolve("[store]\nurl = \"postgres://db/desk?sslmode=verify\"").unwrap_err();
+    assert!(
+        err.to_string().starts_with(
+            "config: [store] url: the database URL's sslmode \"verify\" is not one of"
+        ),
+        "{err}"
+    );
+}
+
+/// The configuration of a desk on PostgreSQL: `[store]` with `store` in it, and these
+/// environment settings.
+fn resolve_store(store: &str, overrides: Overrides) -> Result<Config, ConfigError> {
+    let file = parse_file(&format!("[store]\n{store}"), Path::new("test.toml")).unwrap();
+    Config::resolve(file, overrides)
+}
+
+#[test]
+fn the_environment_names_the_database_and_its_password_given_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pw");
+    std::fs::write(&file, "from-the-file\n").unwrap();
+    let variable = || {
+        Some(Password::new(
+            b"from-the-variable".to_vec(),
+            "SERVICEDESK_STORE_PASSWORD",
+        ))
+    };
+    let url = "url = \"postgres://desk@db/desk\"\n";
+    let with_file = format!("{url}password_file = \"{}\"\n", file.display());
+
+    // The URL from the environment wins over the file's.
+    let c = resolve_store(
+        url,
+        Overrides {
+            store_url: Some("postgres://desk@other:6543/elsewhere".into()),
+            ..Overrides::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        c.store.describe(),
+        "PostgreSQL database elsewhere on other:6543"
+    );
+    // Each source of a password alone is taken.
+    resolve_store(&with_file, Overrides::default()).unwrap();
+    resolve_store(
+        url,
+        Overrides {
+            store_password: variable(),
+            ..Overrides::default()
+        },
+    )
+    .unwrap();
+    resolve_store(
+        url,
+        Overrides {
+            store_password_file: Some(file.clone()),
+            ..Overrides::default()
+        },
+    )
+    .unwrap();
+
+    // Two at once are refused, naming both, showing neither.
+    let twice = |store: &str, overrides: Overrides| {
+        let err = resolve_store(store, overrides).unwrap_err().to_string();
+        assert!(
+            !err.contains("from-the") && !err.contains("s3cret"),
+            "a password shows: {err}"
+        );
+        err
+    };
+    let err = twice(
+        &with_file,
+        Overrides {
+            store_password: variable(),
+            ..Overrides::default()
+        },
+    );
+    assert_eq!(
+        err,
+        format!(
+            "config: [store] url: the database password is given twice, in the password file \
+             {} ([store] password_file) and in SERVICEDESK_STORE_PASSWORD; give it in one \
+             place only",
+            file.display()
+        )
+    );
+    let err = twice(
+        "url = \"postgres://desk:s3cret@db/desk\"\n",
+        Overrides {
+            store_password_file: Some(file.clone()),
+            ..Overrides::default()
+        },
+    );
+    assert!(
+        err.contains(&format!(
+            "in the URL and in the password file {} (--store-password-file \
+             (SERVICEDESK_STORE_PASSWORD_FILE))",
+            file.display()
+        )),
+        "{err}"
+    );
+    let err = twice(
+        url,
+        Overrides {
+            store_url: Some("postgres://desk:s3cret@db/desk".into()),
+            store_password: variable(),
+            ..Overrides::default()
+        },
+    );
+    assert!(
+        err.starts_with(
+            "config: --store-url (SERVICEDESK_STORE_URL): the database password is given \
+             twice, in the URL and in SERVICEDESK_STORE_PASSWORD"
+        ),
+        "{err}"
+    );
+    // A password for no database went astray.
+    let err = resolve_store(
+        "",
+        Overrides {
+            store_password: variable(),
+            ..Overrides::default()
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        err,
+        "config: SERVICEDESK_STORE_PASSWORD gives a database password, but no database URL is \
+         set ([store] url or SERVICEDESK_STORE_URL)"
+    );
+    let stray = format!("password_file = \"{}\"\n", file.display());
+    let err = resolve_store(&stray, Overrides::default()).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("config: [store] password_file gives a database password"),
+        "{err}"
+    );
+    // The environment's file replaces the configuration's, as every setting does.
+    let missing = dir.path().join("missing");
+    let err = resolve_store(
+        &format!("{url}password_file = \"{}\"\n", missing.display()),
+        Overrides {
+            store_password_file: Some(file.clone()),
+            ..Overrides::default()
+        },
+    );
+    assert!(err.is_ok(), "{err:?}");
+    let err = resolve_store(
+        &format!("{url}password_file = \"{}\"\n", missing.display()),
+        Overrides::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with(&format!(
+            "config: cannot read the database password file {} ([store] password_file): ",
+            missing.display()
+        )),
+        "{err}"
+    );
 }
 
 #[test]

@@ -552,7 +552,7 @@ fn postgres_lets_one_server_lead_and_fences_the_one_it_replaced() {
         Some(3)
     );
 
-    let mut client = ::postgres::Client::connect(schema.url(), ::postgres::NoTls).unwrap();
+    let mut client = schema.client();
     let applied: i64 = client
         .query_one(
             &format!(

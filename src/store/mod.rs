@@ -35,23 +35,24 @@ pub enum Durability {
 }
 
 /// Where the store lives and how it commits: the `[store]` section of the configuration.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct StoreSettings {
     /// The directory of the embedded store (created if missing).
     pub data_dir: PathBuf,
     pub durability: Durability,
-    /// A PostgreSQL database (`postgres://...`) to keep the desk in instead of the embedded
-    /// store; `None`: the embedded store in `data_dir`.
-    pub url: Option<String>,
+    /// A PostgreSQL database to keep the desk in instead of the embedded store: its URL, read
+    /// and checked, with the password when given apart; `None`: the embedded store in
+    /// `data_dir`.
+    pub url: Option<postgres::Target>,
 }
 
 impl StoreSettings {
     /// Where the store is, for logs and errors: the data directory, or the database's host,
-    /// port and name (never the URL, which may carry a password).
+    /// port and name (never the URL nor the password).
     pub fn describe(&self) -> String {
         match &self.url {
             None => self.data_dir.display().to_string(),
-            Some(url) => postgres::describe(url),
+            Some(target) => target.describe(),
         }
     }
 }
@@ -67,8 +68,8 @@ pub struct Opened {
 /// Opens (creating if needed) the store the settings describe. A PostgreSQL store is opened
 /// with a blocking client: call this off the async workers (`spawn_blocking`).
 pub fn open(settings: &StoreSettings) -> Result<Opened, StoreError> {
-    if let Some(url) = &settings.url {
-        let store = Arc::new(postgres::PostgresStore::connect(url)?);
+    if let Some(target) = &settings.url {
+        let store = Arc::new(postgres::PostgresStore::connect(target.open()?)?);
         return Ok(Opened {
             store: store.clone(),
             shared: Some(store),
@@ -102,14 +103,17 @@ pub use sqlite::SqliteStore;
 /// Copies the desk of the embedded store in `from` (which no server may have open) into the
 /// empty PostgreSQL database `to`, in one transaction, then reads the copy back and checks it
 /// against the source: the count of every kind of record and the head of the log.
-pub fn copy_desk(from: &std::path::Path, to: &str) -> Result<postgres::Copied, StoreError> {
+pub fn copy_desk(
+    from: &std::path::Path,
+    to: &postgres::Target,
+) -> Result<postgres::Copied, StoreError> {
     let settings = StoreSettings {
         data_dir: from.to_path_buf(),
         durability: Durability::Full,
         url: None,
     };
     let source = open_existing(&settings)?;
-    let target = postgres::PostgresStore::connect(to)?;
+    let target = postgres::PostgresStore::connect(to.open()?)?;
     let copied = target.import_from(source.as_ref())?;
     let found = postgres::Copied {
         tickets: count_tickets(&target)?,
@@ -240,6 +244,10 @@ pub enum StoreError {
     /// Another server took the desk's lease: this one must never write again (fencing).
     #[error("{0}")]
     Deposed(String),
+    /// The store's settings cannot work as given: a URL the backend refuses, a file it names
+    /// that cannot be read, a TLS connection its settings refused. Saying which is the message.
+    #[error("{0}")]
+    Settings(String),
 }
 
 /// An API key as persisted: never the secret, only its SHA-256.

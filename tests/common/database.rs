@@ -21,7 +21,7 @@ impl ScratchDesk {
     fn create(test: &str) -> Option<ScratchDesk> {
         let named = std::env::var("SERVICEDESK_TEST_POSTGRES").ok();
         let admin_url = named.clone().unwrap_or_else(|| DEFAULT_URL.into());
-        let mut client = match postgres::Client::connect(&admin_url, postgres::NoTls) {
+        let mut client = match connect(&admin_url) {
             Ok(client) => client,
             Err(err) => {
                 assert!(
@@ -61,7 +61,7 @@ impl ScratchDesk {
 impl Drop for ScratchDesk {
     fn drop(&mut self) {
         off_the_runtime(|| {
-            if let Ok(mut client) = postgres::Client::connect(&self.admin_url, postgres::NoTls) {
+            if let Ok(mut client) = connect(&self.admin_url) {
                 let drop = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema);
                 let _ = client.batch_execute(&drop);
             }
@@ -69,9 +69,14 @@ impl Drop for ScratchDesk {
     }
 }
 
+/// A connection to the server at `url`, made as the desk makes its own (TLS as the URL asks).
+pub fn connect(url: &str) -> Result<postgres::Client, servicedesk::store::StoreError> {
+    servicedesk::store::postgres::Database::new(url)?.connect()
+}
+
 /// Runs `f` on a thread of its own: the blocking PostgreSQL client must not run on the
 /// test's async runtime.
-fn off_the_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+pub fn off_the_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     std::thread::scope(|scope| scope.spawn(f).join().expect("the blocking call panicked"))
 }
 
@@ -79,7 +84,7 @@ impl ScratchDesk {
     /// The process id of the server holding the desk's lease, while it is valid.
     pub fn lease_holder_pid(&self) -> Option<u32> {
         off_the_runtime(|| {
-            let mut client = postgres::Client::connect(&self.admin_url, postgres::NoTls).ok()?;
+            let mut client = connect(&self.admin_url).ok()?;
             let row = client
                 .query_opt(
                     &format!(
@@ -144,8 +149,7 @@ impl ScratchDesk {
         use std::time::{Duration, Instant};
         let (url, schema) = (self.admin_url.clone(), self.schema.clone());
         std::thread::spawn(move || {
-            let mut client =
-                postgres::Client::connect(&url, postgres::NoTls).expect("connect to stall");
+            let mut client = connect(&url).expect("connect to stall");
             let lock = format!("SELECT epoch FROM {schema}.desk_lease WHERE id = 1 FOR SHARE");
             // A renewal of this desk waiting on this session's hold.
             let renewal_waits = "SELECT count(*) FROM pg_stat_activity \

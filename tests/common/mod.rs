@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod database;
+pub mod instance;
 pub mod proxy;
 
 use std::collections::HashMap;
@@ -1023,11 +1024,21 @@ pub struct Exited {
 /// Runs the binary with `args` and waits (at most `limit`) for it to exit on its own; `None`
 /// when it was still running at the limit (it is killed then).
 pub async fn run_to_exit<S: AsRef<std::ffi::OsStr>>(args: &[S], limit: Duration) -> Option<Exited> {
+    run_to_exit_with_env(args, &[], limit).await
+}
+
+/// As [`run_to_exit`], with these environment variables set too.
+pub async fn run_to_exit_with_env<S: AsRef<std::ffi::OsStr>>(
+    args: &[S],
+    env: &[(&str, &str)],
+    limit: Duration,
+) -> Option<Exited> {
     let dir = tempfile::tempdir().expect("a directory for the output");
     let out_path = dir.path().join("out");
     let out = std::fs::File::create(&out_path).expect("create the output file");
     let mut child = Command::new(env!("CARGO_BIN_EXE_servicedesk"))
         .args(args)
+        .envs(env.iter().copied())
         .env("NO_COLOR", "1")
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
@@ -1049,6 +1060,27 @@ pub async fn run_to_exit<S: AsRef<std::ffi::OsStr>>(args: &[S], limit: Duration)
     };
     let output = std::fs::read_to_string(&out_path).unwrap_or_default();
     status.map(|status| Exited { status, output })
+}
+
+/// `servicedesk serve --dev` on a free port and a fresh directory, with `config` and `env`,
+/// expected to stop on its own within `limit` (a start that is refused), and what it said.
+pub async fn serve_to_exit(config: &str, env: &[(&str, &str)], limit: Duration) -> Exited {
+    let root = tempfile::tempdir().unwrap();
+    let config_path = root.path().join("servicedesk.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let args: Vec<std::ffi::OsString> = vec![
+        "serve".into(),
+        "--dev".into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--data-dir".into(),
+        root.path().join("data").into(),
+        "--config".into(),
+        config_path.into(),
+    ];
+    run_to_exit_with_env(&args, env, limit)
+        .await
+        .expect("the server must stop on its own")
 }
 
 /// `servicedesk health` against `addr`, asking about `service`, to its exit.

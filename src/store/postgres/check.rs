@@ -139,7 +139,7 @@ mod tests {
 
     /// Runs `sql` in the scratch schema, beside the store.
     fn tamper(scratch: &ScratchSchema, sql: &str) {
-        let mut client = postgres::Client::connect(scratch.url(), postgres::NoTls).unwrap();
+        let mut client = scratch.client();
         client
             .batch_execute(&format!(
                 "SET search_path TO {}; {sql}",
@@ -187,9 +187,10 @@ mod tests {
         let err = store.check(CheckDepth::Start).unwrap_err();
         assert!(err.to_string().contains("newer servicedesk"), "{err}");
         drop(store);
-        let err = super::super::PostgresStore::connect_in_schema(scratch.url(), scratch.name())
-            .err()
-            .expect("a newer schema is refused");
+        let err =
+            super::super::PostgresStore::connect_in_schema(scratch.database(), scratch.name())
+                .err()
+                .expect("a newer schema is refused");
         assert!(err.to_string().contains("newer servicedesk"), "{err}");
     }
 

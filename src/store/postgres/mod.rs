@@ -16,25 +16,27 @@
 //! following the log.
 
 mod check;
+mod connect;
 mod errors;
 mod import;
 mod lease;
 mod log;
 mod schema;
+mod tls;
 mod write;
 
 #[cfg(test)]
 pub(crate) mod scratch;
 
+pub use connect::{Database, Password, Target};
 pub use import::Copied;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
 
 use postgres::types::ToSql;
-use postgres::{Client, Config, GenericClient, IsolationLevel, NoTls, Statement, Transaction};
+use postgres::{Client, GenericClient, IsolationLevel, Statement, Transaction};
 
 use super::{
     records, CheckDepth, CommitBatch, CommitReport, Cursor, EscalationFilter, KeyRecord, Loaded,
@@ -49,14 +51,6 @@ use write::{code_column, committed_already};
 /// Reader connections kept open between reads; more are opened when that many are busy, and
 /// closed after their read.
 const POOLED_READERS: usize = 8;
-
-/// How long the connection to a server that stopped answering lives on (unacknowledged data,
-/// unanswered keepalives), unless the URL says otherwise.
-const DEAD_PEER: Duration = Duration::from_secs(10);
-
-/// How long a connection attempt waits for the server when the URL sets no timeout: a server
-/// that does not answer fails the start (or the commit that reconnects) rather than hangs it.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `name` as an SQL identifier: quoted, so any schema name is taken as it is written.
 pub(super) fn quote_identifier(name: &str) -> String {
@@ -102,7 +96,7 @@ struct Session {
 /// blocking pool through `spawn_blocking`), never from inside an async task, where the
 /// client panics rather than block the executor.
 pub struct PostgresStore {
-    config: Config,
+    database: Database,
     /// The schema every connection works in, when one was asked for; else the URL's (or the
     /// server's) `search_path` decides.
     schema: Option<String>,
@@ -121,40 +115,27 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
-    /// Connects to the database at `url` (`postgres://user@host:port/database?...`) and brings
-    /// its tables to this version's schema ([`schema`]), in the schema the URL's
-    /// `search_path` names (for example `?options=-csearch_path%3Ddesk`), else the server's
-    /// default (usually `public`).
-    pub fn connect(url: &str) -> Result<PostgresStore, StoreError> {
-        Self::open(url, None)
+    /// Connects to `database` and brings its tables to this version's schema ([`schema`]), in
+    /// the schema the URL's `search_path` names (for example
+    /// `?options=-csearch_path%3Ddesk`), else the server's default (usually `public`).
+    pub fn connect(database: Database) -> Result<PostgresStore, StoreError> {
+        Self::open(database, None)
     }
 
     /// Connects as [`PostgresStore::connect`] does, but keeps every table in `schema`,
     /// created if missing: several stores (tests, desks) share one database that way.
-    pub fn connect_in_schema(url: &str, schema: &str) -> Result<PostgresStore, StoreError> {
-        Self::open(url, Some(schema.to_owned()))
+    pub fn connect_in_schema(
+        database: Database,
+        schema: &str,
+    ) -> Result<PostgresStore, StoreError> {
+        Self::open(database, Some(schema.to_owned()))
     }
 
-    fn open(url: &str, schema: Option<String>) -> Result<PostgresStore, StoreError> {
-        let mut config: Config = url.parse()?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
-        if config.get_application_name().is_none() {
-            config.application_name("servicedesk");
-        }
-        // A server out of reach is noticed in seconds, not after the system's two hours: a
-        // leader cut off from the database must fail its commits, and let its lease go, soon.
-        if config.get_tcp_user_timeout().is_none() {
-            config.tcp_user_timeout(DEAD_PEER);
-        }
-        if config.get_keepalives_idle() > DEAD_PEER {
-            config.keepalives_idle(DEAD_PEER / 2);
-        }
-        let mut writer = connect_session(&config, schema.as_deref())?;
+    fn open(database: Database, schema: Option<String>) -> Result<PostgresStore, StoreError> {
+        let mut writer = connect_session(&database, schema.as_deref())?;
         schema::prepare(&mut writer.client, schema.as_deref())?;
         Ok(PostgresStore {
-            config,
+            database,
             schema,
             writer: Mutex::new(Some(writer)),
             uncertain: AtomicBool::new(false),
@@ -173,7 +154,7 @@ impl PostgresStore {
 
     /// A new connection, set up as every one of this store's is.
     fn new_session(&self) -> Result<Session, StoreError> {
-        connect_session(&self.config, self.schema.as_deref())
+        connect_session(&self.database, self.schema.as_deref())
     }
 
     /// Runs `f` on a pooled reader connection. A connection that broke is left behind, so
@@ -222,33 +203,6 @@ impl PostgresStore {
     }
 }
 
-/// The database `url` names, as `PostgreSQL database NAME on HOST:PORT`, without the user or
-/// password; the URL itself when it does not parse (the connect will say why).
-pub fn describe(url: &str) -> String {
-    let Ok(config) = url.parse::<Config>() else {
-        return "a PostgreSQL database (the URL does not parse)".into();
-    };
-    let hosts: Vec<String> = config
-        .get_hosts()
-        .iter()
-        .zip(config.get_ports().iter().chain(std::iter::repeat(&5432)))
-        .map(|(host, port)| match host {
-            postgres::config::Host::Tcp(name) => format!("{name}:{port}"),
-            #[cfg(unix)]
-            postgres::config::Host::Unix(path) => format!("{}:{port}", path.display()),
-        })
-        .collect();
-    format!(
-        "PostgreSQL database {} on {}",
-        config.get_dbname().unwrap_or("(the user's)"),
-        if hosts.is_empty() {
-            "localhost".to_string()
-        } else {
-            hosts.join(",")
-        }
-    )
-}
-
 impl Drop for PostgresStore {
     fn drop(&mut self) {
         let writer = self
@@ -281,8 +235,8 @@ impl Drop for PostgresStore {
 }
 
 /// Opens a connection working in `schema`, if given.
-fn connect_session(config: &Config, schema: Option<&str>) -> Result<Session, StoreError> {
-    let mut client = config.connect(NoTls)?;
+fn connect_session(database: &Database, schema: Option<&str>) -> Result<Session, StoreError> {
+    let mut client = database.connect()?;
     // Notices ("already exists, skipping") are not the desk's news: only warnings are logged.
     let mut setup = String::from("SET client_min_messages TO warning");
     if let Some(schema) = schema {

@@ -1,7 +1,8 @@
 //! A schema of its own for each test on the test server, so tests running side by side never
 //! see each other's rows, and the one place that decides whether a PostgreSQL test runs.
 
-use super::PostgresStore;
+use super::super::StoreError;
+use super::{Database, PostgresStore};
 
 /// Where the tests find PostgreSQL unless `SERVICEDESK_TEST_POSTGRES` says otherwise.
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -22,15 +23,12 @@ impl ScratchSchema {
         let named = std::env::var("SERVICEDESK_TEST_POSTGRES").ok();
         let url = named.clone().unwrap_or_else(|| DEFAULT_URL.into());
         if let Err(err) = admin(&url) {
-            let cause = std::error::Error::source(&err)
-                .map(|cause| format!(": {cause}"))
-                .unwrap_or_default();
             assert!(
                 named.is_none(),
-                "{test}: SERVICEDESK_TEST_POSTGRES names {url}, which does not answer ({err}{cause})"
+                "{test}: SERVICEDESK_TEST_POSTGRES names {url}, which does not answer ({err})"
             );
             eprintln!(
-                "skipped {test}: no PostgreSQL at {url} ({err}{cause}); set \
+                "skipped {test}: no PostgreSQL at {url} ({err}); set \
                  SERVICEDESK_TEST_POSTGRES to a reachable server to run it"
             );
             return None;
@@ -47,11 +45,18 @@ impl ScratchSchema {
 
     /// A store in this schema (created by the first connect).
     pub(crate) fn connect(&self) -> PostgresStore {
-        PostgresStore::connect_in_schema(&self.url, &self.name).expect("connect to the test schema")
+        PostgresStore::connect_in_schema(self.database(), &self.name)
+            .expect("connect to the test schema")
     }
 
-    pub(crate) fn url(&self) -> &str {
-        &self.url
+    /// The test server, as every store connects to it.
+    pub(crate) fn database(&self) -> Database {
+        Database::new(&self.url).expect("the test server's URL")
+    }
+
+    /// A connection of its own to the test server, beside the store's.
+    pub(crate) fn client(&self) -> postgres::Client {
+        admin(&self.url).expect("connect to the test server")
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -59,19 +64,17 @@ impl ScratchSchema {
     }
 }
 
-fn admin(url: &str) -> Result<postgres::Client, postgres::Error> {
-    let mut config: postgres::Config = url.parse()?;
-    config.connect_timeout(std::time::Duration::from_secs(5));
-    config.connect(postgres::NoTls)
+fn admin(url: &str) -> Result<postgres::Client, StoreError> {
+    Database::new(url)?.connect()
 }
 
 impl Drop for ScratchSchema {
     fn drop(&mut self) {
         let dropped = admin(&self.url).and_then(|mut client| {
-            client.batch_execute(&format!(
+            Ok(client.batch_execute(&format!(
                 "DROP SCHEMA IF EXISTS {} CASCADE",
                 super::quote_identifier(&self.name)
-            ))
+            ))?)
         });
         if let Err(err) = dropped {
             eprintln!("test schema {} left behind: {err}", self.name);
