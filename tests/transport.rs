@@ -28,14 +28,35 @@ async fn raw_connection(server: &Server, window: u32) -> h2::client::SendRequest
 
 /// A gRPC request's headers for `method` with `key`.
 fn grpc_request(server: &Server, method: &str, key: &str) -> http::Request<()> {
+    grpc_request_presenting(server, method, ("x-api-key", key.to_string()))
+}
+
+/// A gRPC request's headers for `method`, presenting a key in the header given.
+fn grpc_request_presenting(
+    server: &Server,
+    method: &str,
+    (header, value): (&str, String),
+) -> http::Request<()> {
     http::Request::builder()
         .method("POST")
         .uri(format!("http://{}/{method}", server.addr()))
         .header("content-type", "application/grpc")
         .header("te", "trailers")
-        .header("x-api-key", key)
+        .header(header, value)
         .body(())
         .unwrap()
+}
+
+/// The `n`th of many ways to present `key` that authenticate the same: either header, the
+/// case of `Bearer`, spaces around and inside.
+fn spelled(key: &str, n: usize) -> (&'static str, String) {
+    let spaces = " ".repeat(1 + n % 64);
+    match n % 4 {
+        0 => ("x-api-key", key.to_string()),
+        1 => ("authorization", format!("Bearer{spaces}{key}")),
+        2 => ("authorization", format!("bearer {key}{spaces}")),
+        _ => ("authorization", format!("{spaces}BEARER{spaces}{key}")),
+    }
 }
 
 /// The grpc-status of a response: in its headers (trailers-only) or its trailers.
@@ -61,20 +82,24 @@ async fn a_client_trickling_its_requests_cannot_take_the_server_from_the_others(
     let config = "[server]\nmax_concurrent_requests = 64\nmax_requests_per_client = 16\n\
                   request_body_secs = 2\n";
     let server = Server::start_with_config(config).await;
-    let slow_key = server.create_key("slowpoke", &["customer_service"]).await;
+    // One client, two keys, each spelled many ways: still one client to the limit.
+    let slow_keys = [
+        server.create_key("slowpoke", &["customer_service"]).await,
+        server.create_key("slowpoke", &["customer_service"]).await,
+    ];
     let mut send = raw_connection(&server, 65_535).await;
     // As many calls as the whole server allows, each announcing a 1 MB message and sending
     // 20 bytes of it, never the rest.
     let mut held = Vec::new();
     let mut responses = Vec::new();
-    for _ in 0..64 {
+    for n in 0..64 {
         send = send.ready().await.expect("a stream");
         let (response, mut body) = send
             .send_request(
-                grpc_request(
+                grpc_request_presenting(
                     &server,
                     "servicedesk.v1.DeskService/HandleInquiry",
-                    &slow_key,
+                    spelled(&slow_keys[n % 2], n / 2),
                 ),
                 false,
             )

@@ -184,7 +184,7 @@ async fn lead(
         });
     }
     let (health, health_service) = health(&handle, &observed.metrics).await;
-    let edge = edge_layer(&config.server);
+    let edge = edge_layer(&config.server).authenticating(handle.keys());
     let leading = keeper.as_ref().map(|k| k.lease());
     let router = services(
         config,
