@@ -49,6 +49,62 @@ async fn a_second_server_on_the_same_data_directory_is_refused() {
     assert_eq!(answer.ticket.unwrap().status(), TicketStatus::Resolved);
 }
 
+#[tokio::test]
+async fn deleting_the_lock_file_does_not_let_a_second_server_in() {
+    let server = Server::start().await;
+    let data_dir = server.data_dir();
+    std::fs::remove_file(data_dir.join("desk.lock")).expect("delete desk.lock");
+    let second = run_to_exit(&serve_args(&data_dir), EXIT_LIMIT)
+        .await
+        .expect("a second server on a data directory in use must stop on its own");
+    assert!(!second.status.success(), "{second:?}");
+    assert!(
+        second
+            .output
+            .contains("in use by another servicedesk process"),
+        "the log says why: {}",
+        second.output
+    );
+    let answer = ask(&mut server.desk(), inquiry("cust_unlocked", PASSWORD_RESET)).await;
+    assert_eq!(answer.ticket.unwrap().status(), TicketStatus::Resolved);
+}
+
+#[tokio::test]
+async fn a_server_whose_log_another_process_wrote_to_stops_and_says_so() {
+    let mut server = Server::start().await;
+    let mut desk = server.desk();
+    ask(&mut desk, inquiry("cust_before", PASSWORD_RESET)).await;
+    let next = head(&server).await + 1;
+    // Another process writes the event this server was about to write.
+    let db = rusqlite::Connection::open(server.data_dir().join("desk.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    db.execute(
+        "INSERT INTO events (seq, time_ms, body) VALUES (?1, 0, x'00')",
+        [next as i64],
+    )
+    .unwrap();
+    drop(db);
+    let mut call = tonic::Request::new(inquiry("cust_after", PASSWORD_RESET));
+    call.set_timeout(Duration::from_secs(10));
+    let refused = desk.handle_inquiry(call).await;
+    assert!(
+        refused.is_err(),
+        "a change the store did not take: {refused:?}"
+    );
+    // The server stops, saying why, instead of refusing every change for ever.
+    let exited = server
+        .exit_within(Duration::from_secs(30))
+        .await
+        .expect("the server stops on its own");
+    assert!(!exited.success(), "{exited:?}");
+    let log = server.log_text();
+    assert!(
+        log.contains(&format!("event {next} is in the store's log already"))
+            && log.contains("run one server per data directory"),
+        "{log}"
+    );
+}
+
 #[cfg(unix)]
 #[tokio::test]
 async fn only_the_owner_can_read_the_store() {

@@ -214,6 +214,9 @@ async fn lead(
             tracing::warn!("{why}");
             return Ok(Ended::Deposed);
         }
+        Err(StopError::Store(err @ store::StoreError::WrittenElsewhere(_))) => {
+            return Err(anyhow::Error::new(err).context("the desk stopped"))
+        }
         result => result.context("the store could not be flushed")?,
     }
     if let Some(keeper) = keeper {

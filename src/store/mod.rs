@@ -240,6 +240,11 @@ pub enum StoreError {
     /// Another server took the desk's lease: this one must never write again (fencing).
     #[error("{0}")]
     Deposed(String),
+    /// Something else wrote to the store under this server (its log holds a sequence this
+    /// server was about to write): what the server holds in memory is not the desk any more,
+    /// and it must stop rather than write over, or beside, the other writer.
+    #[error("{0}")]
+    WrittenElsewhere(String),
 }
 
 /// An API key as persisted: never the secret, only its SHA-256.

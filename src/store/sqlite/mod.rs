@@ -79,7 +79,7 @@ pub struct SqliteStore {
     /// Stops what the maintenance connection is running, for a quick exit.
     interrupt: rusqlite::InterruptHandle,
     /// The data directory's lock, held for as long as the store is open.
-    _lock: std::fs::File,
+    _lock: files::DirLock,
 }
 
 impl From<rusqlite::Error> for StoreError {
