@@ -31,6 +31,7 @@ use tonic::codegen::http;
 use tower::{Layer, Service};
 
 use super::connections::{CallGuard, Connection};
+use super::keyless::{self, KeylessLimits, KeylessStream, KeylessStreams};
 use super::{auth, status};
 use crate::clock::now_ms;
 use crate::keys::KeyRing;
@@ -47,6 +48,8 @@ pub struct EdgeLimits {
     pub per_client: usize,
     /// How long a request's body may take to arrive.
     pub body_deadline: Duration,
+    /// Streams that need no key (health watches, reflection).
+    pub keyless: KeylessLimits,
 }
 
 #[derive(Clone)]
@@ -58,6 +61,7 @@ pub struct EdgeLayer {
     /// Calls ever given a permit: whether any came in while the edge looked idle.
     admitted: Arc<AtomicU64>,
     clients: Arc<ClientCalls>,
+    keyless: Arc<KeylessStreams>,
     limits: EdgeLimits,
     /// Calls shed, by the limit that shed them.
     shed: Option<prometheus::IntCounterVec>,
@@ -70,6 +74,7 @@ impl EdgeLayer {
             permits: Arc::new(Semaphore::new(limits.calls)),
             admitted: Arc::default(),
             clients: Arc::new(ClientCalls::default()),
+            keyless: Arc::new(KeylessStreams::new(limits.keyless)),
             limits,
             shed: None,
         }
@@ -81,7 +86,8 @@ impl EdgeLayer {
         self
     }
 
-    /// Counts the calls it sheds in `shed`, labelled by `limit` (`server`, `client`).
+    /// Counts the calls it sheds in `shed`, labelled by `limit` (`server`, `client`,
+    /// `keyless`).
     pub fn counting(mut self, shed: prometheus::IntCounterVec) -> Self {
         self.shed = Some(shed);
         self
@@ -219,10 +225,21 @@ where
             // answer behind for the next span this thread makes (the call's, in traces).
             (tracing::level_filters::LevelFilter::current() >= tracing::Level::DEBUG)
                 .then(|| request.uri().path().to_owned());
-        let guard = request
-            .extensions()
-            .get::<Connection>()
-            .map(Connection::call_started);
+        let connection = request.extensions().get::<Connection>();
+        let peer = connection.and_then(Connection::remote_ip);
+        let mut guard = Held {
+            _call: connection.map(Connection::call_started),
+            _keyless: None,
+        };
+        if keyless::is_keyless_stream(request.uri().path()) {
+            match self.layer.keyless.enter(peer) {
+                Ok(stream) => guard._keyless = Some(stream),
+                Err(why) => {
+                    self.layer.count_shed("keyless");
+                    return refuse(path, guard, why);
+                }
+            }
+        }
         let deadline = self.layer.limits.body_deadline;
         if request.uri().path().starts_with(HEALTH) {
             let call = self.inner.call(with_body_deadline(request, deadline));
@@ -231,12 +248,7 @@ where
                 if let Some(path) = path {
                     tracing::debug!(method = %path, "call");
                 }
-                response.map(|r| {
-                    r.map(|body| Tracked {
-                        body,
-                        _guard: guard,
-                    })
-                })
+                response.map(|r| r.map(|body| Tracked { body, _held: guard }))
             });
         }
         let limits = &self.layer.limits;
@@ -266,10 +278,7 @@ where
                     drop(permit);
                     drop(client);
                     response.map(|response| {
-                        finish(response, path, started).map(|body| Tracked {
-                            body,
-                            _guard: guard,
-                        })
+                        finish(response, path, started).map(|body| Tracked { body, _held: guard })
                     })
                 })
             }
@@ -291,19 +300,14 @@ where
 /// RESOURCE_EXHAUSTED at once: load was shed.
 fn refuse<B: Default + Send + 'static, E: Send + 'static>(
     path: Option<String>,
-    guard: Option<CallGuard>,
+    guard: Held,
     message: String,
 ) -> BoxFuture<Result<http::Response<Tracked<B>>, E>> {
     if let Some(path) = path {
         tracing::debug!(method = %path, "call shed");
     }
     let refused = status::overloaded(&message).into_http::<B>();
-    Box::pin(async move {
-        Ok(refused.map(|body| Tracked {
-            body,
-            _guard: guard,
-        }))
-    })
+    Box::pin(async move { Ok(refused.map(|body| Tracked { body, _held: guard })) })
 }
 
 fn with_body_deadline<B>(
@@ -364,7 +368,14 @@ where
 pub struct Tracked<B> {
     body: B,
     /// Dropping it ends the call on its connection.
-    _guard: Option<CallGuard>,
+    _held: Held,
+}
+
+/// What a call holds until its response body is gone: its place on its connection, and a
+/// key-less stream's place among those.
+pub struct Held {
+    _call: Option<CallGuard>,
+    _keyless: Option<KeylessStream>,
 }
 
 impl<B: Body + Unpin> Body for Tracked<B> {
@@ -466,6 +477,7 @@ mod tests {
             calls: 4,
             per_client: 4,
             body_deadline: Duration::from_secs(5),
+            keyless: KeylessLimits::for_connections(16),
         });
         let slow = Slow {
             takes: Duration::from_millis(300),

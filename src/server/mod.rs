@@ -23,8 +23,8 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::api::connections::{self, ConnectionLimits};
 use crate::api::{
-    Api, ApiKeyCheck, EdgeLayer, EdgeLimits, ForwardLayer, FrontLayer, ObservedLayer,
-    CLIENT_ID_HEADER,
+    Api, ApiKeyCheck, EdgeLayer, EdgeLimits, ForwardLayer, FrontLayer, KeylessLimits,
+    ObservedLayer, CLIENT_ID_HEADER,
 };
 use crate::clock::now_ms;
 use crate::config::{Config, ServerLimits, TlsSection};
@@ -295,6 +295,7 @@ fn edge_layer(limits: &ServerLimits) -> EdgeLayer {
         calls: limits.max_concurrent_requests,
         per_client: limits.per_client(),
         body_deadline: Duration::from_secs(limits.request_body_secs),
+        keyless: KeylessLimits::for_connections(limits.max_connections.min(connections_allowed())),
     })
 }
 
@@ -626,12 +627,7 @@ const RESERVED_FILES: u64 = 128;
 /// The connection limits of `[server]`, with `max_connections` kept below what the open-files
 /// limit allows, so the store and health probes always find a descriptor.
 fn connection_limits(server: &ServerLimits) -> ConnectionLimits {
-    #[cfg(unix)]
-    let allowed = crate::process::open_files_limit()
-        .map(|files| files.saturating_sub(RESERVED_FILES).max(1) as usize)
-        .unwrap_or(usize::MAX);
-    #[cfg(not(unix))]
-    let allowed = usize::MAX;
+    let allowed = connections_allowed();
     if allowed < server.max_connections {
         tracing::warn!(
             configured = server.max_connections,
@@ -644,6 +640,17 @@ fn connection_limits(server: &ServerLimits) -> ConnectionLimits {
         first_request: Duration::from_secs(server.first_request_secs),
         idle: Duration::from_secs(server.idle_connection_secs),
     }
+}
+
+/// The connections the open-files limit leaves room for.
+fn connections_allowed() -> usize {
+    #[cfg(unix)]
+    let allowed = crate::process::open_files_limit()
+        .map(|files| files.saturating_sub(RESERVED_FILES).max(1) as usize)
+        .unwrap_or(usize::MAX);
+    #[cfg(not(unix))]
+    let allowed = usize::MAX;
+    allowed
 }
 
 /// Reads the PEM files of the `[tls]` section.
