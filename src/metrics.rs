@@ -182,7 +182,7 @@ impl Metrics {
             shed: counter(
                 &registry,
                 "servicedesk_calls_shed_total",
-                "Calls refused with RESOURCE_EXHAUSTED by a load limit: the server's calls in flight, or one client's share.",
+                "Calls refused with RESOURCE_EXHAUSTED by a load limit: the server's calls in flight, one client's share, or the streams that need no key (health watches, reflection).",
                 &["limit"],
             ),
             events: counter(
@@ -290,7 +290,7 @@ impl Metrics {
         for event in EVENTS {
             metrics.events.with_label_values(&[event]);
         }
-        for limit in ["server", "client"] {
+        for limit in ["server", "client", "keyless"] {
             metrics.shed.with_label_values(&[limit]);
         }
         for assigned in ["true", "false"] {

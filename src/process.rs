@@ -5,7 +5,10 @@
 //! truncated or made unwritable under its memory map) leaves a line in the log before the
 //! process dies of it.
 //!
-//! The only `unsafe` of the crate lives here: three calls into libc with fixed arguments.
+//! It also answers what only the kernel knows of the process: its CPU time, its page size and
+//! clock tick, and whether a group is one of its own.
+//!
+//! The only `unsafe` of the crate lives here: calls into libc with fixed arguments.
 
 /// The soft limit of open files in force.
 pub fn open_files_limit() -> std::io::Result<u64> {
@@ -77,4 +80,46 @@ pub fn log_bus_errors() {
         libc::sigemptyset(&mut action.sa_mask);
         libc::sigaction(libc::SIGBUS, &action, std::ptr::null_mut());
     }
+}
+
+/// User and system time of every thread of the process so far.
+pub fn cpu_time() -> Option<std::time::Duration> {
+    // SAFETY: getrusage only writes the struct passed by reference; all zeroes is a valid one.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return None;
+    }
+    let time = |t: libc::timeval| {
+        std::time::Duration::new(t.tv_sec.max(0) as u64, (t.tv_usec.max(0) as u32) * 1000)
+    };
+    Some(time(usage.ru_utime) + time(usage.ru_stime))
+}
+
+/// The size of a memory page, in bytes.
+pub fn page_size() -> i64 {
+    // SAFETY: sysconf only reads a configuration value.
+    unsafe { libc::sysconf(libc::_SC_PAGESIZE) }
+}
+
+/// Clock ticks per second, the unit of times in `/proc`.
+pub fn clock_ticks_per_second() -> i64 {
+    // SAFETY: sysconf only reads a configuration value.
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) }
+}
+
+/// Whether `gid` is this process's effective group or one of its supplementary groups.
+pub fn in_group(gid: u32) -> bool {
+    // SAFETY: getegid only reads the process's credentials.
+    if unsafe { libc::getegid() } == gid {
+        return true;
+    }
+    // SAFETY: getgroups with a count of 0 only returns how many there are; then it writes at
+    // most that many into a buffer of that size.
+    let count = unsafe { libc::getgroups(0, std::ptr::null_mut()) };
+    if count <= 0 {
+        return false;
+    }
+    let mut groups = vec![0 as libc::gid_t; count as usize];
+    let count = unsafe { libc::getgroups(count, groups.as_mut_ptr()) };
+    count > 0 && groups[..count as usize].contains(&gid)
 }

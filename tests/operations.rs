@@ -307,12 +307,13 @@ fn an_admin_key_file_that_holds_no_key_stops_the_start_with_the_form_expected() 
     let short = root.path().join("short-key");
     std::fs::write(&short, "sd_00c0ffee00aa_tooshort\n").unwrap();
     let missing = root.path().join("missing-key");
-    // Something endless is read only as far as a key could go.
+    // Only a regular file is read: not something endless.
     let endless = std::path::PathBuf::from("/dev/zero");
     for (file, says) in [
         (&short, "does not hold one key of the form"),
         (&missing, "cannot read the admin key file"),
-        (&endless, "does not hold one key of the form"),
+        (&endless, "is not a regular file"),
+        (&root.path().to_path_buf(), "is not a regular file"),
     ] {
         let output = start(file);
         assert_eq!(
@@ -330,6 +331,71 @@ fn an_admin_key_file_that_holds_no_key_stops_the_start_with_the_form_expected() 
     assert!(
         !root.path().join("data").exists(),
         "nothing was created before the configuration was found wrong"
+    );
+}
+
+#[tokio::test]
+async fn a_pipe_as_the_admin_key_file_stops_the_start_at_once() {
+    let root = new_root();
+    let pipe = root.path().join("admin-key");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&pipe)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    // Opening a pipe for reading waits for a writer: a start that opened it would wait for
+    // ever, saying nothing.
+    let args = [
+        "serve".to_string(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--data-dir".into(),
+        root.path().join("data").display().to_string(),
+        "--admin-key-file".into(),
+        pipe.display().to_string(),
+    ];
+    let exited = run_to_exit(&args, Duration::from_secs(10))
+        .await
+        .expect("the start ends on its own");
+    assert_eq!(exited.status.code(), Some(2), "{}", exited.output);
+    assert!(
+        exited.output.contains("is not a regular file"),
+        "{}",
+        exited.output
+    );
+}
+
+#[tokio::test]
+async fn an_admin_key_file_others_can_read_is_taken_with_a_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    let secrets = new_root();
+    let file = secrets.path().join("admin-key");
+    let key = format!("sd_00c0ffee00cc_{}", "r3ad".repeat(10));
+    std::fs::write(&file, format!("{key}\n")).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let launch = |file: &std::path::Path| Launch {
+        dev: false,
+        extra_args: vec!["--admin-key-file".into(), file.display().to_string()],
+        ..Launch::default()
+    };
+    let server = Server::launch(new_root(), launch(&file)).await;
+    ok(
+        server
+            .admin_as(&key)
+            .get_desk_status(GetDeskStatusRequest {})
+            .await,
+        "GetDeskStatus with the key from a file anyone can read",
+    );
+    let warned = "can be read by anyone (mode 644); make it readable by this server's user only";
+    assert!(server.log_text().contains(warned), "{}", server.log_text());
+    // Readable by its owner and its group, the process's own (a Secret mounted with fsGroup),
+    // it is taken without a word.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o440)).unwrap();
+    let server = Server::launch(server.terminate().await, launch(&file)).await;
+    assert!(
+        !server.log_text().contains("can be read by"),
+        "{}",
+        server.log_text()
     );
 }
 

@@ -4,6 +4,7 @@
 mod common;
 
 use std::io::{Seek, SeekFrom, Write};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -47,6 +48,92 @@ async fn a_second_server_on_the_same_data_directory_is_refused() {
     let server = Server::start_with(root, &[], None).await;
     let answer = ask(&mut server.desk(), inquiry("cust_lock", PASSWORD_RESET)).await;
     assert_eq!(answer.ticket.unwrap().status(), TicketStatus::Resolved);
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_be_written_stops_the_start_saying_why() {
+    let server = Server::start().await;
+    ask(&mut server.desk(), inquiry("cust_ro", PASSWORD_RESET)).await;
+    let root = server.terminate().await;
+    let db = root.path().join("data").join("desk.db");
+    // Immutable: not even root may write it (a mode of 0400 does not stop root).
+    let immutable = |flag: &str| {
+        let set = Command::new("chattr").arg(flag).arg(&db).status();
+        assert!(
+            set.is_ok_and(|s| s.success()),
+            "chattr {flag} {} (needs root on ext4 or similar)",
+            db.display()
+        );
+    };
+    immutable("+i");
+    let started = run_to_exit(&serve_args(&root.path().join("data")), EXIT_LIMIT).await;
+    immutable("-i");
+    let started = started.expect("a start on a store it cannot write ends on its own");
+    assert!(!started.status.success(), "{started:?}");
+    assert!(
+        started.output.contains("desk.db cannot be written"),
+        "the log says why: {}",
+        started.output
+    );
+    // Writable again, the next start serves.
+    let server = Server::start_with(root, &[], None).await;
+    ask(&mut server.desk(), inquiry("cust_rw", PASSWORD_RESET)).await;
+}
+
+#[tokio::test]
+async fn deleting_the_lock_file_does_not_let_a_second_server_in() {
+    let server = Server::start().await;
+    let data_dir = server.data_dir();
+    std::fs::remove_file(data_dir.join("desk.lock")).expect("delete desk.lock");
+    let second = run_to_exit(&serve_args(&data_dir), EXIT_LIMIT)
+        .await
+        .expect("a second server on a data directory in use must stop on its own");
+    assert!(!second.status.success(), "{second:?}");
+    assert!(
+        second
+            .output
+            .contains("in use by another servicedesk process"),
+        "the log says why: {}",
+        second.output
+    );
+    let answer = ask(&mut server.desk(), inquiry("cust_unlocked", PASSWORD_RESET)).await;
+    assert_eq!(answer.ticket.unwrap().status(), TicketStatus::Resolved);
+}
+
+#[tokio::test]
+async fn a_server_whose_log_another_process_wrote_to_stops_and_says_so() {
+    let mut server = Server::start().await;
+    let mut desk = server.desk();
+    ask(&mut desk, inquiry("cust_before", PASSWORD_RESET)).await;
+    let next = head(&server).await + 1;
+    // Another process writes the event this server was about to write.
+    let db = rusqlite::Connection::open(server.data_dir().join("desk.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    db.execute(
+        "INSERT INTO events (seq, time_ms, body) VALUES (?1, 0, x'00')",
+        [next as i64],
+    )
+    .unwrap();
+    drop(db);
+    let mut call = tonic::Request::new(inquiry("cust_after", PASSWORD_RESET));
+    call.set_timeout(Duration::from_secs(10));
+    let refused = desk.handle_inquiry(call).await;
+    assert!(
+        refused.is_err(),
+        "a change the store did not take: {refused:?}"
+    );
+    // The server stops, saying why, instead of refusing every change for ever.
+    let exited = server
+        .exit_within(Duration::from_secs(30))
+        .await
+        .expect("the server stops on its own");
+    assert!(!exited.success(), "{exited:?}");
+    let log = server.log_text();
+    assert!(
+        log.contains(&format!("event {next} is in the store's log already"))
+            && log.contains("run one server per data directory"),
+        "{log}"
+    );
 }
 
 #[cfg(unix)]
@@ -239,26 +326,48 @@ async fn a_full_disk_stops_changes_not_the_desk_and_it_resumes_by_itself() {
         .unwrap();
     limit_file_size(&server, &(largest + 64 * 1024).to_string());
 
-    // Changes go on until the store refuses one; that call is not answered (its batch waits
-    // to be committed), and every later change is refused at once.
+    // Changes go on until the store refuses one: that call is answered UNAVAILABLE at once,
+    // not acknowledged (its batch waits to be committed, and its ticket is kept), rather than
+    // left to wait out its deadline; every later change is refused at once.
     let mut refused = None;
     for n in 0..5_000 {
         let mut request = tonic::Request::new(inquiry(&format!("cust_fill_{n}"), PASSWORD_RESET));
-        request.set_timeout(Duration::from_secs(5));
+        request.set_timeout(Duration::from_secs(8));
+        let sent = std::time::Instant::now();
         match desk.handle_inquiry(request).await {
             Ok(answer) => acknowledged.push(answer.into_inner().ticket.unwrap().ticket_id),
-            Err(status) if status.code() == tonic::Code::Unavailable => {
+            Err(status) => {
+                assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+                assert!(
+                    sent.elapsed() < Duration::from_secs(2),
+                    "the call the store refused waited {:?}",
+                    sent.elapsed()
+                );
                 refused = Some(status);
                 break;
             }
-            // The call whose batch the store refused: not acknowledged.
-            Err(_) => {}
         }
     }
     let refused = refused.expect("with the disk full, changes are refused");
+    // Refused before its ticket was admitted, or while it settled: either way the caller
+    // learns that nothing was acknowledged and what becomes of the change.
+    let message = refused.message();
     assert!(
-        refused.message().contains("cannot write to its store"),
-        "the message says why: {refused:?}"
+        message.contains("could not write this change to its store")
+            && message.contains("retry with the same idempotency key")
+            || message.contains("cannot write to its store")
+                && message.contains("the ticket is answered once it can"),
+        "the message says why and what becomes of the change: {refused:?}"
+    );
+    let later = expect_code(
+        desk.handle_inquiry(inquiry("cust_fill_later", PASSWORD_RESET))
+            .await,
+        tonic::Code::Unavailable,
+        "a change while the store refuses writes",
+    );
+    assert!(
+        later.message().contains("cannot write to its store"),
+        "{later:?}"
     );
     assert_eq!(
         health_of(&server, "servicedesk.v1.DeskService").await,

@@ -1,9 +1,11 @@
 //! The server's connections, from accept to close, with the limits a service facing an
 //! unfriendly network needs beyond tonic's:
 //!
-//! - at most `max_connections` open at once: past it, a new connection is closed at once and
-//!   the log says so (once a minute at most); an exhausted file-descriptor table is waited out
-//!   instead of spun on;
+//! - at most `max_connections` open at once: past it, the connection idle longest (no call or
+//!   stream open) is closed to make room for the new one, so that a table filled with idle
+//!   connections never keeps a health probe out; with none idle, the new connection is closed
+//!   at once and the log says so (once a minute at most); an exhausted file-descriptor table is
+//!   waited out instead of spun on;
 //! - a connection must send its first request within `first_request_secs` (a port scanner, a
 //!   client that speaks no HTTP/2, or one that only connects is closed);
 //! - a connection with no call or stream open for `idle_connection_secs` is closed;
@@ -39,6 +41,11 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 const LOG_EVERY: Duration = Duration::from_secs(60);
 /// Accepted connections waiting for the server to take them.
 const ACCEPTED_BUFFER: usize = 64;
+/// Connections past `max_connections` while those closed to make room for them are still
+/// going: well within the file descriptors the server keeps in reserve.
+const EVICTION_SLACK: usize = 32;
+/// How long accepting waits for connections closed to make room to go.
+const EVICTION_WAIT: Duration = Duration::from_secs(1);
 
 /// The connection limits, from `[server]`.
 #[derive(Clone, Copy, Debug)]
@@ -89,8 +96,55 @@ impl Connection {
         CallGuard(self.clone())
     }
 
+    /// The address the connection comes from.
+    pub fn remote_ip(&self) -> Option<std::net::IpAddr> {
+        self.0.remote.map(|addr| addr.ip())
+    }
+
     fn elapsed_ms(&self) -> i64 {
         self.0.opened.elapsed().as_millis() as i64
+    }
+}
+
+impl State {
+    /// Since when nothing has been open on the connection, in ms since `opened`; `None` while a
+    /// call or stream is open.
+    fn idle_since_ms(&self) -> Option<i64> {
+        (self.open_calls.load(Ordering::Relaxed) == 0)
+            .then(|| self.idle_since_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// The connections open, to find the one idle longest when the table is full.
+#[derive(Default)]
+struct Live(Vec<std::sync::Weak<State>>);
+
+impl Live {
+    fn add(&mut self, connection: &Connection) {
+        self.0.push(Arc::downgrade(&connection.0));
+    }
+
+    /// Closes the connection that has been idle longest, if one is; forgets those gone.
+    fn close_idlest(&mut self) -> bool {
+        self.0.retain(|state| state.strong_count() > 0);
+        let idlest = self
+            .0
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .filter(|state| !state.kill.is_cancelled())
+            .filter_map(|state| {
+                let since = state.opened + Duration::from_millis(state.idle_since_ms()? as u64);
+                Some((since, state))
+            })
+            .min_by_key(|(since, _)| *since);
+        match idlest {
+            Some((_, state)) => {
+                tracing::debug!(remote = ?state.remote, "closing the connection idle longest to make room");
+                state.kill.cancel();
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -212,6 +266,7 @@ async fn accept_loop(
     tx: mpsc::Sender<io::Result<Socket>>,
 ) {
     let open = Arc::new(AtomicUsize::new(0));
+    let mut live = Live::default();
     let mut full = RateLimitedLog {
         last: None,
         suppressed: 0,
@@ -237,12 +292,27 @@ async fn accept_loop(
                 continue;
             }
         };
-        if open.load(Ordering::Relaxed) >= limits.max_connections {
+        // At the limit, an idle connection gives its place up (its socket closes moments
+        // later: the file descriptors kept in reserve cover the overlap). Past the overlap
+        // allowed, accepting waits a moment for those closing to go, while new connections
+        // wait their turn in the listen backlog.
+        if open.load(Ordering::Relaxed) >= limits.max_connections + EVICTION_SLACK {
+            let waited = Instant::now();
+            while open.load(Ordering::Relaxed) >= limits.max_connections + EVICTION_SLACK
+                && waited.elapsed() < EVICTION_WAIT
+            {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        let now_open = open.load(Ordering::Relaxed);
+        if now_open >= limits.max_connections
+            && !(now_open < limits.max_connections + EVICTION_SLACK && live.close_idlest())
+        {
             full.hit(|suppressed| {
                 tracing::warn!(
                     max_connections = limits.max_connections,
                     suppressed,
-                    "connection limit reached; closing new connections until some close"
+                    "connection limit reached with none idle; closing new connections until some close"
                 );
             });
             drop(stream);
@@ -251,6 +321,7 @@ async fn accept_loop(
         open.fetch_add(1, Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
         let connection = Connection::new(Some(remote));
+        live.add(&connection);
         tokio::spawn(watch(connection.clone(), limits));
         let socket = Socket {
             stream,

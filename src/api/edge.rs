@@ -2,8 +2,9 @@
 //!
 //! - load shedding across every connection: at most `limit` calls in flight at once, the next
 //!   one answered RESOURCE_EXHAUSTED at once instead of queueing without bound; and at most
-//!   `per_client` of them from one client (one presented key), so one caller cannot take them
-//!   all. Health checks are never shed, so probes keep telling the truth under load. A
+//!   `per_client` of them from one client (the client its key authenticates, however the key
+//!   is spelled and whichever of the client's keys it is), so one caller cannot take them all.
+//!   Health checks are never shed, so probes keep telling the truth under load. A
 //!   streaming call counts until its response starts, like a unary call until it returns;
 //! - a request's body must arrive within `body_deadline` (one message, sent at once by any
 //!   client): a caller that announces a large message and trickles it cannot hold a place;
@@ -20,7 +21,7 @@ use std::future::Future;
 use std::hash::BuildHasher;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -30,7 +31,10 @@ use tonic::codegen::http;
 use tower::{Layer, Service};
 
 use super::connections::{CallGuard, Connection};
-use super::status;
+use super::keyless::{self, KeylessLimits, KeylessStream, KeylessStreams};
+use super::{auth, status};
+use crate::clock::now_ms;
+use crate::keys::KeyRing;
 
 /// Paths never shed.
 const HEALTH: &str = "/grpc.health.v1.Health/";
@@ -44,14 +48,20 @@ pub struct EdgeLimits {
     pub per_client: usize,
     /// How long a request's body may take to arrive.
     pub body_deadline: Duration,
+    /// Streams that need no key (health watches, reflection).
+    pub keyless: KeylessLimits,
 }
 
 #[derive(Clone)]
 pub struct EdgeLayer {
+    /// The keys calls are authenticated with, to count each client's calls; without them
+    /// (tests of the edge alone) every call counts as one client's.
+    keys: Option<Arc<RwLock<KeyRing>>>,
     permits: Arc<Semaphore>,
     /// Calls ever given a permit: whether any came in while the edge looked idle.
     admitted: Arc<AtomicU64>,
     clients: Arc<ClientCalls>,
+    keyless: Arc<KeylessStreams>,
     limits: EdgeLimits,
     /// Calls shed, by the limit that shed them.
     shed: Option<prometheus::IntCounterVec>,
@@ -60,15 +70,24 @@ pub struct EdgeLayer {
 impl EdgeLayer {
     pub fn new(limits: EdgeLimits) -> Self {
         EdgeLayer {
+            keys: None,
             permits: Arc::new(Semaphore::new(limits.calls)),
             admitted: Arc::default(),
             clients: Arc::new(ClientCalls::default()),
+            keyless: Arc::new(KeylessStreams::new(limits.keyless)),
             limits,
             shed: None,
         }
     }
 
-    /// Counts the calls it sheds in `shed`, labelled by `limit` (`server`, `client`).
+    /// Tells clients apart by the client `keys` authenticate a call's key as.
+    pub fn authenticating(mut self, keys: Arc<RwLock<KeyRing>>) -> Self {
+        self.keys = Some(keys);
+        self
+    }
+
+    /// Counts the calls it sheds in `shed`, labelled by `limit` (`server`, `client`,
+    /// `keyless`).
     pub fn counting(mut self, shed: prometheus::IntCounterVec) -> Self {
         self.shed = Some(shed);
         self
@@ -120,7 +139,7 @@ pub struct Edge<S> {
     layer: EdgeLayer,
 }
 
-/// Calls in flight per client, by a keyed hash of the presented key (never the key itself).
+/// Calls in flight per client, by a keyed hash of the client's id.
 #[derive(Default)]
 struct ClientCalls {
     counts: Mutex<HashMap<u64, usize>>,
@@ -128,9 +147,9 @@ struct ClientCalls {
 }
 
 impl ClientCalls {
-    /// A place for one more call of this client, unless it has `limit` in flight.
-    fn enter(self: &Arc<Self>, key: Option<&[u8]>, limit: usize) -> Option<ClientCall> {
-        let client = self.hasher.hash_one(key.unwrap_or_default());
+    /// A place for one more call of `client`, unless it has `limit` in flight.
+    fn enter(self: &Arc<Self>, client: &str, limit: usize) -> Option<ClientCall> {
+        let client = self.hasher.hash_one(client);
         let mut counts = self.counts.lock().expect("client calls poisoned");
         let count = counts.entry(client).or_default();
         if *count >= limit {
@@ -162,13 +181,22 @@ impl Drop for ClientCall {
     }
 }
 
-/// The key a request presents, as the interceptor reads it, to tell clients apart.
-fn presented_key<B>(request: &http::Request<B>) -> Option<&[u8]> {
+/// The client a request's key authenticates, as the interceptor will: keys spelled apart
+/// (spaces, the case of `Bearer`) and a client's several keys are one client. A key that
+/// authenticates nobody counts as the client "" (such calls are refused as soon as the
+/// interceptor sees them), and so does every call when the edge has no keys.
+fn client_of<B>(keys: Option<&RwLock<KeyRing>>, request: &http::Request<B>) -> String {
     let headers = request.headers();
-    headers
-        .get("x-api-key")
-        .or_else(|| headers.get(http::header::AUTHORIZATION))
-        .map(|v| v.as_bytes())
+    let key = auth::key_in(|name| headers.get(name).map(|v| v.as_bytes()));
+    match (keys, key) {
+        (Some(keys), Ok(key)) => keys
+            .read()
+            .expect("key ring poisoned")
+            .authenticate(&key, now_ms())
+            .map(|client| client.client_id)
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -197,10 +225,21 @@ where
             // answer behind for the next span this thread makes (the call's, in traces).
             (tracing::level_filters::LevelFilter::current() >= tracing::Level::DEBUG)
                 .then(|| request.uri().path().to_owned());
-        let guard = request
-            .extensions()
-            .get::<Connection>()
-            .map(Connection::call_started);
+        let connection = request.extensions().get::<Connection>();
+        let peer = connection.and_then(Connection::remote_ip);
+        let mut guard = Held {
+            _call: connection.map(Connection::call_started),
+            _keyless: None,
+        };
+        if keyless::is_keyless_stream(request.uri().path()) {
+            match self.layer.keyless.enter(peer) {
+                Ok(stream) => guard._keyless = Some(stream),
+                Err(why) => {
+                    self.layer.count_shed("keyless");
+                    return refuse(path, guard, why);
+                }
+            }
+        }
         let deadline = self.layer.limits.body_deadline;
         if request.uri().path().starts_with(HEALTH) {
             let call = self.inner.call(with_body_deadline(request, deadline));
@@ -209,19 +248,14 @@ where
                 if let Some(path) = path {
                     tracing::debug!(method = %path, "call");
                 }
-                response.map(|r| {
-                    r.map(|body| Tracked {
-                        body,
-                        _guard: guard,
-                    })
-                })
+                response.map(|r| r.map(|body| Tracked { body, _held: guard }))
             });
         }
         let limits = &self.layer.limits;
-        let client = self
-            .layer
-            .clients
-            .enter(presented_key(&request), limits.per_client);
+        let client = self.layer.clients.enter(
+            &client_of(self.layer.keys.as_deref(), &request),
+            limits.per_client,
+        );
         let Some(client) = client else {
             self.layer.count_shed("client");
             return refuse(
@@ -244,10 +278,7 @@ where
                     drop(permit);
                     drop(client);
                     response.map(|response| {
-                        finish(response, path, started).map(|body| Tracked {
-                            body,
-                            _guard: guard,
-                        })
+                        finish(response, path, started).map(|body| Tracked { body, _held: guard })
                     })
                 })
             }
@@ -269,19 +300,14 @@ where
 /// RESOURCE_EXHAUSTED at once: load was shed.
 fn refuse<B: Default + Send + 'static, E: Send + 'static>(
     path: Option<String>,
-    guard: Option<CallGuard>,
+    guard: Held,
     message: String,
 ) -> BoxFuture<Result<http::Response<Tracked<B>>, E>> {
     if let Some(path) = path {
         tracing::debug!(method = %path, "call shed");
     }
     let refused = status::overloaded(&message).into_http::<B>();
-    Box::pin(async move {
-        Ok(refused.map(|body| Tracked {
-            body,
-            _guard: guard,
-        }))
-    })
+    Box::pin(async move { Ok(refused.map(|body| Tracked { body, _held: guard })) })
 }
 
 fn with_body_deadline<B>(
@@ -342,7 +368,14 @@ where
 pub struct Tracked<B> {
     body: B,
     /// Dropping it ends the call on its connection.
-    _guard: Option<CallGuard>,
+    _held: Held,
+}
+
+/// What a call holds until its response body is gone: its place on its connection, and a
+/// key-less stream's place among those.
+pub struct Held {
+    _call: Option<CallGuard>,
+    _keyless: Option<KeylessStream>,
 }
 
 impl<B: Body + Unpin> Body for Tracked<B> {
@@ -444,6 +477,7 @@ mod tests {
             calls: 4,
             per_client: 4,
             body_deadline: Duration::from_secs(5),
+            keyless: KeylessLimits::for_connections(16),
         });
         let slow = Slow {
             takes: Duration::from_millis(300),

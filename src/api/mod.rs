@@ -16,6 +16,7 @@ mod edge;
 mod escalation;
 mod forward;
 mod front;
+mod keyless;
 mod lag;
 mod observed;
 mod requests;
@@ -42,6 +43,7 @@ pub use edge::{EdgeLayer, EdgeLimits};
 pub use escalation::CLIENT_ID_HEADER;
 pub use forward::{Connections, ForwardLayer, Route, FORWARDED};
 pub use front::FrontLayer;
+pub use keyless::KeylessLimits;
 pub use observed::ObservedLayer;
 
 /// The state every service handler shares.

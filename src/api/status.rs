@@ -21,6 +21,7 @@
 //! | a watch from before what retention kept | `OUT_OF_RANGE` |
 //! | `DeskError::Unavailable` / `Kept`, shutting down | `UNAVAILABLE` (a waiting HandleInquiry names its ticket) |
 //! | `DeskError::StoreFailing`: the store refuses writes (a full disk) | `UNAVAILABLE`, until it takes them again |
+//! | `DeskError::NotCommitted`: the store stopped taking writes while a change waited for its commit | `UNAVAILABLE` at once |
 //! | `StoreError` on a read | `INTERNAL` (`STORE_ERROR`), logged |
 
 use tonic::{Code, Status};
@@ -121,7 +122,9 @@ pub fn desk(err: DeskError) -> Status {
             "UNAVAILABLE",
             "the desk is shutting down; retry against a running server".into(),
         ),
-        DeskError::Kept { .. } | DeskError::StoreFailing(_) => unavailable(&err.to_string()),
+        DeskError::Kept { .. } | DeskError::StoreFailing(_) | DeskError::NotCommitted(_) => {
+            unavailable(&err.to_string())
+        }
         DeskError::Store(e) => store(e),
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! The `prometheus` crate has a collector for these, but it exports the CPU time in whole
 //! seconds: a server using a tenth of a core shows a rate that jumps between 0 and 1 from one
-//! scrape to the next. This one takes it from `getrusage`, in microseconds.
+//! scrape to the next. This one takes it from `getrusage`, in microseconds (through
+//! [`crate::process`], home of the crate's calls into libc).
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
@@ -79,7 +80,7 @@ impl ProcessCollector {
 
     /// Reads the kernel's figures into the metrics; a figure it cannot read keeps its last value.
     fn read(&self) {
-        if let Some(seconds) = cpu_seconds() {
+        if let Some(seconds) = crate::process::cpu_time().map(|t| t.as_secs_f64()) {
             // A counter only goes up: two scrapes at once may both add, never subtract.
             let past = self.cpu_seconds.get();
             if seconds > past {
@@ -90,12 +91,12 @@ impl ProcessCollector {
             // The directory's own descriptor, open while it is read, is not counted.
             self.open_fds.set(fds.count() as i64 - 1);
         }
-        if let Some(limit) = open_files_limit() {
-            self.max_fds.set(limit);
+        if let Ok(limit) = crate::process::open_files_limit() {
+            self.max_fds.set(i64::try_from(limit).unwrap_or(i64::MAX));
         }
         if let Ok(statm) = std::fs::read_to_string("/proc/self/statm") {
             let mut pages = statm.split_whitespace().map(str::parse::<i64>);
-            let page = page_size();
+            let page = crate::process::page_size();
             if let (Some(Ok(size)), Some(Ok(resident))) = (pages.next(), pages.next()) {
                 self.virtual_memory.set(size * page);
                 self.resident_memory.set(resident * page);
@@ -127,31 +128,6 @@ impl Collector for ProcessCollector {
     }
 }
 
-/// User and system time of every thread of the process so far, in seconds.
-fn cpu_seconds() -> Option<f64> {
-    // SAFETY: getrusage writes a whole `rusage` into the zeroed one it is given.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
-        return None;
-    }
-    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    Some(seconds(usage.ru_utime) + seconds(usage.ru_stime))
-}
-
-fn open_files_limit() -> Option<i64> {
-    // SAFETY: getrlimit writes a whole `rlimit` into the zeroed one it is given.
-    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return None;
-    }
-    i64::try_from(limit.rlim_cur).ok()
-}
-
-fn page_size() -> i64 {
-    // SAFETY: sysconf only reads a configuration value.
-    unsafe { libc::sysconf(libc::_SC_PAGESIZE) }
-}
-
 /// `/proc/self/stat`'s fields counted from 1 as proc(5) numbers them.
 const THREADS_FIELD: usize = 20;
 const START_TIME_FIELD: usize = 22;
@@ -168,8 +144,7 @@ fn stat_field(field: usize) -> Option<i64> {
 /// plus the boot time.
 fn start_time_seconds() -> Option<i64> {
     let ticks = stat_field(START_TIME_FIELD)?;
-    // SAFETY: sysconf only reads a configuration value.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let per_second = crate::process::clock_ticks_per_second();
     let boot = std::fs::read_to_string("/proc/stat").ok()?;
     let boot: i64 = boot
         .lines()

@@ -100,9 +100,31 @@ impl DeskHandle {
             }))
         });
         self.submit(job)?;
-        match rx.instrument(span).await {
-            Ok(result) => Ok(result?),
-            Err(_) => Err(DeskError::Unavailable),
+        tokio::select! {
+            answer = rx.instrument(span) => match answer {
+                Ok(result) => Ok(result?),
+                Err(_) => Err(DeskError::Unavailable),
+            },
+            why = self.store_refuses_writes() => Err(DeskError::NotCommitted(why)),
+        }
+    }
+
+    /// Resolves, with the reason, once the store refuses writes: a change waiting for its
+    /// commit then waits no longer (the writer retries it, and the caller hears at once that
+    /// it was not acknowledged, instead of waiting out its deadline).
+    pub(super) async fn store_refuses_writes(&self) -> String {
+        let mut health = self.store_health.clone();
+        let failing = health
+            .wait_for(|h| matches!(h, StoreHealth::Failing(_)))
+            .await
+            .map(|now| match &*now {
+                StoreHealth::Failing(why) => why.clone(),
+                _ => unreachable!("waited for a failing store"),
+            });
+        match failing {
+            Ok(why) => why,
+            // The runtime is gone: whatever else the caller waits on ends too.
+            Err(_) => std::future::pending().await,
         }
     }
 

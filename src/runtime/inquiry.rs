@@ -198,6 +198,8 @@ impl DeskHandle {
             prepared: Some(prepared),
         };
         let (waiter, settled) = oneshot::channel();
+        // The store may stop taking writes before the admission is committed (NotCommitted:
+        // which ticket a racing retry joined is not known here), or while the ticket settles.
         let admission = self
             .run(move |core, now| core.admit(new, stored, waiter, now))
             .await?;
@@ -236,6 +238,12 @@ impl DeskHandle {
         let ticket = tokio::select! {
             t = settled => t.map_err(|_| kept("the desk stopped before answering"))?,
             _ = grace_over => return Err(kept("the server is shutting down")),
+            why = self.store_refuses_writes() => {
+                return Err(kept(&format!(
+                    "the desk cannot write to its store ({why}); the ticket is answered once it \
+                     can"
+                )))
+            }
         };
         Ok(Answer { ticket, replayed })
     }

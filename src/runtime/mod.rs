@@ -60,6 +60,10 @@ pub enum DeskError {
     /// The store refuses writes; the desk refuses changes until it takes them again.
     #[error("the desk cannot write to its store ({0}); it refuses changes until the store takes writes again, and retries by itself; reads go on")]
     StoreFailing(String),
+    /// The store stopped taking writes while this change waited for its commit: it was not
+    /// acknowledged, and is committed if and when the store takes writes again.
+    #[error("the desk could not write this change to its store ({0}); it is written if the store takes writes again, so read before you retry, or retry with the same idempotency key")]
+    NotCommitted(String),
     /// The desk stopped before a new ticket settled; the ticket is kept and can be fetched.
     #[error(
         "{why}; ticket {ticket_id} is kept: fetch it with GetTicket or follow it with WatchTicket"

@@ -154,10 +154,11 @@ fn commit(
                 }
                 return Ok(report);
             }
-            // Another server leads now: retrying can only fail again, and nothing of this
-            // batch was acknowledged. The desk stops; its callers hear UNAVAILABLE.
-            Err(err @ StoreError::Deposed(_)) => {
-                tracing::error!(error = %err, events = batch.events.len(), "deposed: stopping without writing");
+            // Another server leads now, or another process wrote to the store: retrying can
+            // only fail again, and nothing of this batch was acknowledged. The desk stops; its
+            // callers hear UNAVAILABLE.
+            Err(err @ (StoreError::Deposed(_) | StoreError::WrittenElsewhere(_))) => {
+                tracing::error!(error = %err, events = batch.events.len(), "stopping without writing");
                 shared.closing.cancel();
                 return Err(err);
             }

@@ -23,8 +23,8 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::api::connections::{self, ConnectionLimits};
 use crate::api::{
-    Api, ApiKeyCheck, EdgeLayer, EdgeLimits, ForwardLayer, FrontLayer, ObservedLayer,
-    CLIENT_ID_HEADER,
+    Api, ApiKeyCheck, EdgeLayer, EdgeLimits, ForwardLayer, FrontLayer, KeylessLimits,
+    ObservedLayer, CLIENT_ID_HEADER,
 };
 use crate::clock::now_ms;
 use crate::config::{Config, ServerLimits, TlsSection};
@@ -184,7 +184,7 @@ async fn lead(
         });
     }
     let (health, health_service) = health(&handle, &observed.metrics).await;
-    let edge = edge_layer(&config.server);
+    let edge = edge_layer(&config.server).authenticating(handle.keys());
     let leading = keeper.as_ref().map(|k| k.lease());
     let router = services(
         config,
@@ -213,6 +213,9 @@ async fn lead(
         Err(StopError::Store(store::StoreError::Deposed(why))) => {
             tracing::warn!("{why}");
             return Ok(Ended::Deposed);
+        }
+        Err(StopError::Store(err @ store::StoreError::WrittenElsewhere(_))) => {
+            return Err(anyhow::Error::new(err).context("the desk stopped"))
         }
         result => result.context("the store could not be flushed")?,
     }
@@ -292,6 +295,7 @@ fn edge_layer(limits: &ServerLimits) -> EdgeLayer {
         calls: limits.max_concurrent_requests,
         per_client: limits.per_client(),
         body_deadline: Duration::from_secs(limits.request_body_secs),
+        keyless: KeylessLimits::for_connections(limits.max_connections.min(connections_allowed())),
     })
 }
 
@@ -623,12 +627,7 @@ const RESERVED_FILES: u64 = 128;
 /// The connection limits of `[server]`, with `max_connections` kept below what the open-files
 /// limit allows, so the store and health probes always find a descriptor.
 fn connection_limits(server: &ServerLimits) -> ConnectionLimits {
-    #[cfg(unix)]
-    let allowed = crate::process::open_files_limit()
-        .map(|files| files.saturating_sub(RESERVED_FILES).max(1) as usize)
-        .unwrap_or(usize::MAX);
-    #[cfg(not(unix))]
-    let allowed = usize::MAX;
+    let allowed = connections_allowed();
     if allowed < server.max_connections {
         tracing::warn!(
             configured = server.max_connections,
@@ -641,6 +640,17 @@ fn connection_limits(server: &ServerLimits) -> ConnectionLimits {
         first_request: Duration::from_secs(server.first_request_secs),
         idle: Duration::from_secs(server.idle_connection_secs),
     }
+}
+
+/// The connections the open-files limit leaves room for.
+fn connections_allowed() -> usize {
+    #[cfg(unix)]
+    let allowed = crate::process::open_files_limit()
+        .map(|files| files.saturating_sub(RESERVED_FILES).max(1) as usize)
+        .unwrap_or(usize::MAX);
+    #[cfg(not(unix))]
+    let allowed = usize::MAX;
+    allowed
 }
 
 /// Reads the PEM files of the `[tls]` section.

@@ -299,7 +299,7 @@ async fn follow(
         promoted.clone(),
     ));
     let (health, health_service) = health(&handle, &observed.metrics).await;
-    let edge = edge_layer(&config.server);
+    let edge = edge_layer(&config.server).authenticating(handle.keys());
     let forward = ForwardLayer::new(
         routes,
         &me.name,

@@ -11,9 +11,21 @@ use super::StoreError;
 /// The lock file in the data directory.
 pub const LOCK_FILE: &str = "desk.lock";
 
-/// Creates the data directory (owner-only when it is new) and takes its exclusive lock, or says
-/// which directory is in use. The lock goes with the returned file, also when the process dies.
-pub fn lock_dir(dir: &Path) -> Result<File, StoreError> {
+/// The data directory's locks, held for as long as this is.
+#[derive(Debug)]
+pub struct DirLock {
+    _directory: File,
+    _file: File,
+}
+
+/// Creates the data directory (owner-only when it is new) and takes its exclusive locks, or
+/// says which directory is in use. The locks go with the returned value, also when the process
+/// dies.
+///
+/// Two locks: one on the directory itself, which no file operation inside it can take away
+/// (deleting `desk.lock` once let a second server in), and one on `desk.lock`, which servers
+/// of earlier versions take, so that neither kind of server starts beside the other.
+pub fn lock_dir(dir: &Path) -> Result<DirLock, StoreError> {
     if !dir.exists() {
         let mut builder = std::fs::DirBuilder::new();
         builder.recursive(true);
@@ -25,17 +37,27 @@ pub fn lock_dir(dir: &Path) -> Result<File, StoreError> {
         builder.create(dir)?;
     }
     let path = dir.join(LOCK_FILE);
-    let file = owner_only_options().read(true).write(true).open(&path)?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::InUse(format!(
+    let in_use = || {
+        StoreError::InUse(format!(
             "the data directory {} is in use by another servicedesk process (it holds {}); \
              stop that process, or give this one its own data directory",
             dir.display(),
             path.display()
-        ))),
-        Err(std::fs::TryLockError::Error(err)) => Err(err.into()),
+        ))
+    };
+    let directory = File::open(dir)?;
+    let file = owner_only_options().read(true).write(true).open(&path)?;
+    for lock in [&directory, &file] {
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(in_use()),
+            Err(std::fs::TryLockError::Error(err)) => return Err(err.into()),
+        }
     }
+    Ok(DirLock {
+        _directory: directory,
+        _file: file,
+    })
 }
 
 /// Creates `path` owner-only if it does not exist; makes it owner-only if it does.

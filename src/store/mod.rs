@@ -248,6 +248,11 @@ pub enum StoreError {
     /// that cannot be read, a TLS connection its settings refused. Saying which is the message.
     #[error("{0}")]
     Settings(String),
+    /// Something else wrote to the store under this server (its log holds a sequence this
+    /// server was about to write): what the server holds in memory is not the desk any more,
+    /// and it must stop rather than write over, or beside, the other writer.
+    #[error("{0}")]
+    WrittenElsewhere(String),
 }
 
 /// An API key as persisted: never the secret, only its SHA-256.

@@ -192,7 +192,18 @@ impl<'t> LogWriter<'t> {
                 ticket,
                 first,
                 encode(&record)
-            ])?;
+            ])
+            .map_err(|err| match err.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::WrittenElsewhere(
+                    format!(
+                        "event {} is in the store's log already: another process wrote to this \
+                         store under this server, which stops rather than write beside it; run one \
+                         server per data directory, then restart this one",
+                        event.seq
+                    ),
+                ),
+                _ => err.into(),
+            })?;
         Ok(())
     }
 }

@@ -79,7 +79,7 @@ pub struct SqliteStore {
     /// Stops what the maintenance connection is running, for a quick exit.
     interrupt: rusqlite::InterruptHandle,
     /// The data directory's lock, held for as long as the store is open.
-    _lock: std::fs::File,
+    _lock: files::DirLock,
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -114,7 +114,21 @@ impl SqliteStore {
     /// earlier schema is checked and migrated first ([`schema`]).
     pub fn open(dir: &Path, durability: Durability) -> Result<Self, StoreError> {
         let mut store = Self::open_as_is(dir, durability)?;
-        schema::prepare(store.writer.get_mut().expect("writer poisoned"))?;
+        let writer = store.writer.get_mut().expect("writer poisoned");
+        // SQLite opens a file it may not write read-only, without a word: every commit would
+        // then fail, and go on failing after the file is made writable again.
+        if writer.is_readonly(rusqlite::MAIN_DB)? {
+            return Err(StoreError::Io(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} cannot be written (its mode or owner, an immutable attribute, or a \
+                     read-only file system): make it writable by this server's user, then start \
+                     again",
+                    store.path.display()
+                ),
+            )));
+        }
+        schema::prepare(writer)?;
         Ok(store)
     }
 
