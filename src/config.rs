@@ -681,6 +681,7 @@ impl Config {
                 source,
                 password_file,
                 overrides.store_password,
+                &mut warnings,
             )?),
             None => {
                 // A password for no database is a setting that went astray, not one to ignore.
@@ -727,71 +728,16 @@ impl Config {
     }
 }
 
-/// Bytes of a file holding a secret read, at most: a key or a password is short, and a path
-/// to something endless must not hold the start.
-const SECRET_FILE_BYTES: u64 = 4096;
+/// Bytes of an admin key file read, at most: a key is short.
+const ADMIN_KEY_FILE_BYTES: u64 = 4096;
 
-/// The text of a file holding a secret (`what` names it in messages), and a warning when others
-/// than this process's user and groups may read it (as ssh warns of a private key's mode).
-///
-/// Only a regular file is read (a symlink to one too, as Kubernetes mounts a Secret): a FIFO
-/// would block the start until somebody writes to it, a device could be endless. It is opened
-/// without blocking and checked once open, so it cannot be swapped between the check and the
-/// read. A file readable by its group is expected when the group is one of this process's (a
-/// Secret mounted with `fsGroup`); by another group, or by anyone, it is worth a warning.
-pub fn read_secret_file(path: &Path, what: &str) -> Result<(String, Option<String>), ConfigError> {
-    use std::io::Read;
-    #[cfg(unix)]
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-    let unreadable = |e: std::io::Error| {
-        ConfigError::Invalid(format!("cannot read the {what} {}: {e}", path.display()))
-    };
-    let mut open = std::fs::OpenOptions::new();
-    open.read(true);
-    #[cfg(unix)]
-    open.custom_flags(libc::O_NONBLOCK);
-    let file = open.open(path).map_err(unreadable)?;
-    let metadata = file.metadata().map_err(unreadable)?;
-    if !metadata.is_file() {
-        return Err(ConfigError::Invalid(format!(
-            "the {what} {} is not a regular file (a pipe, a device or a directory); put the \
-             secret in a file",
-            path.display()
-        )));
-    }
-    let mut bytes = Vec::new();
-    file.take(SECRET_FILE_BYTES)
-        .read_to_end(&mut bytes)
-        .map_err(unreadable)?;
-    #[cfg(unix)]
-    let warning = {
-        let mode = metadata.mode();
-        let ours = crate::process::in_group(metadata.gid());
-        let exposed = if mode & 0o004 != 0 {
-            Some("anyone")
-        } else if mode & 0o040 != 0 && !ours {
-            Some("its group, which this process is not in,")
-        } else {
-            None
-        };
-        exposed.map(|who| {
-            format!(
-                "the {what} {} can be read by {who} (mode {:o}); make it readable by this \
-                 server's user only: chmod 600",
-                path.display(),
-                mode & 0o777
-            )
-        })
-    };
-    #[cfg(not(unix))]
-    let warning = None;
-    Ok((String::from_utf8_lossy(&bytes).into_owned(), warning))
-}
-
-/// The key in an admin key file, checked (see [`read_secret_file`]).
+/// The key in an admin key file, checked (see [`crate::secrets`]).
 fn chosen_key(path: &Path, warnings: &mut Vec<String>) -> Result<ChosenKey, ConfigError> {
-    let (text, warning) = read_secret_file(path, "admin key file")?;
-    warnings.extend(warning);
+    let named = format!("the admin key file {}", path.display());
+    let file =
+        crate::secrets::read(path, &named, ADMIN_KEY_FILE_BYTES).map_err(ConfigError::Invalid)?;
+    warnings.extend(file.exposed);
+    let text = String::from_utf8_lossy(&file.bytes);
     ChosenKey::parse(&text).ok_or_else(|| {
         ConfigError::Invalid(format!(
             "the admin key file {} does not hold one key of the form sd_<key id: 12 hex \

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod process;
 pub mod proto;
 pub mod runtime;
+pub mod secrets;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -296,13 +296,17 @@ fn migrate(from: &str, to: &str, password_file: Option<PathBuf>) -> ExitCode {
     };
     let password_file =
         password_file.map(|path| (path, "--password-file (SERVICEDESK_STORE_PASSWORD_FILE)"));
-    let to = match database(to, "--to", password_file, store_password()) {
+    let mut warnings = Vec::new();
+    let to = match database(to, "--to", password_file, store_password(), &mut warnings) {
         Ok(to) => to,
         Err(err) => {
             eprintln!("servicedesk: {err}");
             return ExitCode::from(2);
         }
     };
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
     match servicedesk::store::copy_desk(std::path::Path::new(dir), &to) {
         Ok(c) => {
             println!(

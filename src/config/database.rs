@@ -8,12 +8,13 @@ use crate::store::postgres::{Password, Target};
 
 /// The PostgreSQL database at `url` (given by the setting `source`), checked, with the
 /// password from the URL, the file `password_file` names or `password`: at most one of them.
-/// The file is read here, once.
+/// The file is read here, once; what to warn of it (others may read it) goes to `warnings`.
 pub fn database(
     url: &str,
     source: &str,
     password_file: Option<(PathBuf, &str)>,
     password: Option<Password>,
+    warnings: &mut Vec<String>,
 ) -> Result<Target, ConfigError> {
     let invalid = |message: String| ConfigError::Invalid(format!("{source}: {message}"));
     let url = url.trim();
@@ -26,9 +27,10 @@ pub fn database(
     }
     let mut passwords = Vec::new();
     if let Some((path, setting)) = password_file {
-        passwords.push(
-            Password::from_file(&path, setting).map_err(|e| ConfigError::Invalid(e.to_string()))?,
-        );
+        let (read, exposed) =
+            Password::from_file(&path, setting).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        passwords.push(read);
+        warnings.extend(exposed);
     }
     passwords.extend(password);
     Target::parse(url, passwords).map_err(|e| invalid(e.to_string()))

@@ -154,21 +154,13 @@ impl Password {
 
     /// The password held by the file at `path`, less one trailing line break; `source` says
     /// which setting named the file. The file is read once, at most
-    /// [`PASSWORD_FILE_BYTES`] of it.
-    pub fn from_file(path: &Path, source: &str) -> Result<Password, StoreError> {
-        let mut secret = read_at_most(path, PASSWORD_FILE_BYTES + 1).map_err(|e| {
-            StoreError::Settings(format!(
-                "cannot read the database password file {} ({source}): {e}",
-                path.display()
-            ))
-        })?;
-        if secret.len() as u64 > PASSWORD_FILE_BYTES {
-            return Err(StoreError::Settings(format!(
-                "the database password file {} ({source}) is longer than {PASSWORD_FILE_BYTES} \
-                 bytes; it must hold the password alone",
-                path.display()
-            )));
-        }
+    /// [`PASSWORD_FILE_BYTES`] of it, only if it is a regular file ([`crate::secrets`]); with
+    /// it, a warning when others may read the file.
+    pub fn from_file(path: &Path, source: &str) -> Result<(Password, Option<String>), StoreError> {
+        let named = format!("the database password file {} ({source})", path.display());
+        let file = crate::secrets::read(path, &named, PASSWORD_FILE_BYTES)
+            .map_err(StoreError::Settings)?;
+        let mut secret = file.bytes;
         // Written by `echo` or an editor, a file ends with a line break that is no part of
         // the password.
         if secret.ends_with(b"\n") {
@@ -178,15 +170,13 @@ impl Password {
             }
         }
         if secret.is_empty() {
-            return Err(StoreError::Settings(format!(
-                "the database password file {} ({source}) is empty",
-                path.display()
-            )));
+            return Err(StoreError::Settings(format!("{named} is empty")));
         }
-        Ok(Password::new(
+        let password = Password::new(
             secret,
             format!("the password file {} ({source})", path.display()),
-        ))
+        );
+        Ok((password, file.exposed))
     }
 
     /// Where the password came from.
