@@ -589,6 +589,36 @@ async fn tls_from_the_config_file_serves_only_tls() {
     let answer = ask(&mut server.desk(), inquiry("cust_tls", PASSWORD_RESET)).await;
     assert_eq!(answer.ticket.unwrap().status(), TicketStatus::Resolved);
 
+    // The health command trusts the CA it is given, or the system's (SSL_CERT_FILE stands in
+    // for a CA installed on the machine), and refuses a certificate nothing it trusts signed.
+    let address = format!("https://localhost:{}", server.addr().port());
+    let health = |extra: &[&str]| {
+        let mut args = vec!["health", "--address", &address, "--timeout-secs", "5"];
+        args.extend_from_slice(extra);
+        args.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let ca = cert.display().to_string();
+    let given = run_to_exit(&health(&["--ca", &ca]), Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert!(given.status.success(), "{given:?}");
+    let system = run_to_exit_with_env(
+        &health(&[]),
+        &[("SSL_CERT_FILE", &ca)],
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
+    assert!(system.status.success(), "{system:?}");
+    let untrusted = run_to_exit_with_env(
+        &health(&[]),
+        &[("SSL_CERT_FILE", "/dev/null")],
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
+    assert!(!untrusted.status.success(), "{untrusted:?}");
+
     // A plaintext client gets nowhere: to the HTTP/2 preface a TLS server answers with a TLS
     // alert or by hanging up, never with an HTTP/2 frame.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
