@@ -552,3 +552,48 @@ async fn leader_out_of_reach(name: &str, lose: fn(&common::proxy::Proxy)) {
         .collect();
     assert_eq!(log, (1..=head).collect::<Vec<_>>());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_call_forwarded_to_a_leader_that_stops_answering_ends_when_the_lease_moves() {
+    let Some(desk) = ScratchDesk::new("a_forwarded_call_follows_the_lease") else {
+        return;
+    };
+    let with_ttl = |ttl: u64| format!("{}lease_ttl_secs = {ttl}\n", desk.config());
+    let leader = Server::start_with_config(&with_ttl(TTL.as_secs())).await;
+    // This one reads the lease seldom (every fifth of 30 s): the next leader is the other.
+    let follower = Server::start_with_config(&with_ttl(30)).await;
+    let next = Server::start_with_config(&with_ttl(TTL.as_secs())).await;
+    assert_eq!(desk.lease_holder_pid(), Some(leader.pid()));
+    ask(&mut follower.desk(), inquiry("cust_fwd_0", PASSWORD_RESET)).await;
+
+    // The leader stops answering; a change sent to the follower goes to it all the same.
+    leader.send_signal("STOP");
+    let mut call = tonic::Request::new(inquiry("cust_fwd_1", PASSWORD_RESET));
+    call.set_timeout(Duration::from_secs(60));
+    let sent = Instant::now();
+    let mut desk_client = follower.desk();
+    let answer = tokio::spawn(async move { desk_client.handle_inquiry(call).await });
+    until_served(&next, "the next server takes the lease").await;
+    assert_eq!(desk.lease_holder_pid(), Some(next.pid()));
+    // The follower reads the lease within 6 s and moves its route: the call held by the
+    // paused leader ends then, UNAVAILABLE, rather than at its 60 s deadline.
+    let ended = tokio::time::timeout(Duration::from_secs(20), answer)
+        .await
+        .expect("the forwarded call ends once the lease moves")
+        .unwrap();
+    let status = ended.expect_err("not answered by a paused leader");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("changed while this call was forwarded"),
+        "{status:?}"
+    );
+    eprintln!(
+        "a call forwarded to a paused leader ended after {:?}",
+        sent.elapsed()
+    );
+    // And the follower now forwards to the new leader.
+    until_served(&follower, "the follower forwards to the new leader").await;
+    leader.send_signal("CONT");
+}

@@ -7,8 +7,9 @@
 //!
 //! A forwarded call carries [`FORWARDED`]; a server that receives one without leading (the
 //! lease changed hands on the way) answers UNAVAILABLE rather than forward it again, and so
-//! does a follower that knows no leader (during a failover): clients retry, with their
-//! idempotency key where the call has one.
+//! does a follower that knows no leader (during a failover). A call waiting on a leader that
+//! stopped answering (paused, cut off) ends UNAVAILABLE as soon as the lease names another, not
+//! at its deadline. Clients retry, with their idempotency key where the call has one.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -205,13 +206,16 @@ where
             let call = self.inner.call(request);
             return Box::pin(async move { Ok(call.await?.map(tonic::body::Body::new)) });
         }
-        let channel = match route {
+        let (channel, leader) = match route {
             _ if request.headers().contains_key(FORWARDED) => {
                 return refuse(
                     "this server does not lead the desk (the lease changed hands); retry",
                 )
             }
-            Route::Follows { connections, .. } => connections.take(),
+            Route::Follows {
+                connections,
+                leader,
+            } => (connections.take(), leader),
             Route::Leads | Route::NoLeader => {
                 return refuse(
                     "no server leads the desk right now (a failover is under way); retry in a \
@@ -224,21 +228,27 @@ where
             .insert(FORWARDED, self.layer.name.clone());
         super::observed::continue_trace_in(request.headers_mut());
         let (ending, stale) = (self.layer.ending.clone(), self.layer.stale.clone());
+        let mut routes = self.layer.route.clone();
         let (mut channel, on) = channel;
         Box::pin(async move {
             let forwarded = async {
                 std::future::poll_fn(|cx| channel.poll_ready(cx)).await?;
                 channel.call(request).await
             };
+            // The leader it went to may stop answering (paused, cut off): once the lease names
+            // another, or this server stops following, the call ends instead of waiting out
+            // its deadline for a server that no longer leads.
+            let moved = async {
+                let _ = routes
+                    .wait_for(
+                        |now| !matches!(now, Route::Follows { leader: l, .. } if *l == leader),
+                    )
+                    .await;
+            };
             let answer = tokio::select! {
                 answer = forwarded => answer,
-                _ = ending.cancelled() => {
-                    return Ok(status::unavailable(
-                        "the server leading the desk changed while this call was forwarded to \
-                         it; retry",
-                    )
-                    .into_http());
-                }
+                _ = ending.cancelled() => return Ok(leader_changed()),
+                _ = moved => return Ok(leader_changed()),
             };
             Ok(match answer {
                 // The connection counts the call until its answer (a stream, maybe) ends.
@@ -298,6 +308,14 @@ impl<S> Forward<S> {
                 .lacks(&key)
         })
     }
+}
+
+/// UNAVAILABLE: the leader changed under a forwarded call.
+fn leader_changed() -> http::Response<tonic::body::Body> {
+    status::unavailable(
+        "the server leading the desk changed while this call was forwarded to it; retry",
+    )
+    .into_http()
 }
 
 /// UNAVAILABLE at once, saying why.
