@@ -449,18 +449,19 @@ impl LivenessProbe {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_leader_cut_off_from_the_database_hands_over_and_follows_once_it_is_back() {
-    leader_out_of_reach("a_leader_cut_off", common::proxy::Proxy::cut).await;
+    leader_out_of_reach("a_leader_cut_off", common::proxy::Proxy::cut, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_leader_partitioned_from_the_database_stays_alive_and_follows_once_it_is_back() {
-    leader_out_of_reach("a_leader_partitioned", common::proxy::Proxy::stall).await;
+    leader_out_of_reach("a_leader_partitioned", common::proxy::Proxy::stall, false).await;
 }
 
 /// A leader loses the database (`lose` cuts or stalls its connections): the other server takes
 /// over, the one out of reach stays alive to a liveness probe throughout, unready while it
-/// cannot reach the database, and serves again as a follower once it can.
-async fn leader_out_of_reach(name: &str, lose: fn(&common::proxy::Proxy)) {
+/// cannot reach the database, and serves again as a follower once it can. When the database
+/// refuses it at once (`refused_at_once`), so do its reads, UNAVAILABLE, for the client to retry.
+async fn leader_out_of_reach(name: &str, lose: fn(&common::proxy::Proxy), refused_at_once: bool) {
     use common::proxy::Proxy;
     let Some(desk) = ScratchDesk::new(name) else {
         return;
@@ -503,6 +504,14 @@ async fn leader_out_of_reach(name: &str, lose: fn(&common::proxy::Proxy)) {
         Code::Unavailable,
         "an inquiry to the cut-off server",
     );
+    if refused_at_once {
+        let first = acknowledged[0].ticket.as_ref().unwrap().ticket_id.clone();
+        let read = cut_off
+            .desk()
+            .get_ticket(GetTicketRequest { ticket_id: first })
+            .await;
+        expect_code(read, Code::Unavailable, "a read on the cut-off server");
+    }
 
     // Back in reach, it serves again, as a follower of the new leader.
     proxy.restore();

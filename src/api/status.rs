@@ -22,7 +22,8 @@
 //! | `DeskError::Unavailable` / `Kept`, shutting down | `UNAVAILABLE` (a waiting HandleInquiry names its ticket) |
 //! | `DeskError::StoreFailing`: the store refuses writes (a full disk) | `UNAVAILABLE`, until it takes them again |
 //! | `DeskError::NotCommitted`: the store stopped taking writes while a change waited for its commit | `UNAVAILABLE` at once |
-//! | `StoreError` on a read | `INTERNAL` (`STORE_ERROR`), logged |
+//! | `StoreError` on a read: the store out of reach or busy | `UNAVAILABLE` (`STORE_UNAVAILABLE`), logged |
+//! | `StoreError` on a read: a damaged or unreadable record | `DATA_LOSS` (`STORE_DAMAGED`), logged |
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -106,11 +107,23 @@ pub fn domain(err: DomainError) -> Status {
 
 pub fn store(err: StoreError) -> Status {
     tracing::error!(error = %err, "store read failed");
-    with_reason(
-        Code::Internal,
-        "STORE_ERROR",
-        "the desk could not read its store; try again".into(),
-    )
+    match err {
+        // What the store holds cannot be read back: no retry helps, an operator must look.
+        StoreError::Damaged(_) | StoreError::Corrupt(_) => with_reason(
+            Code::DataLoss,
+            "STORE_DAMAGED",
+            "the desk's store holds a record it cannot read; the operator has been told in the \
+             log"
+            .into(),
+        ),
+        // The store is out of reach or busy for now (a database restarting, a connection
+        // lost): a retry, here or on another server, succeeds once it is back.
+        _ => with_reason(
+            Code::Unavailable,
+            "STORE_UNAVAILABLE",
+            "the desk could not read its store just now; retry".into(),
+        ),
+    }
 }
 
 pub fn desk(err: DeskError) -> Status {
