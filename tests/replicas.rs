@@ -606,3 +606,57 @@ async fn a_call_forwarded_to_a_leader_that_stops_answering_ends_when_the_lease_m
     until_served(&follower, "the follower forwards to the new leader").await;
     leader.send_signal("CONT");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_whose_database_stops_answering_says_it_is_unready_and_stays_alive() {
+    use common::proxy::Proxy;
+    let Some(desk) = ScratchDesk::new("a_follower_partitioned") else {
+        return;
+    };
+    let extra = format!("lease_ttl_secs = {}\n", TTL.as_secs());
+    let leader = Server::start_with_config(&format!("{}{extra}", desk.config())).await;
+    let proxy = Proxy::start(desk.server_addr()).await;
+    let follower =
+        Server::start_with_config(&format!("{}{extra}", desk.config_via(proxy.addr))).await;
+    assert_eq!(desk.lease_holder_pid(), Some(leader.pid()));
+    ask(
+        &mut follower.desk(),
+        inquiry("cust_frozen_0", PASSWORD_RESET),
+    )
+    .await;
+    assert!(serving(&follower).await);
+
+    // The database stops answering this follower, without refusing anything.
+    let liveness = LivenessProbe::start(follower.addr(), Duration::from_millis(250));
+    proxy.stall();
+    let stalled = Instant::now();
+    poll_until(
+        Duration::from_secs(10),
+        "the follower reports NOT_SERVING",
+        || async { (!serving(&follower).await).then_some(()) },
+    )
+    .await;
+    eprintln!(
+        "a follower whose database stopped answering was unready after {:?}",
+        stalled.elapsed()
+    );
+    // Once it answers again, the follower is ready again by itself.
+    proxy.restore();
+    poll_until(
+        Duration::from_secs(20),
+        "the follower reports SERVING again",
+        || async { serving(&follower).await.then_some(()) },
+    )
+    .await;
+    ask(
+        &mut follower.desk(),
+        inquiry("cust_frozen_1", PASSWORD_RESET),
+    )
+    .await;
+    let (probes, failed) = liveness.stop().await;
+    assert!(
+        failed.is_empty(),
+        "liveness failed {} of {probes}: {failed:?}",
+        failed.len()
+    );
+}

@@ -8,8 +8,10 @@
 //! as a leader's writer does: watches on a follower see every event once, in order, and
 //! resume by sequence as anywhere else. It also keeps the key ring in step with the stored
 //! keys (a key revoked on the leader ends its streams here too), and reports a store it cannot
-//! read as failing.
+//! read as failing, and one that leaves a read unanswered (frozen, or cut off without a word)
+//! once it has for [`UNANSWERED`].
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -32,6 +34,9 @@ const TAIL_PAGE: usize = 512;
 const KEYS_EVERY: Duration = Duration::from_secs(1);
 /// The longest wait between two attempts on a store that fails.
 const RETRY_MAX: Duration = Duration::from_secs(2);
+/// How long one read of the log may go unanswered before the store counts as failing: a
+/// database that is frozen, or cut off without a word, fails no read, it just never answers.
+const UNANSWERED: Duration = Duration::from_secs(3);
 
 /// A followed desk: its handle, and the tail thread feeding it.
 pub struct Follower {
@@ -73,7 +78,14 @@ impl Follower {
             answer_grace: options.shutdown_grace / 2,
             store_health,
         });
+        let reading = Arc::new(Reading::default());
+        tokio::spawn(watch_reads(
+            reading.clone(),
+            health.clone(),
+            closing.clone(),
+        ));
         let tail = Tail {
+            reading,
             metrics: options.metrics.clone(),
             store,
             shared,
@@ -98,7 +110,74 @@ impl Follower {
     }
 }
 
+/// When the tail's read in progress began, if one is: ms since `since`, plus one (0: none).
+#[derive(Debug)]
+struct Reading {
+    since: Instant,
+    began: AtomicU64,
+}
+
+impl Default for Reading {
+    fn default() -> Self {
+        Reading {
+            since: Instant::now(),
+            began: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Reading {
+    fn begin(&self) {
+        let now = self.since.elapsed().as_millis() as u64 + 1;
+        self.began.store(now, Ordering::Relaxed);
+    }
+
+    fn end(&self) {
+        self.began.store(0, Ordering::Relaxed);
+    }
+
+    /// How long the read in progress has waited, if one is.
+    fn waited(&self) -> Option<Duration> {
+        match self.began.load(Ordering::Relaxed) {
+            0 => None,
+            began => Some(
+                self.since
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(began - 1)),
+            ),
+        }
+    }
+}
+
+/// Reports the store as failing while a read of it goes unanswered past [`UNANSWERED`]: the
+/// tail thread, waiting on it, cannot. The tail reports it healthy again once a read returns.
+async fn watch_reads(
+    reading: Arc<Reading>,
+    health: watch::Sender<StoreHealth>,
+    closing: CancellationToken,
+) {
+    let mut every = tokio::time::interval(UNANSWERED / 8);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = closing.cancelled() => return,
+        }
+        let Some(waited) = reading.waited().filter(|w| *w >= UNANSWERED) else {
+            continue;
+        };
+        if matches!(*health.borrow(), StoreHealth::Healthy) {
+            let why = format!(
+                "the shared store has not answered a read for {} ms",
+                waited.as_millis()
+            );
+            tracing::error!("{why}; this server stays unready until it does");
+            health.send_replace(StoreHealth::Failing(why));
+        }
+    }
+}
+
 struct Tail {
+    reading: Arc<Reading>,
     metrics: Arc<crate::metrics::Metrics>,
     store: Arc<dyn Store>,
     shared: Arc<dyn SharedStore>,
@@ -122,7 +201,9 @@ impl Tail {
         let mut wait = Duration::ZERO;
         let mut full_page = false;
         while !self.closing.is_cancelled() {
+            self.reading.begin();
             let step = self.step(&mut keys_read, full_page);
+            self.reading.end();
             match step {
                 Ok(full) => {
                     full_page = full;
