@@ -464,3 +464,55 @@ async fn the_health_command_succeeds_on_a_serving_server_and_fails_while_it_drai
         "the server was still draining when the health command answered"
     );
 }
+
+#[tokio::test]
+async fn unread_watches_replaying_large_events_hold_little_memory() {
+    // The attacker's budget: 2,000 watches from the start of a log of large events, on 10
+    // connections whose reader never opens its window.
+    const CONNECTIONS: usize = 10;
+    const PER_CONNECTION: usize = 200;
+    let config = "[server]\nmax_open_streams = 10000\nmax_concurrent_streams = 256\n";
+    let server = Server::start_with_config(config).await;
+    let mut desk = server.desk();
+    let large = format!("I need a refund. {}", "x".repeat(16 * 1024 - 32));
+    for n in 0..200 {
+        let request = inquiry(&format!("cust_large_{n}"), &large);
+        ask(&mut desk, request).await;
+    }
+    let idle = server.rss_kib();
+    let (mut held, mut connections) = (Vec::new(), Vec::new());
+    for _ in 0..CONNECTIONS {
+        let mut send = raw_connection(&server, 0).await;
+        for _ in 0..PER_CONNECTION {
+            send = send.ready().await.expect("a stream");
+            let (response, mut body) = send
+                .send_request(
+                    grpc_request(
+                        &server,
+                        "servicedesk.v1.EscalationService/WatchEscalations",
+                        TEST_KEY,
+                    ),
+                    false,
+                )
+                .expect("send the headers");
+            body.send_data(Bytes::from_static(&[0, 0, 0, 0, 0]), true)
+                .expect("send the request");
+            held.push((response, body));
+        }
+        connections.push(send);
+    }
+    // Every stream has had its chance to read the store.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let peak = server.rss_kib();
+    eprintln!(
+        "{} unread watches of a log of 16 KiB events: RSS {idle} KiB idle, {peak} KiB held",
+        CONNECTIONS * PER_CONNECTION
+    );
+    // The promise: a stream its reader does not take from holds at most one event's worth
+    // of the log beyond what HTTP/2 buffers for it, about 40 KiB in all here.
+    assert!(
+        peak.saturating_sub(idle) < 200 * 1024,
+        "RSS {idle} KiB idle, {peak} KiB with the unread watches"
+    );
+    drop((held, connections));
+}

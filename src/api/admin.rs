@@ -1,5 +1,7 @@
 //! AdminService: status, agents, reviewers, API keys, configuration and the whole event log.
 
+use std::sync::Arc;
+
 use tonic::{Request, Response, Status};
 
 use super::auth::client;
@@ -210,7 +212,7 @@ impl AdminService for Api {
         let connection = request.extensions().get::<Connection>().cloned();
         let w = requests::watch_events(request.into_inner())?;
         let kinds = w.select;
-        let keep = Box::new(move |e: &Event| kinds.is_empty() || kinds.contains(&e.kind()));
+        let keep = Arc::new(move |e: &Event| kinds.is_empty() || kinds.contains(&e.kind()));
         let spec = WatchSpec::whole_log(w.after, self.stalled_stream, keep, watch::DESK_EVENT);
         self.watch((&caller, connection), spec)
     }

@@ -1,5 +1,7 @@
 //! DeskService: the customers' side.
 
+use std::sync::Arc;
+
 use tonic::{Request, Response, Status};
 
 use super::auth::client;
@@ -7,7 +9,7 @@ use super::connections::Connection;
 use super::validate::encode_token;
 use super::watch::{self, Source, WatchSpec, WatchStream};
 use super::{convert, requests, status, Api};
-use crate::domain::event::EventBody;
+use crate::domain::event::{Event, EventBody};
 use crate::proto::encoded;
 use crate::proto::v1 as pb;
 use crate::proto::v1::desk_service_server::DeskService;
@@ -86,12 +88,12 @@ impl DeskService for Api {
                 id: ticket.id,
                 created_ms: ticket.created_ms,
             },
-            keep: Box::new(
-                move |e| matches!(&e.body, EventBody::Ticket { ticket, .. } if ticket.id == id),
+            keep: Arc::new(
+                move |e: &Event| matches!(&e.body, EventBody::Ticket { ticket, .. } if ticket.id == id),
             ),
             form: watch::TICKET_EVENT,
-            ends: Box::new(
-                |e| matches!(&e.body, EventBody::Ticket { ticket, .. } if ticket.status.is_final()),
+            ends: Arc::new(
+                |e: &Event| matches!(&e.body, EventBody::Ticket { ticket, .. } if ticket.status.is_final()),
             ),
             done_after_replay: Some(Box::new(move |store| {
                 let ticket = store.get_ticket(&watched)?;

@@ -1,5 +1,7 @@
 //! EscalationService: the reviewers' side.
 
+use std::sync::Arc;
+
 use tonic::{Request, Response, Status};
 
 use super::auth::client;
@@ -114,7 +116,7 @@ impl EscalationService for Api {
         let connection = request.extensions().get::<Connection>().cloned();
         let w = requests::watch_escalations(request.into_inner())?;
         let reviewer = w.select;
-        let keep = Box::new(move |e: &Event| match &reviewer {
+        let keep = Arc::new(move |e: &Event| match &reviewer {
             Some(id) => e.concerns_reviewer(id),
             None => true,
         });

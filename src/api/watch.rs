@@ -17,7 +17,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use futures_util::task::AtomicWaker;
-use tokio::sync::{broadcast, Notify, Semaphore};
+use tokio::sync::{broadcast, Notify, Semaphore, SemaphorePermit};
 use tokio_stream::Stream;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tonic::Status;
@@ -29,13 +29,21 @@ use super::status;
 use crate::domain::event::Event;
 use crate::proto::encoded::Encoded;
 use crate::proto::v1 as pb;
-use crate::runtime::{DeskHandle, LiveEvent, Published, FORMS};
+use crate::runtime::{event_bytes, DeskHandle, LiveEvent, Published, FORMS};
 use crate::store::{Retained, Store, StoreError};
 
-/// Events read from the store per catch-up query. A watch holds one page at a time, decoded
-/// (a ticket event is a few KB in memory): a watch that fell behind costs the store a query per
-/// page, not memory, however far behind it is.
+/// Events read from the store per catch-up query, at most.
 const REPLAY_PAGE: usize = 32;
+/// What a page a watch holds between its client's reads may weigh, decoded ([`event_bytes`]):
+/// the events it keeps (those it will send) until they come to this. A page with one event
+/// only is handed over in the read that made it: a stream whose client does not read holds no
+/// page at all then.
+const PAGE_BYTES: usize = 32 * 1024;
+/// What the pages of every watch together may weigh, in KiB: a page is read only with its
+/// weight taken from this; a watch that finds too little left reads one event at a time
+/// (slower catch-up, nothing held), so unread watches, however many, hold at most this.
+const PAGES_KIB: usize = 16 * 1024;
+static PAGES_HELD: Semaphore = Semaphore::const_new(PAGES_KIB);
 /// Store reads in flight at once, across every watch (catch-up pages, resume-point and
 /// done checks). Each runs on the blocking pool: ten thousand watches opening or catching up
 /// at once would otherwise start hundreds of threads (each with its stack, allocator cache
@@ -95,8 +103,11 @@ impl<M: prost::Message> Form<M> {
     }
 }
 
-/// Tells whether a stream is about an event, from the event's own fields.
-pub type Keep = Box<dyn Fn(&Event) -> bool + Send + Sync>;
+/// A question about an event, answered from its own fields.
+pub type EventTest = dyn Fn(&Event) -> bool + Send + Sync;
+
+/// Tells whether a stream is about an event.
+pub type Keep = Arc<EventTest>;
 
 /// Reads the store to tell whether a watch has nothing left to wait for.
 pub type DoneCheck = Box<dyn Fn(&dyn Store) -> Result<bool, StoreError> + Send + Sync>;
@@ -109,7 +120,7 @@ pub struct WatchSpec<M> {
     /// What the stream sends each event it keeps as.
     pub form: Form<M>,
     /// True for the event after which the stream ends (a ticket's final event).
-    pub ends: Box<dyn Fn(&Event) -> bool + Send + Sync>,
+    pub ends: Arc<EventTest>,
     /// Asked after the replay (and after subscribing to live events, so nothing can slip
     /// between): true ends the stream because the watched thing can no longer change.
     pub done_after_replay: Option<DoneCheck>,
@@ -127,7 +138,7 @@ impl<M> WatchSpec<M> {
             source: Source::All,
             keep,
             form,
-            ends: Box::new(|_| false),
+            ends: Arc::new(|_| false),
             done_after_replay: None,
             stall,
         }
@@ -166,6 +177,7 @@ pub fn watch<M: prost::Message + 'static>(
     tokio::spawn(watchdog(shared.clone(), ending));
     // Subscribed before the replay reads the store: nothing committed in between is missed.
     let (live, published) = handle.subscribe();
+    let after = spec.after;
     let follow = Follow {
         live,
         published,
@@ -174,6 +186,8 @@ pub fn watch<M: prost::Message + 'static>(
         spec,
         phase: Phase::Start,
         page: Vec::new().into_iter(),
+        held: None,
+        read_to: after,
         more: false,
     };
     let steps = futures_util::stream::unfold(follow, |mut follow| async move {
@@ -386,16 +400,16 @@ async fn watchdog(shared: Arc<Shared>, ending: Ending) {
 }
 
 /// Whether retention took events the watcher still needs. The whole log is contiguous after
-/// its compacted prefix, so a gap before the first event read shows it; a ticket's events are
-/// not, so a ticket older than the compaction horizon watched from before the oldest retained
-/// sequence does.
-fn compacted_away(source: &Source, from: u64, page: &[Event], retained: &Retained) -> bool {
+/// its compacted prefix, so a gap before the first event read (`first_seq`) shows it; a
+/// ticket's events are not, so a ticket older than the compaction horizon watched from before
+/// the oldest retained sequence does.
+fn compacted_away(source: &Source, from: u64, first_seq: Option<u64>, retained: &Retained) -> bool {
     if from + 1 >= retained.oldest_seq {
         return false;
     }
     match source {
         // From 0 means "everything still kept": nothing was asked for that is gone.
-        Source::All => from != 0 && page.first().is_none_or(|e| e.seq > from + 1),
+        Source::All => from != 0 && first_seq.is_none_or(|seq| seq > from + 1),
         Source::Ticket { created_ms, .. } => retained
             .compacted_before_ms
             .is_some_and(|horizon| *created_ms < horizon),
@@ -434,8 +448,12 @@ struct Follow<M> {
     /// The last sequence sent or passed over: anything at or before it is not sent again.
     last: u64,
     phase: Phase,
-    /// The catch-up page being sent.
+    /// The catch-up page being sent: the events of the stream's that the last read found.
     page: std::vec::IntoIter<Event>,
+    /// The page's weight among every watch's ([`PAGES_HELD`]), given back once it is sent.
+    held: Option<SemaphorePermit<'static>>,
+    /// The last sequence the page's read looked at: passed over once the page is sent.
+    read_to: u64,
     /// The store may hold more events after the page.
     more: bool,
 }
@@ -475,9 +493,14 @@ impl<M: prost::Message> Follow<M> {
             }
             Phase::Replay(then) => {
                 if let Some(event) = self.page.next() {
+                    if self.page.len() == 0 {
+                        self.held = None;
+                    }
                     // Read back for this watch alone: encoded for it alone.
                     return Ok(self.offer(&LiveEvent::new(event)));
                 }
+                // What the read passed over (events the stream is not about) is passed over.
+                self.last = self.last.max(self.read_to);
                 if self.more {
                     self.read_page().await?;
                     return Ok(None);
@@ -545,22 +568,28 @@ impl<M: prost::Message> Follow<M> {
         self.more = true;
     }
 
-    /// Reads the next page after the last event sent.
+    /// Reads the next page after the last event sent: of what the store holds next, the
+    /// events this stream sends, within [`PAGE_BYTES`] and what [`PAGES_HELD`] has left.
     async fn read_page(&mut self) -> Result<(), Status> {
         let source = self.spec.source.clone();
         let from = self.last;
-        let (page, retained) = self
+        let (keep, ends) = (self.spec.keep.clone(), self.spec.ends.clone());
+        // A whole page's weight if it is there to take; else one event at a time.
+        let held = PAGES_HELD.try_acquire_many((PAGE_BYTES / 1024) as u32).ok();
+        let budget = if held.is_some() { PAGE_BYTES } else { 0 };
+        let (read, retained) = self
             .read(move |store| {
-                let page = match &source {
+                let raw = match &source {
                     Source::All => store.events_after(from, REPLAY_PAGE)?,
                     Source::Ticket { id, .. } => {
                         store.ticket_events_after(id, from, REPLAY_PAGE)?
                     }
                 };
-                Ok((page, store.retained()?))
+                let retained = store.retained()?;
+                Ok((Page::of(raw, from, (&*keep, &*ends), budget), retained))
             })
             .await?;
-        if compacted_away(&self.spec.source, from, &page, &retained) {
+        if compacted_away(&self.spec.source, from, read.first_seq, &retained) {
             return Err(status::out_of_range(format!(
                 "events after sequence {from} are no longer kept: the log was compacted, and \
                  the oldest sequence still available is {oldest}; list again, or watch with \
@@ -569,8 +598,18 @@ impl<M: prost::Message> Follow<M> {
                 resume = retained.oldest_seq - 1
             )));
         }
-        self.more = page.len() == REPLAY_PAGE;
-        self.page = page.into_iter();
+        self.more = read.more;
+        self.read_to = read.read_to;
+        // The weight taken is given back as soon as less of it is needed.
+        self.held = match held {
+            Some(mut permit) if read.events.len() > 1 => {
+                let kib = read.bytes.div_ceil(1024).clamp(1, PAGE_BYTES / 1024) as u32;
+                let _ = permit.split(permit.num_permits() - kib as usize);
+                Some(permit)
+            }
+            _ => None,
+        };
+        self.page = read.events.into_iter();
         Ok(())
     }
 
@@ -614,6 +653,56 @@ impl<M: prost::Message> Follow<M> {
     }
 }
 
+/// What one read of the store gives a watch.
+struct Page {
+    /// The events the stream sends or ends on, in order.
+    events: Vec<Event>,
+    /// What they weigh, decoded.
+    bytes: usize,
+    /// The sequence of the first event read, kept or not.
+    first_seq: Option<u64>,
+    /// The last sequence the page accounts for: once its events are sent, every event up to
+    /// here has been sent or passed over.
+    read_to: u64,
+    /// The store may hold more after `read_to`.
+    more: bool,
+}
+
+impl Page {
+    /// Of `raw`, the events read after `from`, those `keep` keeps or `ends` ends on, while they
+    /// weigh at most `budget` (always one at least: a stream must move on).
+    fn of(
+        raw: Vec<Event>,
+        from: u64,
+        (keep, ends): (&EventTest, &EventTest),
+        budget: usize,
+    ) -> Page {
+        let full = raw.len() == REPLAY_PAGE;
+        let mut page = Page {
+            events: Vec::new(),
+            bytes: 0,
+            first_seq: raw.first().map(|e| e.seq),
+            read_to: raw.last().map_or(from, |e| e.seq),
+            more: full,
+        };
+        for event in raw {
+            if !(keep(&event) || ends(&event)) {
+                continue;
+            }
+            let bytes = event_bytes(&event);
+            if !page.events.is_empty() && page.bytes + bytes > budget {
+                // The rest is read again once these are sent.
+                page.read_to = page.events.last().map_or(from, |e: &Event| e.seq);
+                page.more = true;
+                break;
+            }
+            page.bytes += bytes;
+            page.events.push(event);
+        }
+        page
+    }
+}
+
 /// A watch's move that the client sees.
 enum Advance<M> {
     Send(Step<Encoded<M>>),
@@ -624,6 +713,70 @@ enum Advance<M> {
 mod tests {
     use super::*;
     use crate::domain::event::{EventBody, TicketEventKind};
+    use crate::domain::fixtures;
+
+    /// An agent event of about `bytes` bytes; the stream is about it when its detail says so.
+    fn sized_event(seq: u64, bytes: usize, kept: bool) -> Event {
+        let mark = if kept { "k" } else { "s" };
+        Event {
+            seq,
+            time_ms: 0,
+            body: EventBody::Agent {
+                detail: format!("{mark}{}", "x".repeat(bytes)),
+                agent: fixtures::agent("L1_Agent_1", "L1", &["general"], 2),
+                deleted: false,
+            },
+        }
+    }
+
+    fn kept(e: &Event) -> bool {
+        matches!(&e.body, EventBody::Agent { detail, .. } if detail.starts_with('k'))
+    }
+
+    proptest! {
+        /// Read page by page as a watch reads them (each read after what the last page
+        /// accounts for), the pages hand over every event the stream is about, once each, in
+        /// order, whatever the events weigh and whether the budget is a page's or none; and a
+        /// page of more than one event weighs at most the budget.
+        #[test]
+        fn pages_hand_over_every_kept_event_once_in_order(
+            events in proptest::collection::vec((0usize..40_000, any::<bool>()), 0..120),
+            budgets in proptest::collection::vec(prop_oneof![Just(0usize), Just(PAGE_BYTES)], 1..8),
+        ) {
+            let log: Vec<Event> = events
+                .iter()
+                .enumerate()
+                .map(|(i, (bytes, keep))| sized_event(i as u64 + 1, *bytes, *keep))
+                .collect();
+            let never = |_: &Event| false;
+            let (mut last, mut sent, mut reads) = (0u64, Vec::new(), 0usize);
+            loop {
+                let raw: Vec<Event> = log
+                    .iter()
+                    .filter(|e| e.seq > last)
+                    .take(REPLAY_PAGE)
+                    .cloned()
+                    .collect();
+                let budget = budgets[reads % budgets.len()];
+                reads += 1;
+                let page = Page::of(raw, last, (&kept, &never), budget);
+                if page.events.len() > 1 {
+                    prop_assert!(page.bytes <= budget, "{} > {budget}", page.bytes);
+                }
+                for event in &page.events {
+                    prop_assert!(event.seq > last && event.seq <= page.read_to);
+                    sent.push(event.seq);
+                }
+                last = last.max(page.read_to);
+                if !page.more {
+                    break;
+                }
+                prop_assert!(reads <= 2 * log.len() + 2, "no progress");
+            }
+            let expected: Vec<u64> = log.iter().filter(|e| kept(e)).map(|e| e.seq).collect();
+            prop_assert_eq!(sent, expected);
+        }
+    }
     use crate::store::tests_support::any_ticket;
     use proptest::prelude::*;
     use prost::Message;

@@ -121,10 +121,15 @@ impl LiveFeed {
     }
 }
 
-/// About what `event` holds in memory once streams have encoded it: the event, counted by its
-/// JSON form (its strings, mostly), and as much again for each of the (at most two) forms
-/// a stream sends it in.
+/// About what `event` holds in memory once streams have encoded it: the event itself
+/// ([`event_bytes`]), and as much again for each of the (at most two) forms a stream sends it
+/// in.
 fn weight(event: &Event) -> usize {
+    event_bytes(event) * 3
+}
+
+/// About what `event` holds in memory, decoded: counted by its JSON form (its strings, mostly).
+pub fn event_bytes(event: &Event) -> usize {
     struct Count(usize);
     impl Write for Count {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -138,7 +143,7 @@ fn weight(event: &Event) -> usize {
     let mut count = Count(0);
     // Serializing plain data into a counter cannot fail.
     let _ = serde_json::to_writer(&mut count, event);
-    count.0 * 3
+    count.0
 }
 
 /// Forms an event can be kept in at once.

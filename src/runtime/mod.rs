@@ -45,7 +45,7 @@ pub use commands::{AgentSession, DeskStatus, Seed};
 pub use follower::Follower;
 pub use handle::DeskHandle;
 pub use inquiry::{Answer, Inquiry};
-pub use live::{LiveEvent, LiveFeed, Published, FORMS};
+pub use live::{event_bytes, LiveEvent, LiveFeed, Published, FORMS};
 pub use writer::StoreHealth;
 
 /// Why the runtime could not answer.
