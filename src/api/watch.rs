@@ -380,7 +380,7 @@ async fn watchdog(shared: Arc<Shared>, ending: Ending) {
                     // The client stopped reading. It is dropped rather than held for ever;
                     // what it has not read is in the store.
                     let resume = shared.sent.load(Ordering::Relaxed);
-                    tracing::info!(resume_after = resume, "a watch's client stopped reading; its stream ends, resumable");
+                    lag::stopped_reading(resume);
                     shared.end(status::stalled(resume, ending.stall));
                     break;
                 }
@@ -393,7 +393,7 @@ async fn watchdog(shared: Arc<Shared>, ending: Ending) {
     tokio::select! {
         _ = ending.gone.cancelled() => {}
         _ = tokio::time::sleep(ending.reset_after) => {
-            tracing::info!(after_secs = ending.reset_after.as_secs(), "a watch's client takes nothing; closing its connection to free its buffers");
+            lag::closed_unread(ending.reset_after.as_secs());
             connection.kill();
         }
     }
