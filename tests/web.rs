@@ -154,6 +154,10 @@ async fn the_console_is_served_by_get_with_a_strict_content_security_policy() {
         404
     );
     assert_eq!(http1(&server, "POST", "/", &[], b"x").await.status, 405);
+    // An OPTIONS that is no browser's preflight (no Origin) is a method the pages do not take.
+    let options = http1(&server, "OPTIONS", "/", &[], b"").await;
+    assert_eq!(options.status, 405);
+    assert_eq!(options.header("access-control-allow-origin"), None);
     // gRPC on HTTP/2 is served as ever on the same port.
     ask(&mut server.desk(), inquiry("cust_web", PASSWORD_RESET)).await;
 }

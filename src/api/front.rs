@@ -60,6 +60,53 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; st
      img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; \
      frame-ancestors 'none'";
 
+/// CORS for browsers' cross-origin calls, and only for them: a request without an `Origin`
+/// passes as it is. (tower-http answers every OPTIONS as a preflight, with an empty 200; an
+/// OPTIONS that is no preflight gets what any method the pages do not take gets, 405.)
+#[derive(Clone)]
+pub struct CrossOriginLayer(pub tower_http::cors::CorsLayer);
+
+impl<S: Clone> Layer<S> for CrossOriginLayer {
+    type Service = CrossOrigin<S>;
+
+    fn layer(&self, inner: S) -> CrossOrigin<S> {
+        CrossOrigin {
+            cors: self.0.layer(inner.clone()),
+            plain: inner,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct CrossOrigin<S> {
+    cors: tower_http::cors::Cors<S>,
+    plain: S,
+}
+
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for CrossOrigin<S>
+where
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>> + Clone,
+    S::Future: Send + 'static,
+    ResBody: Default + Send + 'static,
+{
+    type Response = http::Response<ResBody>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Both wrap the same services: one readiness for both.
+        self.plain.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        if request.headers().contains_key(http::header::ORIGIN) {
+            Box::pin(self.cors.call(request))
+        } else {
+            Box::pin(self.plain.call(request))
+        }
+    }
+}
+
 #[derive(Clone, Copy, Default)]
 pub struct FrontLayer;
 

@@ -42,7 +42,7 @@ pub use auth::ApiKeyCheck;
 pub use edge::{EdgeLayer, EdgeLimits};
 pub use escalation::CLIENT_ID_HEADER;
 pub use forward::{Connections, ForwardLayer, Route, FORWARDED};
-pub use front::FrontLayer;
+pub use front::{CrossOriginLayer, FrontLayer};
 pub use keyless::KeylessLimits;
 pub use observed::ObservedLayer;
 

@@ -23,8 +23,8 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::api::connections::{self, ConnectionLimits};
 use crate::api::{
-    Api, ApiKeyCheck, EdgeLayer, EdgeLimits, ForwardLayer, FrontLayer, KeylessLimits,
-    ObservedLayer, CLIENT_ID_HEADER,
+    Api, ApiKeyCheck, CrossOriginLayer, EdgeLayer, EdgeLimits, ForwardLayer, FrontLayer,
+    KeylessLimits, ObservedLayer, CLIENT_ID_HEADER,
 };
 use crate::clock::now_ms;
 use crate::config::{Config, ServerLimits, TlsSection};
@@ -51,7 +51,7 @@ mod replicas;
 /// edge (load, limits), forwarding.
 type Layers = Stack<
     ForwardLayer,
-    Stack<EdgeLayer, Stack<ObservedLayer, Stack<FrontLayer, Stack<CorsLayer, Unlayered>>>>,
+    Stack<EdgeLayer, Stack<ObservedLayer, Stack<FrontLayer, Stack<CrossOriginLayer, Unlayered>>>>,
 >;
 
 /// Name of the file holding the first admin key of a store started without `--dev`.
@@ -450,7 +450,7 @@ fn services(
         .http2_keepalive_interval(Some(Duration::from_secs(limits.keepalive_interval_secs)))
         .http2_keepalive_timeout(Some(Duration::from_secs(limits.keepalive_timeout_secs)))
         .http2_max_pending_accept_reset_streams(Some(100))
-        .layer(cors(&limits.cors_allowed_origins))
+        .layer(CrossOriginLayer(cors(&limits.cors_allowed_origins)))
         .layer(FrontLayer)
         .layer(observed)
         .layer(edge.counting(metrics.shed.clone()))
