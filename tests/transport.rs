@@ -526,3 +526,40 @@ async fn unread_watches_replaying_large_events_hold_little_memory() {
     );
     drop((held, connections));
 }
+
+#[tokio::test]
+async fn a_body_that_is_no_message_is_the_callers_fault_not_the_servers() {
+    let server = Server::start_with(new_root(), &["--metrics-listen", "127.0.0.1:0"], None).await;
+    let mut send = raw_connection(&server, 65_535).await;
+    send = send.ready().await.expect("a stream");
+    let (response, mut body) = send
+        .send_request(
+            grpc_request(
+                &server,
+                "servicedesk.v1.DeskService/HandleInquiry",
+                TEST_KEY,
+            ),
+            false,
+        )
+        .expect("send the headers");
+    // A length-prefixed message of bytes no protobuf decoder takes (field 0, wire type 7).
+    let mut garbage = vec![0u8, 0, 0, 0, 8];
+    garbage.extend_from_slice(&[0x07; 8]);
+    body.send_data(Bytes::from(garbage), true)
+        .expect("send the message");
+    let response = response.await.expect("an answer");
+    let code = response
+        .headers()
+        .get("grpc-status")
+        .map(|v| v.to_str().unwrap().to_string());
+    let message = response
+        .headers()
+        .get("grpc-message")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    assert_eq!(code.as_deref(), Some("3"), "INVALID_ARGUMENT: {message}");
+    assert!(
+        message.contains("is%20not%20a%20message") || message.contains("is not a message"),
+        "{message}"
+    );
+}

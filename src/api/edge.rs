@@ -12,7 +12,8 @@
 //!   idle connection can be told from a busy one;
 //! - an oversized request gets the code the gRPC ecosystem uses for it, RESOURCE_EXHAUSTED
 //!   (tonic's decoder says OUT_OF_RANGE, which this API keeps for a watch resumed before what
-//!   retention kept);
+//!   retention kept), and a body that is not the method's message INVALID_ARGUMENT (tonic says
+//!   INTERNAL, which counts a client's garbage among the server's errors);
 //! - one log line per call at debug level: method, code, time, never metadata.
 
 use std::collections::hash_map::RandomState;
@@ -421,22 +422,32 @@ fn finish<B: Default>(
         );
     }
     match status {
-        Some(status) => oversized_is_resource_exhausted(response, status),
+        Some(status) => decoder_errors_as_the_api_says(response, status),
         None => response,
     }
 }
 
-/// Rewrites tonic's OUT_OF_RANGE for a request over the decoding limit.
-fn oversized_is_resource_exhausted<B: Default>(
+/// Rewrites what tonic's decoder answers for a request it cannot take into this API's codes:
+/// OUT_OF_RANGE for a request over the decoding limit is RESOURCE_EXHAUSTED (OUT_OF_RANGE is
+/// for a watch resumed before what retention kept), INTERNAL for a body that is not the
+/// method's message is INVALID_ARGUMENT (the client's fault, not the server's).
+fn decoder_errors_as_the_api_says<B: Default>(
     response: http::Response<B>,
     status: tonic::Status,
 ) -> http::Response<B> {
-    if status.code() != tonic::Code::OutOfRange
-        || !status.message().contains("message length too large")
-    {
-        return response;
+    match status.code() {
+        tonic::Code::OutOfRange if status.message().contains("message length too large") => {
+            status::too_large(status.message()).into_http()
+        }
+        tonic::Code::Internal
+            if status
+                .message()
+                .starts_with("failed to decode Protobuf message") =>
+        {
+            status::undecodable(status.message()).into_http()
+        }
+        _ => response,
     }
-    status::too_large(status.message()).into_http()
 }
 
 #[cfg(test)]

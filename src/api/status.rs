@@ -185,6 +185,19 @@ pub fn aborted(message: String) -> Status {
     with_reason(Code::Aborted, "ABORTED", message)
 }
 
+/// INVALID_ARGUMENT for a request body that is not the method's message at all (the client's
+/// fault: tonic says INTERNAL, which would count it among the server's errors).
+pub fn undecodable(decoder_message: &str) -> Status {
+    with_reason(
+        Code::InvalidArgument,
+        "UNDECODABLE_MESSAGE",
+        format!(
+            "the request is not a message of the type this method takes ({decoder_message}); \
+             encode it from the method's request type"
+        ),
+    )
+}
+
 /// RESOURCE_EXHAUSTED for a request larger than the server accepts.
 pub fn too_large(decoder_message: &str) -> Status {
     with_reason(
