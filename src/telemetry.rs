@@ -1,5 +1,5 @@
-//! What the server says about its work besides its answers: log lines on stderr (text or JSON)
-//! and, when an OTLP endpoint is configured, traces.
+//! What the server says about its work besides its answers: log lines on stderr (text, or JSON
+//! as log pipelines read it: [`json`]) and, when an OTLP endpoint is configured, traces.
 //!
 //! Traces follow the standard OpenTelemetry environment: `OTEL_EXPORTER_OTLP_ENDPOINT` (or
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`; plaintext `http://` only) switches the OTLP/gRPC
@@ -14,13 +14,15 @@
 //! `traceparent`), the runtime command it submitted, and the store commit that command waited
 //! for (both [`TRACES`]). The handlers' own spans stay in the logs.
 
+mod json;
+
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
-use tracing_subscriber::filter::{EnvFilter, Targets};
+use tracing_subscriber::filter::{EnvFilter, FilterExt, LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
@@ -36,6 +38,18 @@ pub const TRACED_CALLS: &str = "servicedesk::traced::calls";
 pub const TRACES: &str = "servicedesk::traced::work";
 /// What the trace exporter takes: [`TRACED_CALLS`] and [`TRACES`], nothing else.
 const TRACED: &str = "servicedesk::traced";
+
+/// The transport's and the exporter's own targets, which at debug write a line per HTTP/2 frame
+/// or export: kept at info unless the filter names them.
+const CHATTY: [&str; 7] = [
+    "h2",
+    "hyper",
+    "hyper_util",
+    "tower",
+    "tonic::transport",
+    "rustls",
+    "opentelemetry",
+];
 
 /// Set once the trace exporter is installed.
 static EXPORTING: AtomicBool = AtomicBool::new(false);
@@ -98,22 +112,27 @@ impl Telemetry {
     }
 }
 
-/// The log lines' layer: text (coloured only for a person at a terminal) or JSON carrying every
-/// span a line was written in, so a request's trace id is on each of its lines.
+/// The log lines' layer: text (coloured only for a person at a terminal) or [`json`] lines.
 fn log_lines<S>(format: LogFormat) -> Box<dyn Layer<S> + Send + Sync>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
-    let filter = EnvFilter::try_from_env("SERVICEDESK_LOG")
-        .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info"))
-        .add_directive(format!("{TRACES}=off").parse().expect("a valid directive"));
+    let (filter, quiet) = log_filter(
+        ["SERVICEDESK_LOG", "RUST_LOG"]
+            .iter()
+            .find_map(|name| {
+                std::env::var(name)
+                    .ok()
+                    .filter(|f| EnvFilter::try_new(f).is_ok())
+            })
+            .as_deref()
+            .unwrap_or("info"),
+    );
+    let filter = filter.and(quiet);
     let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     match format {
-        LogFormat::Json => lines
-            .json()
-            .with_span_list(true)
-            .with_current_span(false)
+        LogFormat::Json => json::CallSpans
+            .and_then(lines.event_format(json::Lines))
             .with_filter(filter)
             .boxed(),
         LogFormat::Text => lines
@@ -121,6 +140,33 @@ where
             .with_filter(filter)
             .boxed(),
     }
+}
+
+/// The filter `directives` (valid for [`EnvFilter`]) ask for, never with the trace-only spans,
+/// and what keeps the [`CHATTY`] targets at info: a filter that names one (or a target above
+/// it, like `tonic` for `tonic::transport`) decides it alone.
+fn log_filter(directives: &str) -> (EnvFilter, Targets) {
+    let filter = EnvFilter::new(directives)
+        .add_directive(format!("{TRACES}=off").parse().expect("a valid directive"));
+    let named: Vec<&str> = directives
+        .split(',')
+        .filter_map(|d| d.split(['[', '=']).next())
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.parse::<LevelFilter>().is_err())
+        .collect();
+    let mut quiet = Targets::new().with_default(LevelFilter::TRACE);
+    for chatty in CHATTY {
+        if !named.iter().any(|t| chatty.starts_with(t)) {
+            quiet = quiet.with_target(chatty, LevelFilter::INFO);
+        }
+    }
+    // A target below a quiet one (hyper_util::client under hyper) that the filter names.
+    for target in named {
+        if CHATTY.iter().any(|chatty| target.starts_with(chatty)) {
+            quiet = quiet.with_target(target, LevelFilter::TRACE);
+        }
+    }
+    (filter, quiet)
 }
 
 /// An environment variable's value, unless unset or empty.
@@ -176,4 +222,43 @@ fn tracer_provider() -> anyhow::Result<SdkTracerProvider> {
         .with_batch_exporter(exporter)
         .with_resource(resource.build())
         .build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing::Level;
+
+    #[test]
+    fn the_transports_debug_lines_stay_out_unless_the_filter_names_them() {
+        let quiet = |directives| log_filter(directives).1;
+        let debug = quiet("debug");
+        for chatty in [
+            "h2::codec",
+            "hyper::proto",
+            "hyper_util::client",
+            "tower::buffer",
+        ] {
+            assert!(!debug.would_enable(chatty, &Level::DEBUG), "{chatty}");
+            assert!(debug.would_enable(chatty, &Level::INFO), "{chatty}");
+        }
+        for other in [
+            "tonic::transport::server",
+            "rustls::client",
+            "opentelemetry_sdk",
+        ] {
+            assert!(!debug.would_enable(other, &Level::DEBUG), "{other}");
+        }
+        assert!(debug.would_enable("servicedesk::api::edge", &Level::DEBUG));
+        assert!(debug.would_enable("tonic::codec", &Level::DEBUG));
+        // Named, or a target above it named: the filter alone decides.
+        assert!(quiet("debug,h2=trace").would_enable("h2::codec", &Level::TRACE));
+        assert!(quiet("info,tonic=debug").would_enable("tonic::transport", &Level::DEBUG));
+        let below = quiet("debug,hyper_util::client=debug");
+        assert!(below.would_enable("hyper_util::client::legacy", &Level::DEBUG));
+        assert!(!below.would_enable("hyper_util::server", &Level::DEBUG));
+        assert!(!below.would_enable("hyper::proto", &Level::DEBUG));
+        // A span filter's field values are not targets.
+        assert!(!quiet("debug,[call{method=h2}]=trace").would_enable("h2", &Level::DEBUG));
+    }
 }

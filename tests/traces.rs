@@ -203,7 +203,7 @@ async fn scrape_metrics(server: &Server) {
         .find(|l| l.contains("serving metrics at /metrics"))
         .unwrap();
     let addr: serde_json::Value = serde_json::from_str(line).unwrap();
-    let addr = addr["fields"]["address"].as_str().unwrap().to_string();
+    let addr = addr["address"].as_str().unwrap().to_string();
     let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
     stream
         .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -477,7 +477,7 @@ async fn a_calls_code_and_log_lines_carry_its_trace() {
             .log_text()
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-            .filter(|l: &serde_json::Value| l["fields"]["message"] == "configuration updated")
+            .filter(|l: &serde_json::Value| l["message"] == "configuration updated")
             .collect();
         if lines.len() == 2 {
             break lines;
@@ -485,24 +485,43 @@ async fn a_calls_code_and_log_lines_carry_its_trace() {
         assert!(tokio::time::Instant::now() < deadline, "{lines:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let trace_of = |line: &serde_json::Value| -> String {
-        line["spans"]
-            .as_array()
-            .and_then(|spans| spans.iter().find(|s| s["name"] == "call"))
-            .and_then(|s| s["trace_id"].as_str())
-            .unwrap_or_else(|| panic!("no call span on {line}"))
-            .to_string()
+    // A line's trace and span ids, top level, lowercase hex, and the exported call span of
+    // that trace, whose id is the line's span id.
+    let ids_of = async |line: &serde_json::Value| -> (String, Span) {
+        let id = |name: &str, len: usize| -> String {
+            let id = line[name]
+                .as_str()
+                .unwrap_or_else(|| panic!("no {name} on {line}"));
+            assert!(
+                id.len() == len
+                    && id
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+                "{name} of {line}"
+            );
+            id.to_string()
+        };
+        let (trace, span_id) = (id("trace_id", 32), id("span_id", 16));
+        let spans = collector
+            .until(&hex::decode(&trace).unwrap(), |spans| !spans.is_empty())
+            .await;
+        let call = named(&spans, "servicedesk.v1.AdminService/UpdateConfig")[0].clone();
+        assert_eq!(
+            hex::encode(&call.span_id),
+            span_id,
+            "{line}: {}",
+            listed(&spans)
+        );
+        (trace, call)
     };
-    assert_eq!(trace_of(&updated[0]), trace_id);
-    let own = trace_of(&updated[1]);
-    assert!(
-        own.len() == 32 && own != trace_id && own.bytes().any(|b| b != b'0'),
-        "{own}"
+    let (continued, call) = ids_of(&updated[0]).await;
+    assert_eq!(continued, trace_id);
+    assert_eq!(
+        call.parent_span_id,
+        hex::decode("00f067aa0ba902b7").unwrap()
     );
-    let spans = collector
-        .until(&hex::decode(&own).unwrap(), |spans| !spans.is_empty())
-        .await;
-    let root = named(&spans, "servicedesk.v1.AdminService/UpdateConfig")[0];
+    let (own, root) = ids_of(&updated[1]).await;
+    assert!(own != trace_id && own.bytes().any(|b| b != b'0'), "{own}");
     assert!(
         root.parent_span_id.is_empty(),
         "a trace of its own: {root:?}"
