@@ -1,13 +1,15 @@
 //! What the server says about its work besides its answers: log lines on stderr (text, or JSON
-//! as log pipelines read it: [`json`]) and, when an OTLP endpoint is configured, traces.
+//! as log pipelines read it: [`json`]) and, when the OpenTelemetry environment asks for them,
+//! traces.
 //!
-//! Traces follow the standard OpenTelemetry environment: `OTEL_EXPORTER_OTLP_ENDPOINT` (or
-//! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`; plaintext `http://` only) switches the OTLP/gRPC
-//! exporter on, `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` name the service
-//! (`servicedesk` unless they do), `OTEL_TRACES_SAMPLER`, `OTEL_BSP_*`,
-//! `OTEL_EXPORTER_OTLP_HEADERS` and `..._TIMEOUT` work as in every SDK, and
-//! `OTEL_SDK_DISABLED=true` switches it off. Unset, nothing is exported and the spans made only
-//! for traces ([`TRACES`]) are never built: their callsites stay disabled.
+//! Traces follow the standard OpenTelemetry environment ([`otlp`]): OTLP over gRPC or HTTP
+//! (protobuf or JSON), plaintext or TLS, to the endpoint, with the headers, timeout and
+//! compression it names; `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` name the service
+//! (`servicedesk` unless they do), `OTEL_TRACES_SAMPLER` and `OTEL_BSP_*` work as in every SDK,
+//! and `OTEL_SDK_DISABLED=true` switches it off. A setting the server cannot honour is one
+//! warning, and the desk serves without traces: telemetry never stops a pod. Unset, nothing is
+//! exported and the spans made only for traces ([`TRACES`]) are never built: their callsites
+//! stay disabled.
 //!
 //! Three kinds of span make a request's trace: the call ([`TRACED_CALLS`], a SERVER span named
 //! `service/method` with the RPC semantic conventions' attributes, continuing the caller's W3C
@@ -15,6 +17,7 @@
 //! for (both [`TRACES`]). The handlers' own spans stay in the logs.
 
 mod json;
+mod otlp;
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +31,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
 use crate::config::LogFormat;
+use otlp::{Env, Otlp};
 
 /// The target of a call's span that is not exported (traces off, or a health check): in the
 /// logs only, with its method and trace id.
@@ -67,13 +71,21 @@ pub struct Telemetry {
 
 impl Telemetry {
     /// Logs to stderr, filtered by `SERVICEDESK_LOG` (or `RUST_LOG`; `info` by default), and
-    /// exports traces when the environment names an OTLP endpoint. Exporting needs the tokio
-    /// runtime the server will run on: call it inside `Runtime::enter`.
-    pub fn init(format: LogFormat) -> anyhow::Result<Telemetry> {
-        let traces = if otlp_configured() {
-            Some(tracer_provider()?)
-        } else {
-            None
+    /// exports traces when the environment asks for them. Exporting needs the tokio runtime
+    /// the server will run on: call it inside `Runtime::enter`.
+    pub fn init(format: LogFormat) -> Telemetry {
+        let asked = Otlp::from_env(&Env(&|name| std::env::var(name).ok()));
+        let exporting = asked.and_then(|otlp| match otlp {
+            None => Ok(None),
+            Some(otlp) => {
+                let runtime = tokio::runtime::Handle::current();
+                Ok(Some((tracer_provider(otlp.exporter(&runtime)?), otlp)))
+            }
+        });
+        let (traces, said) = match exporting {
+            Ok(Some((provider, otlp))) => (Some(provider), Ok(Some(otlp))),
+            Ok(None) => (None, Ok(None)),
+            Err(unusable) => (None, Err(unusable)),
         };
         let exported = traces.as_ref().map(|provider| {
             tracing_opentelemetry::layer()
@@ -87,11 +99,22 @@ impl Telemetry {
             .with(log_lines(format))
             .with(exported)
             .init();
-        if traces.is_some() {
-            EXPORTING.store(true, Ordering::Relaxed);
-            tracing::info!("exporting traces over OTLP/gRPC");
+        match said {
+            Ok(Some(otlp)) => {
+                EXPORTING.store(true, Ordering::Relaxed);
+                tracing::info!(
+                    protocol = otlp.wire.name(),
+                    endpoint = %otlp.endpoint,
+                    "exporting traces over OTLP"
+                );
+            }
+            Ok(None) => {}
+            Err(unusable) => tracing::warn!(
+                variable = unusable.variable,
+                "{unusable}; the desk serves without exporting traces"
+            ),
         }
-        Ok(Telemetry { traces })
+        Telemetry { traces }
     }
 
     /// Log lines only: for the commands that serve nothing.
@@ -169,46 +192,9 @@ fn log_filter(directives: &str) -> (EnvFilter, Targets) {
     (filter, quiet)
 }
 
-/// An environment variable's value, unless unset or empty.
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
-/// Whether the environment asks for traces over OTLP.
-fn otlp_configured() -> bool {
-    let disabled = env("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"))
-        || env("OTEL_TRACES_EXPORTER").is_some_and(|v| v.eq_ignore_ascii_case("none"));
-    !disabled
-        && (env("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
-            || env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some())
-}
-
-/// The OTLP/gRPC exporter behind a batching processor, for the service the environment names.
-fn tracer_provider() -> anyhow::Result<SdkTracerProvider> {
-    if let Some(protocol) = env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-        .or_else(|| env("OTEL_EXPORTER_OTLP_PROTOCOL"))
-        .filter(|p| p != "grpc")
-    {
-        anyhow::bail!(
-            "OTEL_EXPORTER_OTLP_PROTOCOL={protocol}: this server exports traces over OTLP/gRPC \
-             only; set it to grpc (or unset it) and point the endpoint at a gRPC receiver \
-             (port 4317 by convention)"
-        );
-    }
-    if let Some(endpoint) = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-        .or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT"))
-        .filter(|e| e.trim_start().starts_with("https:"))
-    {
-        anyhow::bail!(
-            "the OTLP endpoint {endpoint} asks for TLS: this server exports traces over \
-             plaintext gRPC only; point it at a collector on the same host or pod \
-             (http://127.0.0.1:4317), which forwards over TLS"
-        );
-    }
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .build()
-        .map_err(|e| anyhow::anyhow!("cannot set up the OTLP trace exporter: {e}"))?;
+/// The exporter behind a batching processor, for the service the environment names.
+fn tracer_provider(exporter: opentelemetry_otlp::SpanExporter) -> SdkTracerProvider {
+    let env = |name| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
     let named = env("OTEL_SERVICE_NAME").is_some()
         || env("OTEL_RESOURCE_ATTRIBUTES").is_some_and(|a| a.contains("service.name="));
     let mut resource = Resource::builder().with_attribute(opentelemetry::KeyValue::new(
@@ -218,10 +204,10 @@ fn tracer_provider() -> anyhow::Result<SdkTracerProvider> {
     if !named {
         resource = resource.with_service_name("servicedesk");
     }
-    Ok(SdkTracerProvider::builder()
+    SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_resource(resource.build())
-        .build())
+        .build()
 }
 
 #[cfg(test)]
