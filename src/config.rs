@@ -50,6 +50,8 @@ pub struct FileConfig {
     pub policy: Option<PolicySection>,
     /// Serve TLS instead of plaintext h2c.
     pub tls: Option<TlsSection>,
+    #[serde(default)]
+    pub log: LogSection,
 }
 
 /// PEM files for TLS; with `client_ca`, clients must present a certificate it signed (mTLS).
@@ -70,6 +72,46 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line, with the spans (a call's method and trace id) it was written in.
     Json,
+}
+
+/// `[log]`: lines the server writes besides those its code always writes.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// One line per call (target `servicedesk::access`); the command line and environment win.
+    pub access: Option<AccessLog>,
+    /// With `access = "all"`: the share of the calls that ended OK that get a line, 0..1.
+    pub access_sample: Option<f64>,
+}
+
+/// Which calls get an access line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLog {
+    /// None (the default).
+    #[default]
+    Off,
+    /// Those that ended with any code but OK: the server's failures and the callers' mistakes.
+    Errors,
+    /// Every call (health checks never).
+    All,
+}
+
+/// The access lines, validated.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Access {
+    pub log: AccessLog,
+    /// The share of OK calls logged under [`AccessLog::All`], 0..=1.
+    pub sample: f64,
+}
+
+impl Default for Access {
+    fn default() -> Self {
+        Access {
+            log: AccessLog::Off,
+            sample: 1.0,
+        }
+    }
 }
 
 /// How servers sharing one desk (in PostgreSQL) choose the one that writes, and reach it.
@@ -385,6 +427,8 @@ pub struct Overrides {
     pub config: Option<PathBuf>,
     pub dev: bool,
     pub full_check: bool,
+    /// Wins over `[log] access`.
+    pub access_log: Option<AccessLog>,
 }
 
 #[derive(Clone, Debug)]
@@ -405,6 +449,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// The log format the file asks for, if any.
     pub log_format: Option<LogFormat>,
+    /// Which calls get an access line.
+    pub access: Access,
     pub dev: bool,
     /// The key a new desk takes as its first admin key, read from `admin_key_file` (only its id
     /// and digest); `None`: a new desk generates one (and writes it to `admin.key`), or, in
@@ -650,10 +696,12 @@ impl Config {
             .or(file.synchronous)
             .unwrap_or_default();
         let replication = replication(&file.store, overrides.advertise_address.as_deref())?;
+        let access = access(&file.log, overrides.access_log)?;
         Ok(Config {
             replication,
             metrics_listen,
             log_format: file.log_format,
+            access,
             listen,
             dev,
             first_admin_key,
@@ -745,6 +793,22 @@ fn replication(store: &StoreSection, advertise: Option<&str>) -> Result<Replicat
     Ok(Replication {
         advertise_address: advertise,
         lease_ttl: std::time::Duration::from_secs(ttl),
+    })
+}
+
+/// `[log] access` and `access_sample`, checked; `overridden` (the command line or environment)
+/// wins over the file's `access`.
+fn access(log: &LogSection, overridden: Option<AccessLog>) -> Result<Access, ConfigError> {
+    let sample = log.access_sample.unwrap_or(1.0);
+    if !(0.0..=1.0).contains(&sample) {
+        return Err(ConfigError::Invalid(format!(
+            "[log] access_sample {sample} is not within 0..1: the share of OK calls logged, \
+             e.g. 0.01 for one in a hundred"
+        )));
+    }
+    Ok(Access {
+        log: overridden.or(log.access).unwrap_or_default(),
+        sample,
     })
 }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use servicedesk::config::{Config, LogFormat, Overrides};
+use servicedesk::config::{AccessLog, Config, LogFormat, Overrides};
 use servicedesk::telemetry::Telemetry;
 
 #[derive(Parser)]
@@ -55,6 +55,10 @@ enum Command {
         /// Check the whole store at start (reads all of it) instead of the quick check.
         #[arg(long, env = "SERVICEDESK_FULL_CHECK")]
         full_check: bool,
+        /// One log line per call as it ends (target servicedesk::access): `off` (default),
+        /// `errors` (calls that ended with any code but OK) or `all`; wins over `[log] access`.
+        #[arg(long, env = "SERVICEDESK_ACCESS_LOG", value_enum)]
+        access_log: Option<AccessLog>,
     },
     /// Check a stopped server's store for damage; exit 1 if it is damaged.
     Check {
@@ -129,6 +133,7 @@ fn main() -> ExitCode {
             config,
             dev,
             full_check,
+            access_log,
         } => Overrides {
             listen,
             advertise_address,
@@ -138,6 +143,7 @@ fn main() -> ExitCode {
             config,
             dev,
             full_check,
+            access_log,
         },
         Command::Check { data_dir, full } => return check(data_dir, full),
         Command::Migrate { from, to } => return migrate(&from, &to),
@@ -180,7 +186,10 @@ fn main() -> ExitCode {
     // The trace exporter's connections live on the server's runtime. Telemetry never stops the
     // start: an OTLP setting it cannot honour is a warning, and the desk serves untraced.
     let entered = runtime.enter();
-    let telemetry = Telemetry::init(log_format.or(config.log_format).unwrap_or_default());
+    let telemetry = Telemetry::init(
+        log_format.or(config.log_format).unwrap_or_default(),
+        config.access,
+    );
     drop(entered);
     #[cfg(unix)]
     {

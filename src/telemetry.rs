@@ -1,6 +1,6 @@
 //! What the server says about its work besides its answers: log lines on stderr (text, or JSON
-//! as log pipelines read it: [`json`]) and, when the OpenTelemetry environment asks for them,
-//! traces.
+//! as log pipelines read it: [`json`]), an access line per call when asked for, and, when the
+//! OpenTelemetry environment asks for them, traces.
 //!
 //! Traces follow the standard OpenTelemetry environment ([`otlp`]): OTLP over gRPC or HTTP
 //! (protobuf or JSON), plaintext or TLS, to the endpoint, with the headers, timeout and
@@ -21,6 +21,7 @@ mod otlp;
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -30,7 +31,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
-use crate::config::LogFormat;
+use crate::config::{Access, LogFormat};
 use otlp::{Env, Otlp};
 
 /// The target of a call's span that is not exported (traces off, or a health check): in the
@@ -42,6 +43,8 @@ pub const TRACED_CALLS: &str = "servicedesk::traced::calls";
 pub const TRACES: &str = "servicedesk::traced::work";
 /// What the trace exporter takes: [`TRACED_CALLS`] and [`TRACES`], nothing else.
 const TRACED: &str = "servicedesk::traced";
+/// The target of the access lines, one per call as it ends.
+pub const ACCESS: &str = "servicedesk::access";
 
 /// The transport's and the exporter's own targets, which at debug write a line per HTTP/2 frame
 /// or export: kept at info unless the filter names them.
@@ -58,6 +61,14 @@ const CHATTY: [&str; 7] = [
 /// Set once the trace exporter is installed.
 static EXPORTING: AtomicBool = AtomicBool::new(false);
 
+/// Which calls get an access line; set once, with the log lines, by [`Telemetry::init`].
+static ACCESS_LINES: OnceLock<Access> = OnceLock::new();
+
+/// Which calls get an access line (none before [`Telemetry::init`]).
+pub fn access() -> Access {
+    ACCESS_LINES.get().copied().unwrap_or_default()
+}
+
 /// Whether spans are exported. (Not `tracing::enabled!`: with per-layer filters, that leaves its
 /// answer behind for the next span the thread makes, which then misses the log lines' layer.)
 pub fn exporting() -> bool {
@@ -70,10 +81,12 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    /// Logs to stderr, filtered by `SERVICEDESK_LOG` (or `RUST_LOG`; `info` by default), and
-    /// exports traces when the environment asks for them. Exporting needs the tokio runtime
-    /// the server will run on: call it inside `Runtime::enter`.
-    pub fn init(format: LogFormat) -> Telemetry {
+    /// Logs to stderr, filtered by `SERVICEDESK_LOG` (or `RUST_LOG`; `info` by default), with
+    /// the access lines `access` asks for, and exports traces when the environment asks for
+    /// them. Exporting needs the tokio runtime the server will run on: call it inside
+    /// `Runtime::enter`.
+    pub fn init(format: LogFormat, access: Access) -> Telemetry {
+        let _ = ACCESS_LINES.set(access);
         let asked = Otlp::from_env(&Env(&|name| std::env::var(name).ok()));
         let exporting = asked.and_then(|otlp| match otlp {
             None => Ok(None),
