@@ -86,6 +86,7 @@ fn the_readme_sample_builds_the_four_tier_desk() {
     assert_eq!(c.limits, Limits::default());
     assert_eq!(c.server, ServerLimits::default());
     assert_eq!(c.settings, Settings::default());
+    assert_eq!(c.access.log, AccessLog::Errors);
 }
 
 #[test]
