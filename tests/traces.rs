@@ -56,6 +56,11 @@ struct Collector {
 
 impl Collector {
     fn keep(&self, path: &str, headers: HeaderMap, request: ExportTraceServiceRequest) {
+        // The export first: whoever sees its spans finds it.
+        self.exports
+            .lock()
+            .unwrap()
+            .push((path.to_string(), headers));
         let mut spans = self.spans.lock().unwrap();
         for resource in request.resource_spans {
             let service = resource
@@ -72,10 +77,6 @@ impl Collector {
                 }
             }
         }
-        self.exports
-            .lock()
-            .unwrap()
-            .push((path.to_string(), headers));
     }
 }
 
@@ -969,6 +970,7 @@ async fn over_http_protobuf_the_collector_gets_the_inquirys_trace_with_the_heade
     )
     .await;
     let exports = collector.exports.lock().unwrap().clone();
+    assert!(!exports.is_empty());
     for (path, headers) in &exports {
         // The general endpoint is a base: the traces' path is added.
         assert_eq!(path, "/v1/traces");
@@ -1002,6 +1004,7 @@ async fn over_http_json_gzipped_to_the_traces_own_endpoint() {
     )
     .await;
     let exports = collector.exports.lock().unwrap().clone();
+    assert!(!exports.is_empty());
     for (path, headers) in &exports {
         // The traces' own endpoint is used as it is.
         assert_eq!(path, "/otlp/ingest");
@@ -1132,6 +1135,7 @@ async fn grpc_over_tls_trusts_the_ca_named_and_sends_the_headers() {
     )
     .await;
     let exports = collector.exports.lock().unwrap().clone();
+    assert!(!exports.is_empty());
     for (_, headers) in &exports {
         assert_eq!(headers["x-collector-key"], "k ey");
         assert_eq!(headers["grpc-encoding"], "gzip");
