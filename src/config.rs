@@ -15,6 +15,7 @@ use crate::domain::mesh::{RoutingStrategy, Tier};
 use crate::domain::policy::{Policy, PolicyRule};
 use crate::keys::{ChosenKey, CHOSEN_SECRET_MIN};
 use crate::store::{Durability, StoreSettings};
+pub use access::{Access, AccessLog, LogSection};
 use defaults::{
     default_instructions, default_reviewers, default_rotation, default_threshold, default_tiers,
 };
@@ -72,46 +73,6 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line, with the spans (a call's method and trace id) it was written in.
     Json,
-}
-
-/// `[log]`: lines the server writes besides those its code always writes.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LogSection {
-    /// One line per call (target `servicedesk::access`); the command line and environment win.
-    pub access: Option<AccessLog>,
-    /// With `access = "all"`: the share of the calls that ended OK that get a line, 0..1.
-    pub access_sample: Option<f64>,
-}
-
-/// Which calls get an access line.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum AccessLog {
-    /// None (the default).
-    #[default]
-    Off,
-    /// Those that ended with any code but OK: the server's failures and the callers' mistakes.
-    Errors,
-    /// Every call (health checks never).
-    All,
-}
-
-/// The access lines, validated.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Access {
-    pub log: AccessLog,
-    /// The share of OK calls logged under [`AccessLog::All`], 0..=1.
-    pub sample: f64,
-}
-
-impl Default for Access {
-    fn default() -> Self {
-        Access {
-            log: AccessLog::Off,
-            sample: 1.0,
-        }
-    }
 }
 
 /// How servers sharing one desk (in PostgreSQL) choose the one that writes, and reach it.
@@ -696,7 +657,7 @@ impl Config {
             .or(file.synchronous)
             .unwrap_or_default();
         let replication = replication(&file.store, overrides.advertise_address.as_deref())?;
-        let access = access(&file.log, overrides.access_log)?;
+        let access = access::resolve(&file.log, overrides.access_log)?;
         Ok(Config {
             replication,
             metrics_listen,
@@ -796,22 +757,6 @@ fn replication(store: &StoreSection, advertise: Option<&str>) -> Result<Replicat
     })
 }
 
-/// `[log] access` and `access_sample`, checked; `overridden` (the command line or environment)
-/// wins over the file's `access`.
-fn access(log: &LogSection, overridden: Option<AccessLog>) -> Result<Access, ConfigError> {
-    let sample = log.access_sample.unwrap_or(1.0);
-    if !(0.0..=1.0).contains(&sample) {
-        return Err(ConfigError::Invalid(format!(
-            "[log] access_sample {sample} is not within 0..1: the share of OK calls logged, \
-             e.g. 0.01 for one in a hundred"
-        )));
-    }
-    Ok(Access {
-        log: overridden.or(log.access).unwrap_or_default(),
-        sample,
-    })
-}
-
 /// `[store] url`, checked: a PostgreSQL URL, or nothing (the embedded store).
 fn store_url(url: Option<String>) -> Result<Option<String>, ConfigError> {
     let Some(url) = url.map(|u| u.trim().to_string()) else {
@@ -827,6 +772,7 @@ fn store_url(url: Option<String>) -> Result<Option<String>, ConfigError> {
     ))
 }
 
+mod access;
 mod defaults;
 #[cfg(test)]
 mod tests;

@@ -53,7 +53,7 @@ const CHATTY: [&str; 7] = [
     "hyper",
     "hyper_util",
     "tower",
-    "tonic::transport",
+    "tonic",
     "rustls",
     "opentelemetry",
 ];
@@ -180,7 +180,7 @@ where
 
 /// The filter `directives` (valid for [`EnvFilter`]) ask for, never with the trace-only spans,
 /// and what keeps the [`CHATTY`] targets at info: a filter that names one (or a target above
-/// it, like `tonic` for `tonic::transport`) decides it alone.
+/// it, like `hyper` for `hyper_util`) decides it alone.
 fn log_filter(directives: &str) -> (EnvFilter, Targets) {
     let filter = EnvFilter::new(directives)
         .add_directive(format!("{TRACES}=off").parse().expect("a valid directive"));
@@ -241,18 +241,13 @@ mod tests {
             assert!(!debug.would_enable(chatty, &Level::DEBUG), "{chatty}");
             assert!(debug.would_enable(chatty, &Level::INFO), "{chatty}");
         }
-        for other in [
-            "tonic::transport::server",
-            "rustls::client",
-            "opentelemetry_sdk",
-        ] {
+        for other in ["tonic", "rustls::client", "opentelemetry_sdk"] {
             assert!(!debug.would_enable(other, &Level::DEBUG), "{other}");
         }
         assert!(debug.would_enable("servicedesk::api::edge", &Level::DEBUG));
-        assert!(debug.would_enable("tonic::codec", &Level::DEBUG));
         // Named, or a target above it named: the filter alone decides.
         assert!(quiet("debug,h2=trace").would_enable("h2::codec", &Level::TRACE));
-        assert!(quiet("info,tonic=debug").would_enable("tonic::transport", &Level::DEBUG));
+        assert!(quiet("info,tonic=debug").would_enable("tonic", &Level::DEBUG));
         let below = quiet("debug,hyper_util::client=debug");
         assert!(below.would_enable("hyper_util::client::legacy", &Level::DEBUG));
         assert!(!below.would_enable("hyper_util::server", &Level::DEBUG));
