@@ -16,7 +16,9 @@ use crate::domain::policy::{Policy, PolicyRule};
 use crate::keys::{ChosenKey, CHOSEN_SECRET_MIN};
 use crate::store::postgres::Password;
 use crate::store::{Durability, StoreSettings};
+pub use access::{Access, AccessLog, LogSection};
 pub use database::database;
+use database::replication;
 use defaults::{
     default_instructions, default_reviewers, default_rotation, default_threshold, default_tiers,
 };
@@ -52,6 +54,8 @@ pub struct FileConfig {
     pub policy: Option<PolicySection>,
     /// Serve TLS instead of plaintext h2c.
     pub tls: Option<TlsSection>,
+    #[serde(default)]
+    pub log: LogSection,
 }
 
 /// PEM files for TLS; with `client_ca`, clients must present a certificate it signed (mTLS).
@@ -396,6 +400,8 @@ pub struct Overrides {
     pub store_password_file: Option<PathBuf>,
     /// `SERVICEDESK_STORE_PASSWORD`: the database's password itself.
     pub store_password: Option<Password>,
+    /// Wins over `[log] access`.
+    pub access_log: Option<AccessLog>,
 }
 
 #[derive(Clone, Debug)]
@@ -416,6 +422,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// The log format the file asks for, if any.
     pub log_format: Option<LogFormat>,
+    /// Which calls get an access line.
+    pub access: Access,
     pub dev: bool,
     /// The key a new desk takes as its first admin key, read from `admin_key_file` (only its id
     /// and digest); `None`: a new desk generates one (and writes it to `admin.key`), or, in
@@ -697,10 +705,12 @@ impl Config {
                 None
             }
         };
+        let access = access::resolve(&file.log, overrides.access_log)?;
         Ok(Config {
             replication,
             metrics_listen,
             log_format: file.log_format,
+            access,
             listen,
             dev,
             first_admin_key,
@@ -748,45 +758,7 @@ fn chosen_key(path: &Path, warnings: &mut Vec<String>) -> Result<ChosenKey, Conf
     })
 }
 
-/// `[store] advertise_address` and `lease_ttl_secs`, checked.
-fn replication(store: &StoreSection, advertise: Option<&str>) -> Result<Replication, ConfigError> {
-    let ttl = store.lease_ttl_secs.unwrap_or(5);
-    if !(1..=300).contains(&ttl) {
-        return Err(ConfigError::Invalid(
-            "[store] lease_ttl_secs must be within 1..=300".into(),
-        ));
-    }
-    let advertise = match advertise
-        .or(store.advertise_address.as_deref())
-        .map(str::trim)
-    {
-        None => None,
-        Some(address) => {
-            let full = if address.contains("://") {
-                address.to_string()
-            } else {
-                format!("http://{address}")
-            };
-            // `http://host:port`, nothing after: the servers dial it as it is.
-            let host_port = full.strip_prefix("http://").unwrap_or_default();
-            let well_formed = host_port.rsplit_once(':').is_some_and(|(host, port)| {
-                !host.is_empty() && !host.contains('/') && port.parse::<u16>().is_ok()
-            });
-            if !well_formed {
-                return Err(ConfigError::Invalid(format!(
-                    "[store] advertise_address {address:?} must be http://host:port (servers \
-                     forward to each other in plaintext h2c; put TLS in the mesh between them)"
-                )));
-            }
-            Some(full)
-        }
-    };
-    Ok(Replication {
-        advertise_address: advertise,
-        lease_ttl: std::time::Duration::from_secs(ttl),
-    })
-}
-
+mod access;
 mod database;
 mod defaults;
 #[cfg(test)]

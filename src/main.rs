@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use servicedesk::config::{database, Config, LogFormat, Overrides};
+use servicedesk::config::{database, AccessLog, Config, LogFormat, Overrides};
 use servicedesk::store::postgres::Password;
 use servicedesk::telemetry::Telemetry;
 
@@ -64,6 +64,10 @@ enum Command {
         /// `[store] password_file`.
         #[arg(long, env = "SERVICEDESK_STORE_PASSWORD_FILE")]
         store_password_file: Option<PathBuf>,
+        /// One log line per call as it ends (target servicedesk::access): `off` (default),
+        /// `errors` (calls that ended with any code but OK) or `all`; wins over `[log] access`.
+        #[arg(long, env = "SERVICEDESK_ACCESS_LOG", value_enum)]
+        access_log: Option<AccessLog>,
     },
     /// Check a stopped server's store for damage; exit 1 if it is damaged.
     Check {
@@ -144,6 +148,7 @@ fn main() -> ExitCode {
             full_check,
             store_url,
             store_password_file,
+            access_log,
         } => Overrides {
             listen,
             advertise_address,
@@ -156,6 +161,7 @@ fn main() -> ExitCode {
             store_url,
             store_password_file,
             store_password: store_password(),
+            access_log,
         },
         Command::Check { data_dir, full } => return check(data_dir, full),
         Command::Migrate {
@@ -199,15 +205,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // The trace exporter's connections live on the server's runtime.
+    // The trace exporter's connections live on the server's runtime. Telemetry never stops the
+    // start: an OTLP setting it cannot honour is a warning, and the desk serves untraced.
     let entered = runtime.enter();
-    let telemetry = match Telemetry::init(log_format.or(config.log_format).unwrap_or_default()) {
-        Ok(t) => t,
-        Err(err) => {
-            eprintln!("servicedesk: {err:#}");
-            return ExitCode::from(2);
-        }
-    };
+    let telemetry = Telemetry::init(
+        log_format.or(config.log_format).unwrap_or_default(),
+        config.access,
+    );
     drop(entered);
     #[cfg(unix)]
     {

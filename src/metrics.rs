@@ -290,7 +290,7 @@ impl Metrics {
         for event in EVENTS {
             metrics.events.with_label_values(&[event]);
         }
-        for limit in ["server", "client", "keyless"] {
+        for limit in ["server", "client", "anonymous"] {
             metrics.shed.with_label_values(&[limit]);
         }
         for assigned in ["true", "false"] {

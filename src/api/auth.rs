@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
+use super::observed::Caller;
 use super::status;
 use crate::clock::now_ms;
 use crate::keys::{AuthError, Client, KeyRing};
@@ -81,6 +82,10 @@ impl Interceptor for ApiKeyCheck {
                     return Err(status::unauthenticated("unknown or revoked API key"))
                 }
             };
+        // Before the permission check: a refused call's access line names who was refused.
+        if let Some(caller) = request.extensions().get::<Caller>() {
+            caller.identified(&client.client_id);
+        }
         if !client.has(self.permission) {
             tracing::debug!(client = %client.client_id, service = self.service, "permission denied");
             return Err(status::permission_denied(format!(

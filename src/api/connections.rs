@@ -84,6 +84,11 @@ impl Connection {
         }))
     }
 
+    /// The address of the other end, when the socket knew it.
+    pub fn remote(&self) -> Option<SocketAddr> {
+        self.0.remote
+    }
+
     /// Drops the connection with everything on it: its socket fails, hyper lets go.
     pub fn kill(&self) {
         self.0.kill.cancel();

@@ -88,7 +88,7 @@ impl EdgeLayer {
     }
 
     /// Counts the calls it sheds in `shed`, labelled by `limit` (`server`, `client`,
-    /// `keyless`).
+    /// `anonymous`: streams that need no key).
     pub fn counting(mut self, shed: prometheus::IntCounterVec) -> Self {
         self.shed = Some(shed);
         self
@@ -236,7 +236,7 @@ where
             match self.layer.keyless.enter(peer) {
                 Ok(stream) => guard._keyless = Some(stream),
                 Err(why) => {
-                    self.layer.count_shed("keyless");
+                    self.layer.count_shed("anonymous");
                     return refuse(path, guard, why);
                 }
             }

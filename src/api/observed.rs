@@ -9,8 +9,13 @@
 //!   codes the conventions call server errors mark it failed.
 //! - The metrics, when a metrics listener is configured, under go-grpc-middleware's names and
 //!   labels: started, handled by code, messages received and sent, handling time.
+//! - The access line, when asked for ([`crate::config::AccessLog`]): one INFO line
+//!   ([`ACCESS`]) in the call's span as the call ends (a stream: as it ends), with the code
+//!   under go-grpc-middleware's name, the time taken, the client the API-key check
+//!   identified and the peer's address.
 //!
-//! Health checks have spans in the logs but not in traces: probes would drown the calls.
+//! Health checks have spans in the logs but neither traces nor access lines: probes would
+//! drown the calls.
 //!
 //! A call's type and names come from the services' descriptors; a path no service has counts
 //! (and is named) `unknown`, so that no client can grow the label sets. Messages are counted
@@ -20,8 +25,9 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -35,8 +41,10 @@ use tonic::codegen::http;
 use tower::{Layer, Service};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use super::connections::Connection;
+use crate::config::{Access, AccessLog};
 use crate::metrics::Metrics;
-use crate::telemetry::{self, CALLS, TRACED_CALLS};
+use crate::telemetry::{self, ACCESS, CALLS, TRACED_CALLS};
 
 /// The health service's paths.
 const HEALTH: &str = "/grpc.health.v1.Health/";
@@ -110,6 +118,8 @@ pub struct ObservedLayer {
     unknown: Arc<Method>,
     /// False when nobody scrapes the metrics: nothing is recorded, at no cost.
     recording: bool,
+    /// Which calls get an access line.
+    access: Access,
 }
 
 impl ObservedLayer {
@@ -160,6 +170,7 @@ impl ObservedLayer {
             metrics,
             methods: Arc::new(methods),
             recording: true,
+            access: telemetry::access(),
         }
     }
 
@@ -205,18 +216,24 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
         let method = self
             .layer
             .methods
             .get(request.uri().path())
             .unwrap_or(&self.layer.unknown)
             .clone();
-        // Health checks, which probes send every few seconds, are not traced.
-        let traced = telemetry::exporting() && !request.uri().path().starts_with(HEALTH);
+        // Health checks, which probes send every few seconds, are neither traced nor logged.
+        let probe = request.uri().path().starts_with(HEALTH);
+        let traced = telemetry::exporting() && !probe;
         let span = call_span(&method, &request, traced);
+        let access = match self.layer.access.log {
+            AccessLog::Off => None,
+            _ if probe => None,
+            _ => Some(AccessLine::of(&mut request, self.layer.access)),
+        };
         let metrics = self.layer.recording.then(|| self.layer.metrics.clone());
-        if metrics.is_none() && !traced {
+        if metrics.is_none() && !traced && access.is_none() {
             let call = span.in_scope(|| self.inner.call(request.map(Counted::idle)));
             let answered = async move { Ok(call.await?.map(Finished::idle)) };
             return Box::pin(tracing::Instrument::instrument(answered, span));
@@ -235,7 +252,9 @@ where
             metrics,
             method,
             started: Instant::now(),
-            span: traced.then(|| span.clone()),
+            span: (traced || access.is_some()).then(|| span.clone()),
+            traced,
+            access,
         };
         let answered = async move {
             let response = call.await?;
@@ -311,12 +330,12 @@ pub(super) fn continue_trace_in(headers: &mut http::HeaderMap) {
     }
 }
 
-/// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`); `None` for one that is
-/// malformed or all zeros (invalid by the standard).
+/// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`, lowercase); `None` for
+/// one that is malformed or all zeros (invalid by the standard, and so for the propagator).
 fn trace_id_of(traceparent: &str) -> Option<&str> {
     let mut parts = traceparent.trim().split('-');
     let (version, id) = (parts.next()?, parts.next()?);
-    let hex = |s: &str| s.bytes().all(|b| b.is_ascii_hexdigit());
+    let hex = |s: &str| s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
     (version.len() == 2
         && hex(version)
         && id.len() == 32
@@ -352,14 +371,78 @@ impl Injector for HeadersMut<'_> {
     }
 }
 
-/// What is recorded when a call ends: its metrics, its span's code.
+/// Who made a call, once the API-key check knows, for its access line.
+#[derive(Clone, Default)]
+pub(super) struct Caller(Arc<OnceLock<String>>);
+
+impl Caller {
+    pub(super) fn identified(&self, client_id: &str) {
+        let _ = self.0.set(client_id.to_string());
+    }
+}
+
+/// What a call's access line says besides its code and time.
+struct AccessLine {
+    caller: Caller,
+    peer: Option<SocketAddr>,
+    access: Access,
+}
+
+impl AccessLine {
+    /// Leaves a [`Caller`] in the request for the API-key check to fill.
+    fn of<B>(request: &mut http::Request<B>, access: Access) -> AccessLine {
+        let caller = Caller::default();
+        request.extensions_mut().insert(caller.clone());
+        let extensions = request.extensions();
+        let connection = extensions.get::<Connection>().or_else(|| {
+            extensions
+                .get::<tonic::transport::server::TlsConnectInfo<Connection>>()
+                .map(|tls| tls.get_ref())
+        });
+        AccessLine {
+            caller,
+            peer: connection.and_then(Connection::remote),
+            access,
+        }
+    }
+
+    /// Writes the line, in `span`, if the call's code asks for one.
+    fn write(&self, span: &tracing::Span, (code, name): (usize, &str), started: Instant) {
+        let logged = match self.access.log {
+            AccessLog::Off => false,
+            AccessLog::Errors => code != 0,
+            AccessLog::All => {
+                code != 0 || self.access.sample >= 1.0 || rand::random::<f64>() < self.access.sample
+            }
+        };
+        if logged {
+            let micros = started.elapsed().as_micros() as f64;
+            span.in_scope(|| {
+                tracing::info!(
+                    target: ACCESS,
+                    code = %name,
+                    duration_ms = micros / 1000.0,
+                    client = self.caller.0.get().map(tracing::field::display),
+                    peer = self.peer.map(tracing::field::display),
+                    "call finished"
+                )
+            });
+        }
+    }
+}
+
+/// What is recorded when a call ends: its metrics, its span's code, its access line.
 struct End {
     /// `None`: no metrics listener.
     metrics: Option<Arc<Metrics>>,
     method: Arc<Method>,
     started: Instant,
-    /// The call's span, while traces are exported; ends when this does.
+    /// The call's span, while traces are exported or access lines written; ends when this does.
     span: Option<tracing::Span>,
+    /// Whether the span is exported.
+    traced: bool,
+    /// `None`: no access line.
+    access: Option<AccessLine>,
 }
 
 impl End {
@@ -368,12 +451,18 @@ impl End {
         if self.metrics.is_some() {
             self.method.handled(code, self.started);
         }
-        if let Some(span) = &self.span {
+        let Some(span) = &self.span else {
+            return;
+        };
+        if self.traced {
             span.set_attribute("rpc.grpc.status_code", code as i64);
             // The RPC conventions' server errors: the server failed, not the caller.
             if matches!(code, 2 | 4 | 12 | 13 | 14 | 15) {
                 span.set_status(opentelemetry::trace::Status::error(name));
             }
+        }
+        if let Some(access) = &self.access {
+            access.write(span, (code, name), self.started);
         }
     }
 }
@@ -560,6 +649,7 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",
             "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
             "0-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
         ] {
             assert_eq!(trace_id_of(bad), None, "{bad:?}");
         }

@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::task::AtomicWaker;
 use tokio::sync::{broadcast, Notify, Semaphore, SemaphorePermit};
+
+use page::{Page, PAGES_HELD, PAGE_BYTES, REPLAY_PAGE};
 use tokio_stream::Stream;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tonic::Status;
@@ -29,21 +31,11 @@ use super::status;
 use crate::domain::event::Event;
 use crate::proto::encoded::Encoded;
 use crate::proto::v1 as pb;
-use crate::runtime::{event_bytes, DeskHandle, LiveEvent, Published, FORMS};
+use crate::runtime::{DeskHandle, LiveEvent, Published, FORMS};
 use crate::store::{Retained, Store, StoreError};
 
-/// Events read from the store per catch-up query, at most.
-const REPLAY_PAGE: usize = 32;
-/// What a page a watch holds between its client's reads may weigh, decoded ([`event_bytes`]):
-/// the events it keeps (those it will send) until they come to this. A page with one event
-/// only is handed over in the read that made it: a stream whose client does not read holds no
-/// page at all then.
-const PAGE_BYTES: usize = 32 * 1024;
-/// What the pages of every watch together may weigh, in KiB: a page is read only with its
-/// weight taken from this; a watch that finds too little left reads one event at a time
-/// (slower catch-up, nothing held), so unread watches, however many, hold at most this.
-const PAGES_KIB: usize = 16 * 1024;
-static PAGES_HELD: Semaphore = Semaphore::const_new(PAGES_KIB);
+mod page;
+
 /// Store reads in flight at once, across every watch (catch-up pages, resume-point and
 /// done checks). Each runs on the blocking pool: ten thousand watches opening or catching up
 /// at once would otherwise start hundreds of threads (each with its stack, allocator cache
@@ -653,56 +645,6 @@ impl<M: prost::Message> Follow<M> {
     }
 }
 
-/// What one read of the store gives a watch.
-struct Page {
-    /// The events the stream sends or ends on, in order.
-    events: Vec<Event>,
-    /// What they weigh, decoded.
-    bytes: usize,
-    /// The sequence of the first event read, kept or not.
-    first_seq: Option<u64>,
-    /// The last sequence the page accounts for: once its events are sent, every event up to
-    /// here has been sent or passed over.
-    read_to: u64,
-    /// The store may hold more after `read_to`.
-    more: bool,
-}
-
-impl Page {
-    /// Of `raw`, the events read after `from`, those `keep` keeps or `ends` ends on, while they
-    /// weigh at most `budget` (always one at least: a stream must move on).
-    fn of(
-        raw: Vec<Event>,
-        from: u64,
-        (keep, ends): (&EventTest, &EventTest),
-        budget: usize,
-    ) -> Page {
-        let full = raw.len() == REPLAY_PAGE;
-        let mut page = Page {
-            events: Vec::new(),
-            bytes: 0,
-            first_seq: raw.first().map(|e| e.seq),
-            read_to: raw.last().map_or(from, |e| e.seq),
-            more: full,
-        };
-        for event in raw {
-            if !(keep(&event) || ends(&event)) {
-                continue;
-            }
-            let bytes = event_bytes(&event);
-            if !page.events.is_empty() && page.bytes + bytes > budget {
-                // The rest is read again once these are sent.
-                page.read_to = page.events.last().map_or(from, |e: &Event| e.seq);
-                page.more = true;
-                break;
-            }
-            page.bytes += bytes;
-            page.events.push(event);
-        }
-        page
-    }
-}
-
 /// A watch's move that the client sees.
 enum Advance<M> {
     Send(Step<Encoded<M>>),
@@ -713,70 +655,6 @@ enum Advance<M> {
 mod tests {
     use super::*;
     use crate::domain::event::{EventBody, TicketEventKind};
-    use crate::domain::fixtures;
-
-    /// An agent event of about `bytes` bytes; the stream is about it when its detail says so.
-    fn sized_event(seq: u64, bytes: usize, kept: bool) -> Event {
-        let mark = if kept { "k" } else { "s" };
-        Event {
-            seq,
-            time_ms: 0,
-            body: EventBody::Agent {
-                detail: format!("{mark}{}", "x".repeat(bytes)),
-                agent: fixtures::agent("L1_Agent_1", "L1", &["general"], 2),
-                deleted: false,
-            },
-        }
-    }
-
-    fn kept(e: &Event) -> bool {
-        matches!(&e.body, EventBody::Agent { detail, .. } if detail.starts_with('k'))
-    }
-
-    proptest! {
-        /// Read page by page as a watch reads them (each read after what the last page
-        /// accounts for), the pages hand over every event the stream is about, once each, in
-        /// order, whatever the events weigh and whether the budget is a page's or none; and a
-        /// page of more than one event weighs at most the budget.
-        #[test]
-        fn pages_hand_over_every_kept_event_once_in_order(
-            events in proptest::collection::vec((0usize..40_000, any::<bool>()), 0..120),
-            budgets in proptest::collection::vec(prop_oneof![Just(0usize), Just(PAGE_BYTES)], 1..8),
-        ) {
-            let log: Vec<Event> = events
-                .iter()
-                .enumerate()
-                .map(|(i, (bytes, keep))| sized_event(i as u64 + 1, *bytes, *keep))
-                .collect();
-            let never = |_: &Event| false;
-            let (mut last, mut sent, mut reads) = (0u64, Vec::new(), 0usize);
-            loop {
-                let raw: Vec<Event> = log
-                    .iter()
-                    .filter(|e| e.seq > last)
-                    .take(REPLAY_PAGE)
-                    .cloned()
-                    .collect();
-                let budget = budgets[reads % budgets.len()];
-                reads += 1;
-                let page = Page::of(raw, last, (&kept, &never), budget);
-                if page.events.len() > 1 {
-                    prop_assert!(page.bytes <= budget, "{} > {budget}", page.bytes);
-                }
-                for event in &page.events {
-                    prop_assert!(event.seq > last && event.seq <= page.read_to);
-                    sent.push(event.seq);
-                }
-                last = last.max(page.read_to);
-                if !page.more {
-                    break;
-                }
-                prop_assert!(reads <= 2 * log.len() + 2, "no progress");
-            }
-            let expected: Vec<u64> = log.iter().filter(|e| kept(e)).map(|e| e.seq).collect();
-            prop_assert_eq!(sent, expected);
-        }
-    }
     use crate::store::tests_support::any_ticket;
     use proptest::prelude::*;
     use prost::Message;

@@ -1,9 +1,9 @@
-//! The `[store]` section's database: its URL checked, and its password taken from at most one
-//! of the places it may be given.
+//! The `[store]` section's database: its URL checked, its password taken from at most one of
+//! the places it may be given, and how the servers sharing it find and replace each other.
 
 use std::path::PathBuf;
 
-use super::ConfigError;
+use super::{ConfigError, Replication, StoreSection};
 use crate::store::postgres::{Password, Target};
 
 /// The PostgreSQL database at `url` (given by the setting `source`), checked, with the
@@ -34,4 +34,46 @@ pub fn database(
     }
     passwords.extend(password);
     Target::parse(url, passwords).map_err(|e| invalid(e.to_string()))
+}
+
+/// `[store] advertise_address` and `lease_ttl_secs`, checked.
+pub(super) fn replication(
+    store: &StoreSection,
+    advertise: Option<&str>,
+) -> Result<Replication, ConfigError> {
+    let ttl = store.lease_ttl_secs.unwrap_or(5);
+    if !(1..=300).contains(&ttl) {
+        return Err(ConfigError::Invalid(
+            "[store] lease_ttl_secs must be within 1..=300".into(),
+        ));
+    }
+    let advertise = match advertise
+        .or(store.advertise_address.as_deref())
+        .map(str::trim)
+    {
+        None => None,
+        Some(address) => {
+            let full = if address.contains("://") {
+                address.to_string()
+            } else {
+                format!("http://{address}")
+            };
+            // `http://host:port`, nothing after: the servers dial it as it is.
+            let host_port = full.strip_prefix("http://").unwrap_or_default();
+            let well_formed = host_port.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && !host.contains('/') && port.parse::<u16>().is_ok()
+            });
+            if !well_formed {
+                return Err(ConfigError::Invalid(format!(
+                    "[store] advertise_address {address:?} must be http://host:port (servers \
+                     forward to each other in plaintext h2c; put TLS in the mesh between them)"
+                )));
+            }
+            Some(full)
+        }
+    };
+    Ok(Replication {
+        advertise_address: advertise,
+        lease_ttl: std::time::Duration::from_secs(ttl),
+    })
 }

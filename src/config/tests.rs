@@ -86,6 +86,7 @@ fn the_readme_sample_builds_the_four_tier_desk() {
     assert_eq!(c.limits, Limits::default());
     assert_eq!(c.server, ServerLimits::default());
     assert_eq!(c.settings, Settings::default());
+    assert_eq!(c.access.log, AccessLog::Errors);
 }
 
 #[test]
@@ -388,5 +389,33 @@ fn cors_origins_are_origins_and_nothing_else() {
             err.contains("cors_allowed_origins") && err.contains(bad),
             "{bad}: {err}"
         );
+    }
+}
+
+#[test]
+fn access_lines_are_off_unless_asked_and_the_environment_wins_over_the_file() {
+    let off = resolve("").unwrap().access;
+    assert_eq!((off.log, off.sample), (AccessLog::Off, 1.0));
+    let errors = resolve("[log]\naccess = \"errors\"\naccess_sample = 0.25").unwrap();
+    assert_eq!(errors.access.log, AccessLog::Errors);
+    assert_eq!(errors.access.sample, 0.25);
+    let file = parse_file("[log]\naccess = \"errors\"", Path::new("t")).unwrap();
+    let overridden = Config::resolve(
+        file,
+        Overrides {
+            access_log: Some(AccessLog::All),
+            ..Overrides::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(overridden.access.log, AccessLog::All);
+    for bad in ["-0.5", "1.5", "nan"] {
+        let err = resolve(&format!("[log]\naccess = \"all\"\naccess_sample = {bad}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("access_sample"), "{bad}: {err}");
+    }
+    for bad in ["[log]\naccess = \"some\"", "[log]\naccess_log = \"all\""] {
+        assert!(parse_file(bad, Path::new("t")).is_err(), "{bad}");
     }
 }
