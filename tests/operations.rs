@@ -638,6 +638,51 @@ async fn tls_from_the_config_file_serves_only_tls() {
 }
 
 #[tokio::test]
+async fn over_tls_a_connection_with_a_watch_open_is_not_closed_as_silent_or_idle() {
+    let root = new_root();
+    let issued = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = root.path().join("server.pem");
+    let key = root.path().join("server.key");
+    std::fs::write(&cert, issued.cert.pem()).unwrap();
+    std::fs::write(&key, issued.signing_key.serialize_pem()).unwrap();
+    // Connections that send nothing for a second, or hold nothing for two, are closed.
+    let config = format!(
+        "[tls]\ncert = {:?}\nkey = {:?}\n[server]\nfirst_request_secs = 1\nidle_connection_secs = 2\n",
+        cert.display().to_string(),
+        key.display().to_string()
+    );
+    let launch = Launch {
+        config_toml: Some(config),
+        tls_ca_pem: Some(issued.cert.pem()),
+        ..Launch::default()
+    };
+    let server = Server::launch(root, launch).await;
+    let mut admin = server.admin();
+    let mut watch: Watch<servicedesk::proto::v1::DeskEvent> =
+        Watch::open("WatchEvents", async move {
+            admin
+                .watch_events(servicedesk::proto::v1::WatchEventsRequest::default())
+                .await
+        });
+    watch.expect_next().await;
+    // Longer than both deadlines: the watch is a call in progress on its connection.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    ask(
+        &mut server.desk(),
+        inquiry("cust_tls_watch", PASSWORD_RESET),
+    )
+    .await;
+    // What the replay had sent is read first; then, live, the new ticket.
+    let seen = watch
+        .until(|e| {
+            matches!(&e.event, Some(servicedesk::proto::v1::desk_event::Event::Ticket(t))
+                if t.ticket.as_ref().is_some_and(|t| t.customer_id == "cust_tls_watch"))
+        })
+        .await;
+    assert!(!seen.is_empty());
+}
+
+#[tokio::test]
 async fn health_turns_not_serving_as_soon_as_draining_starts() {
     let server = Server::start_with_config("shutdown_grace_secs = 4\n").await;
     let mut health = server.health();

@@ -394,11 +394,8 @@ impl AccessLine {
         let caller = Caller::default();
         request.extensions_mut().insert(caller.clone());
         let extensions = request.extensions();
-        let connection = extensions.get::<Connection>().or_else(|| {
-            extensions
-                .get::<tonic::transport::server::TlsConnectInfo<Connection>>()
-                .map(|tls| tls.get_ref())
-        });
+        // Over TLS too: tonic puts the connection's own info beside its TLS info.
+        let connection = extensions.get::<Connection>();
         AccessLine {
             caller,
             peer: connection.and_then(Connection::remote),
