@@ -566,8 +566,9 @@ async fn a_restart_refuses_a_config_without_a_tier_its_agents_are_in() {
     assert_eq!(status.tiers.len(), 3);
 }
 
-#[tokio::test]
-async fn tls_from_the_config_file_serves_only_tls() {
+/// A server on TLS with a certificate for `localhost` (its file beside it), with `extra`
+/// configuration; its clients trust that certificate.
+async fn tls_server(extra: &str) -> (Server, std::path::PathBuf) {
     let root = new_root();
     let issued = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
     let cert = root.path().join("server.pem");
@@ -575,7 +576,7 @@ async fn tls_from_the_config_file_serves_only_tls() {
     std::fs::write(&cert, issued.cert.pem()).unwrap();
     std::fs::write(&key, issued.signing_key.serialize_pem()).unwrap();
     let config = format!(
-        "[tls]\ncert = {:?}\nkey = {:?}\n",
+        "[tls]\ncert = {:?}\nkey = {:?}\n{extra}",
         cert.display().to_string(),
         key.display().to_string()
     );
@@ -584,7 +585,12 @@ async fn tls_from_the_config_file_serves_only_tls() {
         tls_ca_pem: Some(issued.cert.pem()),
         ..Launch::default()
     };
-    let server = Server::launch(root, launch).await;
+    (Server::launch(root, launch).await, cert)
+}
+
+#[tokio::test]
+async fn tls_from_the_config_file_serves_only_tls() {
+    let (server, cert) = tls_server("").await;
     assert!(server.log_text().contains("(tls)"), "the log says TLS");
     let answer = ask(&mut server.desk(), inquiry("cust_tls", PASSWORD_RESET)).await;
     assert_eq!(answer.ticket.unwrap().status(), TicketStatus::Resolved);
@@ -639,24 +645,9 @@ async fn tls_from_the_config_file_serves_only_tls() {
 
 #[tokio::test]
 async fn over_tls_a_connection_with_a_watch_open_is_not_closed_as_silent_or_idle() {
-    let root = new_root();
-    let issued = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let cert = root.path().join("server.pem");
-    let key = root.path().join("server.key");
-    std::fs::write(&cert, issued.cert.pem()).unwrap();
-    std::fs::write(&key, issued.signing_key.serialize_pem()).unwrap();
     // Connections that send nothing for a second, or hold nothing for two, are closed.
-    let config = format!(
-        "[tls]\ncert = {:?}\nkey = {:?}\n[server]\nfirst_request_secs = 1\nidle_connection_secs = 2\n",
-        cert.display().to_string(),
-        key.display().to_string()
-    );
-    let launch = Launch {
-        config_toml: Some(config),
-        tls_ca_pem: Some(issued.cert.pem()),
-        ..Launch::default()
-    };
-    let server = Server::launch(root, launch).await;
+    let (server, _) =
+        tls_server("[server]\nfirst_request_secs = 1\nidle_connection_secs = 2\n").await;
     let mut admin = server.admin();
     let mut watch: Watch<servicedesk::proto::v1::DeskEvent> =
         Watch::open("WatchEvents", async move {

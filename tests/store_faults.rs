@@ -25,11 +25,10 @@ fn serve_args(data_dir: &std::path::Path) -> Vec<std::ffi::OsString> {
     args
 }
 
-#[tokio::test]
-async fn a_second_server_on_the_same_data_directory_is_refused() {
-    let server = Server::start().await;
-    let data_dir = server.data_dir();
-    let second = run_to_exit(&serve_args(&data_dir), EXIT_LIMIT)
+/// A second server on `server`'s data directory stops on its own, saying why, and the first
+/// one serves on, alone with its store.
+async fn a_second_server_is_refused_beside(server: &Server) {
+    let second = run_to_exit(&serve_args(&server.data_dir()), EXIT_LIMIT)
         .await
         .expect("a second server on a data directory in use must stop on its own");
     assert!(!second.status.success(), "{second:?}");
@@ -40,9 +39,14 @@ async fn a_second_server_on_the_same_data_directory_is_refused() {
         "the log says why: {}",
         second.output
     );
-    // The first one serves on, alone with its store.
     let answer = ask(&mut server.desk(), inquiry("cust_lock", PASSWORD_RESET)).await;
     assert_eq!(answer.ticket.unwrap().status(), TicketStatus::Resolved);
+}
+
+#[tokio::test]
+async fn a_second_server_on_the_same_data_directory_is_refused() {
+    let server = Server::start().await;
+    a_second_server_is_refused_beside(&server).await;
     // Once it stopped, the directory is free again.
     let root = server.terminate().await;
     let server = Server::start_with(root, &[], None).await;
@@ -83,21 +87,8 @@ async fn a_store_that_cannot_be_written_stops_the_start_saying_why() {
 #[tokio::test]
 async fn deleting_the_lock_file_does_not_let_a_second_server_in() {
     let server = Server::start().await;
-    let data_dir = server.data_dir();
-    std::fs::remove_file(data_dir.join("desk.lock")).expect("delete desk.lock");
-    let second = run_to_exit(&serve_args(&data_dir), EXIT_LIMIT)
-        .await
-        .expect("a second server on a data directory in use must stop on its own");
-    assert!(!second.status.success(), "{second:?}");
-    assert!(
-        second
-            .output
-            .contains("in use by another servicedesk process"),
-        "the log says why: {}",
-        second.output
-    );
-    let answer = ask(&mut server.desk(), inquiry("cust_unlocked", PASSWORD_RESET)).await;
-    assert_eq!(answer.ticket.unwrap().status(), TicketStatus::Resolved);
+    std::fs::remove_file(server.data_dir().join("desk.lock")).expect("delete desk.lock");
+    a_second_server_is_refused_beside(&server).await;
 }
 
 #[tokio::test]
