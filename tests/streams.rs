@@ -165,7 +165,10 @@ async fn a_subscriber_that_stops_reading_is_closed_with_where_to_resume() {
     let end = head(&server).await;
     // Until the server gave up on the stream (its log says so), not for a guessed time.
     server
-        .until_logged("watches whose clients stopped reading were ended", Duration::from_secs(60))
+        .until_logged(
+            "watches whose clients stopped reading were ended",
+            Duration::from_secs(60),
+        )
         .await;
 
     // Reading now: what was buffered, then the error.
