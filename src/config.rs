@@ -10,7 +10,6 @@ use serde::Deserialize;
 
 use crate::domain::classify::{Classifier, TopicRule};
 use crate::domain::desk::Settings;
-use crate::domain::limits::{self, is_name, CAPACITY, DISPLAY_NAME_BYTES};
 use crate::domain::mesh::{RoutingStrategy, Tier};
 use crate::domain::policy::{Policy, PolicyRule};
 use crate::keys::{ChosenKey, CHOSEN_SECRET_MIN};
@@ -19,9 +18,8 @@ use crate::store::{Durability, StoreSettings};
 pub use access::{Access, AccessLog, LogSection};
 pub use database::database;
 use database::replication;
-use defaults::{
-    default_instructions, default_reviewers, default_rotation, default_threshold, default_tiers,
-};
+pub use desk::SeedReviewer;
+pub use server::ServerLimits;
 
 /// The TOML file, as written.
 #[derive(Debug, Default, Deserialize)]
@@ -222,166 +220,6 @@ impl Limits {
     }
 }
 
-/// Names and ids the desk seeds must be unique and well-formed, or the first start would fail
-/// half-way and every later start would try again.
-fn validate_seed(
-    tiers: &[Tier],
-    agents: &[SeedAgent],
-    reviewers: &[ReviewerSection],
-) -> Result<(), ConfigError> {
-    let well_formed = is_name;
-    let mut tier_names = BTreeSet::new();
-    for tier in tiers {
-        if !well_formed(&tier.name) || !tier_names.insert(tier.name.to_lowercase()) {
-            return Err(ConfigError::Invalid(format!(
-                "tier name {:?} must be unique, 1..64 bytes of letters, digits, '_', '-', '.'",
-                tier.name
-            )));
-        }
-    }
-    let mut agent_names = BTreeSet::new();
-    for agent in agents {
-        if !agent_names.insert(agent.name.as_str()) {
-            return Err(ConfigError::Invalid(format!(
-                "two seeded agents would be named {}",
-                agent.name
-            )));
-        }
-    }
-    let mut ids = BTreeSet::new();
-    for reviewer in reviewers {
-        if !well_formed(&reviewer.id) || !ids.insert(reviewer.id.as_str()) {
-            return Err(ConfigError::Invalid(format!(
-                "reviewer id {:?} must be unique, 1..64 bytes of letters, digits, '_', '-', '.'",
-                reviewer.id
-            )));
-        }
-        if reviewer.name.trim().is_empty() || reviewer.name.len() > DISPLAY_NAME_BYTES {
-            return Err(ConfigError::Invalid(format!(
-                "reviewer {} needs a name of 1..{DISPLAY_NAME_BYTES} bytes",
-                reviewer.id
-            )));
-        }
-        if reviewer
-            .max_concurrent
-            .is_some_and(|m| !CAPACITY.contains(&m))
-        {
-            return Err(ConfigError::Invalid(format!(
-                "reviewer {} max_concurrent must be within {}..{}",
-                reviewer.id,
-                CAPACITY.start(),
-                CAPACITY.end()
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// `http://host[:port]` or `https://host[:port]`, exactly as a browser sends it as Origin.
-fn is_origin(text: &str) -> bool {
-    let Some((scheme, rest)) = text.split_once("://") else {
-        return false;
-    };
-    let host = rest.rsplit_once(':').map_or(rest, |(host, port)| {
-        if port.parse::<u16>().is_ok() {
-            host
-        } else {
-            ""
-        }
-    });
-    // As browsers send it: lower case, no default port, no trailing dot; anything else would
-    // never match.
-    let default_port = matches!(
-        (scheme, rest.rsplit_once(':').map(|(_, p)| p)),
-        ("http", Some("80")) | ("https", Some("443"))
-    );
-    matches!(scheme, "http" | "https")
-        && !default_port
-        && !host.is_empty()
-        && !host.ends_with('.')
-        && host.bytes().all(|b| {
-            b.is_ascii_lowercase()
-                || b.is_ascii_digit()
-                || matches!(b, b'.' | b'-' | b'[' | b']' | b':')
-        })
-}
-
-/// Transport limits instead of tonic's defaults.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct ServerLimits {
-    /// Largest request message accepted, in bytes.
-    pub max_message_bytes: usize,
-    /// HTTP/2 streams one connection may have open at once.
-    pub max_concurrent_streams: u32,
-    /// Server streams (watches, agent streams) open at once across all connections; one
-    /// more gets RESOURCE_EXHAUSTED.
-    pub max_open_streams: usize,
-    /// Calls the server works on at once, across all connections (health checks excepted);
-    /// more are refused at once with RESOURCE_EXHAUSTED instead of queueing.
-    pub max_concurrent_requests: usize,
-    pub keepalive_interval_secs: u64,
-    pub keepalive_timeout_secs: u64,
-    /// Events kept in memory for live subscribers; one further behind catches up from the
-    /// store instead of losing events.
-    pub live_event_buffer: usize,
-    /// Bytes of events, about, kept in memory for live subscribers, with their encodings: the
-    /// oldest are let go past it, however few, and whoever still needs them reads the store.
-    pub live_event_bytes: usize,
-    /// A server stream whose client reads nothing for this long is ended with
-    /// RESOURCE_EXHAUSTED naming the sequence to resume from, so it holds no memory for ever.
-    pub stalled_stream_secs: u64,
-    /// A stream ended that way whose client still takes nothing this much later: its
-    /// connection is closed, the only way to free what HTTP/2 holds for a reader that never
-    /// opens its window.
-    pub stalled_connection_secs: u64,
-    /// Calls one client (one key) may have in flight, of `max_concurrent_requests`; by
-    /// default a quarter of them, so one caller cannot take the server from the others.
-    pub max_requests_per_client: Option<usize>,
-    /// Connections open at once; never more than the open-files limit allows.
-    pub max_connections: usize,
-    /// A connection that sends no request this long after it opened is closed.
-    pub first_request_secs: u64,
-    /// A connection with no call or stream open for this long is closed.
-    pub idle_connection_secs: u64,
-    /// A request's message must arrive within this long of the request's start.
-    pub request_body_secs: u64,
-    /// Origins (`https://host[:port]`) whose pages may call the services with gRPC-Web; none
-    /// by default: the console is served from the port itself.
-    pub cors_allowed_origins: Vec<String>,
-}
-
-impl ServerLimits {
-    /// Calls one client may have in flight.
-    pub fn per_client(&self) -> usize {
-        self.max_requests_per_client
-            .unwrap_or((self.max_concurrent_requests / 4).max(1))
-    }
-}
-
-impl Default for ServerLimits {
-    fn default() -> Self {
-        ServerLimits {
-            max_message_bytes: 1024 * 1024,
-            max_concurrent_streams: 256,
-            max_concurrent_requests: 4096,
-            keepalive_interval_secs: 30,
-            keepalive_timeout_secs: 10,
-            live_event_buffer: 8192,
-            live_event_bytes: 64 << 20,
-            max_open_streams: 10_000,
-            stalled_stream_secs: 30,
-            stalled_connection_secs: 60,
-            max_requests_per_client: None,
-            max_connections: 10_000,
-            first_request_secs: 5,
-            idle_connection_secs: 300,
-            request_body_secs: 10,
-            cors_allowed_origins: Vec::new(),
-        }
-    }
-}
-
 /// Values given on the command line or in the environment (they win over the file).
 #[derive(Debug, Default)]
 pub struct Overrides {
@@ -436,7 +274,7 @@ pub struct Config {
     pub desk_name: String,
     pub tiers: Vec<Tier>,
     pub seed_agents: Vec<SeedAgent>,
-    pub seed_reviewers: Vec<ReviewerSection>,
+    pub seed_reviewers: Vec<SeedReviewer>,
     pub settings: Settings,
     pub classifier: Classifier,
     pub policy: Policy,
@@ -495,14 +333,10 @@ impl Config {
             .listen
             .or(file.listen)
             .unwrap_or_else(|| "127.0.0.1:50051".to_string());
-        let listen: SocketAddr = listen_text
-            .parse()
-            .map_err(|_| invalid(format!("listen address {listen_text:?} is not HOST:PORT")))?;
+        let listen = address(&listen_text, "listen address")?;
         let metrics_listen = match overrides.metrics_listen.or(file.metrics_listen) {
             None => None,
-            Some(text) => Some(text.parse::<SocketAddr>().map_err(|_| {
-                invalid(format!("metrics listen address {text:?} is not HOST:PORT"))
-            })?),
+            Some(text) => Some(address(&text, "metrics listen address")?),
         };
         let data_dir = overrides
             .data_dir
@@ -515,102 +349,7 @@ impl Config {
             None => None,
         };
 
-        let desk = file.desk;
-        let tier_sections = desk.tiers.unwrap_or_else(default_tiers);
-        if tier_sections.is_empty() {
-            return Err(invalid("desk.tiers must list at least one tier".into()));
-        }
-        let count = tier_sections.len();
-        let mut tiers = Vec::new();
-        for (i, t) in tier_sections.iter().enumerate() {
-            let threshold = t.threshold.unwrap_or_else(|| default_threshold(i, count));
-            if !(0.0..=1.0).contains(&threshold) {
-                return Err(invalid(format!(
-                    "tier {} threshold {threshold} is not within 0..1",
-                    t.name
-                )));
-            }
-            let capacity = t.capacity.unwrap_or(if i == 0 { 5 } else { 3 });
-            if !CAPACITY.contains(&capacity) {
-                return Err(invalid(format!(
-                    "tier {} capacity {capacity} is not within {}..{}",
-                    t.name,
-                    CAPACITY.start(),
-                    CAPACITY.end()
-                )));
-            }
-            if t.agents > limits::MAX_SEEDED_AGENTS_PER_TIER {
-                return Err(invalid(format!(
-                    "tier {} asks for {} agents; at most {}",
-                    t.name,
-                    t.agents,
-                    limits::MAX_SEEDED_AGENTS_PER_TIER
-                )));
-            }
-            tiers.push(Tier {
-                name: t.name.clone(),
-                threshold,
-                default_capacity: capacity,
-                instructions: t
-                    .instructions
-                    .clone()
-                    .unwrap_or_else(|| default_instructions(i, count)),
-            });
-        }
-        let rotation = desk.specialty_rotation.unwrap_or_else(default_rotation);
-        let mut seed_agents = Vec::new();
-        for (tier, section) in tiers.iter().zip(&tier_sections) {
-            for n in 1..=section.agents {
-                let specialties = if rotation.is_empty() {
-                    BTreeSet::new()
-                } else {
-                    rotation[seed_agents.len() % rotation.len()]
-                        .iter()
-                        .map(|s| s.trim().to_lowercase())
-                        .collect()
-                };
-                seed_agents.push(SeedAgent {
-                    name: format!("{}_Agent_{n}", tier.name),
-                    tier: tier.name.clone(),
-                    specialties,
-                    capacity: tier.default_capacity,
-                });
-            }
-        }
-        let seed_reviewers = desk.reviewers.unwrap_or_else(default_reviewers);
-        validate_seed(&tiers, &seed_agents, &seed_reviewers)?;
-        let defaults = Settings::default();
-        let ms = |secs: Option<u64>, default_ms: i64| {
-            secs.map_or(default_ms, |s| {
-                s.saturating_mul(1000).min(i64::MAX as u64) as i64
-            })
-        };
-        let settings = Settings {
-            routing: desk.routing_strategy.unwrap_or(defaults.routing),
-            escalation_timeout_ms: ms(desk.escalation_timeout_secs, defaults.escalation_timeout_ms),
-            max_review_reassignments: desk
-                .max_review_reassignments
-                .unwrap_or(defaults.max_review_reassignments),
-            queue_timeout_ms: ms(desk.queue_timeout_secs, defaults.queue_timeout_ms),
-            assignment_timeout_ms: ms(desk.assignment_timeout_secs, defaults.assignment_timeout_ms),
-        };
-        if let Some((name, reason)) = settings.violations().into_iter().next() {
-            let key = match name {
-                "max_review_reassignments" => name.to_string(),
-                _ => format!("{name}_secs"),
-            };
-            return Err(invalid(format!("desk.{key} {reason}")));
-        }
-        let event_retention = match desk.event_retention_secs.unwrap_or(30 * 24 * 3600) {
-            0 => None,
-            secs if secs <= 10 * 365 * 24 * 3600 => Some(std::time::Duration::from_secs(secs)),
-            secs => {
-                return Err(invalid(format!(
-                    "desk.event_retention_secs {secs} is more than ten years; use 0 to keep \
-                     events for ever"
-                )))
-            }
-        };
+        let desk = desk::resolve(file.desk)?;
         let classifier = match file.classifier {
             Some(c) => Classifier::new(c.rules, c.fallback.unwrap_or_else(|| "general".into()))
                 .map_err(|e| invalid(format!("classifier: {e}")))?,
@@ -621,41 +360,7 @@ impl Config {
             None => Policy::default_rules(),
         };
         let server = file.server;
-        if server.max_message_bytes < 64 * 1024
-            || server.max_concurrent_streams == 0
-            || server.max_concurrent_requests == 0
-            || server.max_open_streams == 0
-            || server.max_concurrent_requests > 1_000_000
-            || server.max_open_streams > 1_000_000
-            || !(1..=1_000_000).contains(&server.live_event_buffer)
-            || !(1..=1 << 40).contains(&server.live_event_bytes)
-            || !(1..=24 * 3600).contains(&server.stalled_stream_secs)
-            || !(1..=24 * 3600).contains(&server.stalled_connection_secs)
-            || server
-                .max_requests_per_client
-                .is_some_and(|n| !(1..=server.max_concurrent_requests).contains(&n))
-            || !(1..=1_000_000).contains(&server.max_connections)
-            || !(1..=3600).contains(&server.first_request_secs)
-            || !(1..=7 * 24 * 3600).contains(&server.idle_connection_secs)
-            || !(1..=3600).contains(&server.request_body_secs)
-        {
-            return Err(invalid(
-                "server limits must be positive (max_concurrent_requests, max_open_streams, \
-                 max_connections and live_event_buffer at most 1000000, live_event_bytes at \
-                 most 1 TiB, \
-                 max_requests_per_client at most max_concurrent_requests, stalled_stream_secs \
-                 and stalled_connection_secs at most a day, first_request_secs and request_body_secs at most an hour, \
-                 idle_connection_secs at most a week) and max_message_bytes at least 64 KiB"
-                    .into(),
-            ));
-        }
-        if let Some(bad) = server.cors_allowed_origins.iter().find(|o| !is_origin(o)) {
-            return Err(invalid(format!(
-                "[server] cors_allowed_origins: {bad:?} is not an origin as browsers send it; \
-                 give each as scheme://host[:port] in lower case, without a path, a default \
-                 port or *, e.g. \"https://console.example.com\""
-            )));
-        }
+        server.validate()?;
         file.limits.validate(server.max_message_bytes)?;
         if file.synchronous.is_some() {
             warnings.push(
@@ -669,42 +374,12 @@ impl Config {
             .or(file.synchronous)
             .unwrap_or_default();
         let replication = replication(&file.store, overrides.advertise_address.as_deref())?;
-        let url = match overrides.store_url {
-            Some(url) => Some((url, "--store-url (SERVICEDESK_STORE_URL)")),
-            None => file.store.url.map(|url| (url, "[store] url")),
+        let given = database::GivenDatabase {
+            url: overrides.store_url,
+            password_file: overrides.store_password_file,
+            password: overrides.store_password,
         };
-        let password_file = match overrides.store_password_file {
-            Some(path) => Some((
-                path,
-                "--store-password-file (SERVICEDESK_STORE_PASSWORD_FILE)",
-            )),
-            None => file
-                .store
-                .password_file
-                .map(|path| (path, "[store] password_file")),
-        };
-        let url = match url {
-            Some((url, source)) => Some(database(
-                &url,
-                source,
-                password_file,
-                overrides.store_password,
-                &mut warnings,
-            )?),
-            None => {
-                // A password for no database is a setting that went astray, not one to ignore.
-                let stray = password_file
-                    .map(|(_, source)| source)
-                    .or(overrides.store_password.as_ref().map(Password::source));
-                if let Some(source) = stray {
-                    return Err(invalid(format!(
-                        "{source} gives a database password, but no database URL is set \
-                         ([store] url or SERVICEDESK_STORE_URL)"
-                    )));
-                }
-                None
-            }
-        };
+        let url = database::target(&file.store, given, &mut warnings)?;
         let access = access::resolve(&file.log, overrides.access_log)?;
         Ok(Config {
             replication,
@@ -721,21 +396,27 @@ impl Config {
             },
             full_check: overrides.full_check || file.store.full_check.unwrap_or(false),
             shutdown_grace: std::time::Duration::from_secs(file.shutdown_grace_secs.unwrap_or(10)),
-            desk_name: desk.name.unwrap_or_else(|| "servicedesk".into()),
-            tiers,
-            seed_agents,
-            seed_reviewers,
-            settings,
+            desk_name: desk.name,
+            tiers: desk.tiers,
+            seed_agents: desk.seed_agents,
+            seed_reviewers: desk.seed_reviewers,
+            settings: desk.settings,
             classifier,
             policy,
             knowledge_base: file.knowledge_base,
             limits: file.limits,
             server,
             tls: file.tls,
-            event_retention,
+            event_retention: desk.event_retention,
             warnings,
         })
     }
+}
+
+/// `text` as `HOST:PORT`; `what` names the setting when it is not.
+fn address(text: &str, what: &str) -> Result<SocketAddr, ConfigError> {
+    text.parse()
+        .map_err(|_| ConfigError::Invalid(format!("{what} {text:?} is not HOST:PORT")))
 }
 
 /// Bytes of an admin key file read, at most: a key is short.
@@ -761,5 +442,7 @@ fn chosen_key(path: &Path, warnings: &mut Vec<String>) -> Result<ChosenKey, Conf
 mod access;
 mod database;
 mod defaults;
+mod desk;
+mod server;
 #[cfg(test)]
 mod tests;

@@ -77,3 +77,54 @@ pub(super) fn replication(
         lease_ttl: std::time::Duration::from_secs(ttl),
     })
 }
+
+/// What the command line and the environment say of the database (they win over the file).
+pub(super) struct GivenDatabase {
+    pub url: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub password: Option<Password>,
+}
+
+/// The database the settings name, if any: the URL from the command line or environment (which
+/// wins) or `[store] url`, with its password from at most one place. A password given with no
+/// URL is a setting that went astray, refused rather than ignored.
+pub(super) fn target(
+    store: &StoreSection,
+    given: GivenDatabase,
+    warnings: &mut Vec<String>,
+) -> Result<Option<Target>, ConfigError> {
+    let GivenDatabase {
+        url,
+        password_file,
+        password,
+    } = given;
+    let url = match url {
+        Some(url) => Some((url, "--store-url (SERVICEDESK_STORE_URL)")),
+        None => store.url.clone().map(|url| (url, "[store] url")),
+    };
+    let password_file = match password_file {
+        Some(path) => Some((
+            path,
+            "--store-password-file (SERVICEDESK_STORE_PASSWORD_FILE)",
+        )),
+        None => store
+            .password_file
+            .clone()
+            .map(|path| (path, "[store] password_file")),
+    };
+    match url {
+        Some((url, source)) => database(&url, source, password_file, password, warnings).map(Some),
+        None => {
+            let stray = password_file
+                .map(|(_, source)| source)
+                .or(password.as_ref().map(Password::source));
+            match stray {
+                Some(source) => Err(ConfigError::Invalid(format!(
+                    "{source} gives a database password, but no database URL is set ([store] \
+                     url or SERVICEDESK_STORE_URL)"
+                ))),
+                None => Ok(None),
+            }
+        }
+    }
+}

@@ -419,3 +419,106 @@ fn access_lines_are_off_unless_asked_and_the_environment_wins_over_the_file() {
         assert!(parse_file(bad, Path::new("t")).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn each_server_limit_out_of_bounds_is_named_with_its_bound() {
+    let cases = [
+        (
+            "max_message_bytes = 1000",
+            "max_message_bytes = 1000 is not within 65536..=",
+        ),
+        (
+            "max_concurrent_streams = 0",
+            "max_concurrent_streams = 0 is not within 1..=",
+        ),
+        (
+            "max_concurrent_requests = 0",
+            "max_concurrent_requests = 0 is not within 1..=1000000",
+        ),
+        (
+            "max_open_streams = 2000000",
+            "max_open_streams = 2000000 is not within 1..=1000000",
+        ),
+        (
+            "live_event_buffer = 0",
+            "live_event_buffer = 0 is not within 1..=1000000 events",
+        ),
+        (
+            "live_event_bytes = 0",
+            "live_event_bytes = 0 is not within 1..=",
+        ),
+        (
+            "stalled_stream_secs = 0",
+            "stalled_stream_secs = 0 is not within 1..=86400 seconds",
+        ),
+        (
+            "stalled_connection_secs = 90000",
+            "stalled_connection_secs = 90000 is not within 1..=86400",
+        ),
+        (
+            "max_requests_per_client = 5000",
+            "max_requests_per_client = 5000 is not within 1..=4096",
+        ),
+        (
+            "max_connections = 0",
+            "max_connections = 0 is not within 1..=1000000",
+        ),
+        (
+            "first_request_secs = 0",
+            "first_request_secs = 0 is not within 1..=3600",
+        ),
+        (
+            "idle_connection_secs = 0",
+            "idle_connection_secs = 0 is not within 1..=604800",
+        ),
+        (
+            "request_body_secs = 4000",
+            "request_body_secs = 4000 is not within 1..=3600",
+        ),
+        (
+            "keepalive_interval_secs = 0",
+            "keepalive_interval_secs = 0 is not within 1..=86400",
+        ),
+        (
+            "keepalive_timeout_secs = 0",
+            "keepalive_timeout_secs = 0 is not within 1..=3600",
+        ),
+    ];
+    for (line, says) in cases {
+        let err = resolve(&format!("[server]\n{line}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&format!("[server] {says}")), "{line}: {err}");
+        // Only the field at fault is named.
+        assert_eq!(err.matches("[server]").count(), 1, "{line}: {err}");
+    }
+    // Two at fault: both named, each with its own bound.
+    let err = resolve("[server]\nmax_connections = 0\nrequest_body_secs = 0\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("max_connections = 0") && err.contains("request_body_secs = 0"),
+        "{err}"
+    );
+    assert!(resolve("").is_ok(), "the defaults are within every bound");
+}
+
+#[test]
+fn seeded_reviewers_are_kept_as_the_desk_keeps_them() {
+    let c = resolve(
+        "[[desk.reviewers]]\nid = \"r1\"\nname = \"R\"\nspecialties = [\" Billing \", \"REFUNDS\"]\n",
+    )
+    .unwrap();
+    let r = &c.seed_reviewers[0];
+    assert_eq!(
+        r.specialties,
+        ["billing", "refunds"]
+            .map(String::from)
+            .into_iter()
+            .collect()
+    );
+    assert_eq!(r.max_concurrent, 3);
+    let defaults = resolve("").unwrap();
+    assert_eq!(defaults.seed_reviewers[2].id, "manager_1");
+    assert_eq!(defaults.seed_reviewers[2].max_concurrent, 5);
+}

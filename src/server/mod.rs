@@ -707,12 +707,8 @@ async fn seed(config: &Config, runtime: &Runtime) -> anyhow::Result<()> {
         .map(|r| Reviewer {
             id: r.id.clone(),
             name: r.name.clone(),
-            specialties: r
-                .specialties
-                .iter()
-                .map(|s| s.trim().to_lowercase())
-                .collect(),
-            max_concurrent: r.max_concurrent.unwrap_or(3),
+            specialties: r.specialties.clone(),
+            max_concurrent: r.max_concurrent,
             load: 0,
             decided: 0,
             order: 0,
