@@ -19,7 +19,7 @@
 //! | a request whose message did not arrive in time ([`body_too_slow`]) | `DEADLINE_EXCEEDED` (`REQUEST_BODY_TIMEOUT`) |
 //! | a watch unread for `stalled_stream_secs` ([`stalled`]) | `RESOURCE_EXHAUSTED` (`STREAM_STALLED`, `resume_after_sequence`) |
 //! | a watch from before what retention kept | `OUT_OF_RANGE` |
-//! | `DeskError::Unavailable` / `Kept`, shutting down | `UNAVAILABLE` (a waiting HandleInquiry names its ticket) |
+//! | `DeskError::Unavailable` / `TicketKept`, shutting down | `UNAVAILABLE` (a waiting HandleInquiry names its ticket) |
 //! | `DeskError::StoreFailing`: the store refuses writes (a full disk) | `UNAVAILABLE`, until it takes them again |
 //! | `DeskError::NotCommitted`: the store stopped taking writes while a change waited for its commit | `UNAVAILABLE` at once |
 //! | `StoreError` on a read: the store out of reach or busy | `UNAVAILABLE` (`STORE_UNAVAILABLE`), logged |
@@ -135,7 +135,7 @@ pub fn desk(err: DeskError) -> Status {
             "UNAVAILABLE",
             "the desk is shutting down; retry against a running server".into(),
         ),
-        DeskError::Kept { .. } | DeskError::StoreFailing(_) | DeskError::NotCommitted(_) => {
+        DeskError::TicketKept { .. } | DeskError::StoreFailing(_) | DeskError::NotCommitted(_) => {
             unavailable(&err.to_string())
         }
         DeskError::Store(e) => store(e),

@@ -2,6 +2,13 @@
 //! reads the state) in the runtime task and answers after the commit. Where the domain can only
 //! say "not open" or "not pending", the store tells whether the thing was already settled
 //! (FAILED_PRECONDITION) or never existed (NOT_FOUND).
+//!
+//! Methods of `Core` here: `status`.
+//! Methods of `DeskHandle` here: `decide`, `assign_escalation`, `settled_review`, `review_report`,
+//! `status`, `measure`, `create_agent`, `update_agent`, `delete_agent`, `agents`,
+//! `create_reviewer`, `update_reviewer`, `delete_reviewer`, `reviewers`, `create_key`,
+//! `revoke_key`, `key_records`, `settings`, `change_settings`, `attach`, `reply`, `ticket_for`,
+//! `seed`.
 
 use tokio::sync::mpsc;
 

@@ -1,6 +1,9 @@
 //! What the runtime task owns: the desk itself plus what only the runtime may touch: callers
 //! waiting for a ticket to settle, recent idempotency keys, the open feeds of remote agents,
 //! and the writes that are not desk events (keys, settings, the seeded mark, compaction).
+//!
+//! Methods of `Core` here: `new`, `attach`, `detach`, `wait_for`, `remember_idempotency`,
+//! `take_key_changes`, `record_key_use`, `idempotent_ticket`, `add_key`, `revoke_key`.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};

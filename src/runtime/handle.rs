@@ -2,6 +2,9 @@
 //! replies, reads committed state from the store off the async workers, and gives streams
 //! what they need (the live events, the closing signal). Its fields are private: the desk's
 //! state is reached only through the commands in [`super::commands`] and [`super::inquiry`].
+//!
+//! Methods of `DeskHandle` here: `new`, `run`, `store_refuses_writes`, `submit`, `read`,
+//! `new_stream_id`, `detach`, `subscribe`, `head`, `closing`, `store_health`, `keys`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};

@@ -2,6 +2,9 @@
 //! the same idempotency key, classify and score the inquiry once (before the runtime task sees
 //! it), admit it (a new ticket, or the earlier one), and wait for it to settle: answered, in
 //! review or closed, after the commit that settled it.
+//!
+//! Methods of `Core` here: `admit`.
+//! Methods of `DeskHandle` here: `handle_inquiry`, `stored_ticket`.
 
 use std::collections::BTreeMap;
 
@@ -231,7 +234,7 @@ impl DeskHandle {
             self.closing().cancelled().await;
             tokio::time::sleep(self.answer_grace).await;
         };
-        let kept = |why: &str| DeskError::Kept {
+        let kept = |why: &str| DeskError::TicketKept {
             ticket_id: ticket_id.clone(),
             why: why.to_string(),
         };

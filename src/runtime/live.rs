@@ -26,7 +26,7 @@ pub struct LiveFeed {
     /// The sequence of the last event published (the store's head when the desk opened).
     head: AtomicU64,
     /// What keeps the published events alive. Locked by the writer only, as it publishes.
-    kept: Mutex<Kept>,
+    kept: Mutex<Newest>,
 }
 
 /// One event as the feed hands it out: its sequence, and the event while the feed keeps it.
@@ -44,14 +44,14 @@ impl Published {
 }
 
 /// The newest events within the budget, each with its weight.
-struct Kept {
+struct Newest {
     events: VecDeque<(Arc<LiveEvent>, usize)>,
     bytes: usize,
     budget: usize,
     capacity: usize,
 }
 
-impl Kept {
+impl Newest {
     /// Keeps `event`, letting the oldest go past the budget or the count; the newest is kept
     /// whatever it weighs.
     fn keep(&mut self, event: Arc<LiveEvent>, weight: usize) {
@@ -75,7 +75,7 @@ impl LiveFeed {
         LiveFeed {
             events: broadcast::channel(capacity).0,
             head: AtomicU64::new(head),
-            kept: Mutex::new(Kept {
+            kept: Mutex::new(Newest {
                 events: VecDeque::new(),
                 bytes: 0,
                 budget,

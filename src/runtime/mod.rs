@@ -68,7 +68,7 @@ pub enum DeskError {
     #[error(
         "{why}; ticket {ticket_id} is kept: fetch it with GetTicket or follow it with WatchTicket"
     )]
-    Kept { ticket_id: String, why: String },
+    TicketKept { ticket_id: String, why: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }

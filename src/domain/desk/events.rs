@@ -1,5 +1,8 @@
 //! The log entries commands append: each takes the next sequence number and a snapshot of
 //! what changed.
+//!
+//! Methods of `Desk` here: `push`, `ticket_event`, `escalation_event`, `agent_event`,
+//! `reviewer_event`.
 
 use super::Desk;
 use crate::domain::event::{EscalationEventKind, Event, EventBody, TicketEventKind};

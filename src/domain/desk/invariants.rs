@@ -1,4 +1,7 @@
 //! The invariants between any two commands, checked by the property tests.
+//!
+//! Methods of `Desk` here: `check_invariants`, `check_gauges`, `check_only_open_work_held`,
+//! `check_waiting_work`.
 
 use std::collections::{BTreeSet, HashMap};
 

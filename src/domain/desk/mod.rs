@@ -7,6 +7,9 @@
 //! [`review`] (human review and decisions), [`timers`] (deadlines), [`roster`] (agents and
 //! reviewers), [`restore`] (rebuilding open work after a start), [`events`] (the log entries a
 //! command appends), [`settings`], [`status`] and [`invariants`].
+//!
+//! Methods of `Desk` here: `new`, `settings`, `mesh`, `reviews`, `stats`, `ticket`, `tickets`,
+//! `open_tickets`, `queued_tickets`, `last_seq`, `take_output`, `next_deadline`, `tier_names`.
 
 mod events;
 mod invariants;

@@ -1,4 +1,6 @@
 //! Rebuilding the open work of a desk from what the store kept.
+//!
+//! Methods of `Desk` here: `restore`.
 
 use super::timers::Timer;
 use super::{Desk, Dispatch, Restore};

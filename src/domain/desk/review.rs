@@ -1,5 +1,9 @@
 //! Human review: opening a review for a ticket, assigning it to the best reviewer with room,
 //! who may decide it, and the decisions themselves (approve, reject, hand over).
+//!
+//! Methods of `Desk` here: `request_review`, `assign_review`, `record_review_assignment`,
+//! `fill_reviewer`, `decider`, `decide`, `approve`, `reject`, `after_decision`,
+//! `refill_after_review`, `assign_escalation`.
 
 use super::timers::Timer;
 use super::{interim_answer, Actor, Decision, Desk};

@@ -1,6 +1,9 @@
 //! Agents and reviewers: creating, changing and deleting them, and remote agents' processes
 //! attaching, detaching and replying. Every change that frees or removes capacity moves the
 //! work it affects on.
+//!
+//! Methods of `Desk` here: `create_agent`, `update_agent`, `delete_agent`, `attach_remote`,
+//! `detach_remote`, `remote_replied`, `create_reviewer`, `update_reviewer`, `delete_reviewer`.
 
 use super::{Actor, AgentChange, AgentReply, AttachSpec, Desk, RemoteMessage, ReviewerChange};
 use crate::domain::error::DomainError;
@@ -89,7 +92,7 @@ impl Desk {
             }
         });
         if pausing {
-            self.hand_on_all(agent_id, "agent paused", now_ms);
+            self.reassign_all(agent_id, "agent paused", now_ms);
         }
         let agent = self.mesh.agent(agent_id).expect("exists").clone();
         let detail = if pausing {
@@ -109,7 +112,7 @@ impl Desk {
         // Paused first so handing on cannot pick it again.
         self.mesh
             .update(agent_id, |a| a.availability = Availability::Paused);
-        self.hand_on_all(agent_id, "agent deleted", now_ms);
+        self.reassign_all(agent_id, "agent deleted", now_ms);
         let agent = self.mesh.remove(agent_id).expect("checked above");
         self.agent_event("agent deleted", &agent, true, now_ms);
         Ok(agent)
@@ -210,7 +213,7 @@ impl Desk {
                 a.availability = Availability::Offline;
             }
         });
-        self.hand_on_all(agent_id, "the agent went offline", now_ms);
+        self.reassign_all(agent_id, "the agent went offline", now_ms);
         let agent = self.mesh.agent(agent_id).expect("exists").clone();
         self.agent_event("agent detached", &agent, false, now_ms);
     }

@@ -1,5 +1,7 @@
 //! What operators may change at run time, and the one validation of it that both the config
 //! loader and `UpdateConfig` use.
+//!
+//! Methods of `Desk` here: `change_settings`, `set_settings`.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,5 +1,7 @@
 //! The desk at a glance, for `GetDeskStatus`, `GetEscalationStats` and the metrics: derived
 //! from the state in memory and the running totals, never stored.
+//!
+//! Methods of `Desk` here: `status`, `gauges`, `review_report`, `agents_in`.
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -1,6 +1,10 @@
 //! Tickets through the tiers: opening one, routing it to the lowest tier with an eligible
 //! agent or into the queue, an agent's answer (resolve, escalate a tier, ask a human), handing
 //! a ticket on when its agent cannot keep it, and closing it.
+//!
+//! Methods of `Desk` here: `open_ticket`, `builtin_answered`, `agent_replied`, `assigned_ticket`,
+//! `route`, `route_excluding`, `bind`, `refill`, `reassign_all`, `reassign`,
+//! `refill_passing_over`, `finish`.
 
 use std::sync::Arc;
 
@@ -397,14 +401,14 @@ impl Desk {
     }
 
     /// Moves every ticket an agent holds to other agents (same tier first, then up).
-    pub(super) fn hand_on_all(&mut self, agent_id: &str, why: &str, now_ms: i64) {
+    pub(super) fn reassign_all(&mut self, agent_id: &str, why: &str, now_ms: i64) {
         let held: Vec<String> = self
             .held
             .get(agent_id)
             .map(|s| s.iter().cloned().collect())
             .unwrap_or_default();
         for ticket_id in held {
-            self.hand_on(&ticket_id, why, false, now_ms);
+            self.reassign(&ticket_id, why, false, now_ms);
         }
     }
 
@@ -412,7 +416,7 @@ impl Desk {
     /// another agent of the tier, else the next tier, else the queue. With `skip_holder` the
     /// holder is passed over even if it could take it (it just failed to answer). A remote
     /// holder hears that the assignment was revoked.
-    pub(super) fn hand_on(&mut self, ticket_id: &str, why: &str, skip_holder: bool, now_ms: i64) {
+    pub(super) fn reassign(&mut self, ticket_id: &str, why: &str, skip_holder: bool, now_ms: i64) {
         let Some(mut ticket) = self.tickets.remove(ticket_id) else {
             return;
         };

@@ -2,6 +2,8 @@
 //! reassignments), a remote agent answers its assignment in time. Timers fire when the
 //! runtime passes the time in; each handler checks the deadline still holds, so a stale timer
 //! does nothing.
+//!
+//! Methods of `Desk` here: `fire_timers`, `reply_overdue`, `queue_timed_out`, `review_deadline`.
 
 use super::Desk;
 use crate::domain::event::{EscalationEventKind, TicketEventKind};
@@ -46,7 +48,7 @@ impl Desk {
                 .is_some_and(|due| due <= now_ms)
         });
         if overdue {
-            self.hand_on(&ticket_id, "no reply within the deadline", true, now_ms);
+            self.reassign(&ticket_id, "no reply within the deadline", true, now_ms);
         }
     }
 
