@@ -23,7 +23,7 @@ use super::{edge_layer, health, key_ring, lead, runtime_options, serve, services
 use super::{Listening, Observed};
 use crate::api::{Connections, ForwardLayer, Route};
 use crate::config::Config;
-use crate::runtime::Follower;
+use crate::runtime::{FollowedDesk, Follower};
 use crate::store::{SharedStore, Store};
 
 /// How long a follower waits, after a forwarded call found no leader, before it reads the
@@ -281,9 +281,14 @@ async fn follow(
             (Vec::new(), None)
         }
     };
+    let followed = FollowedDesk {
+        store: store.clone(),
+        shared: shared.clone(),
+        keys: key_ring(config, keys),
+        head,
+    };
     let follower = Follower::start(
-        (store.clone(), shared.clone()),
-        (key_ring(config, keys), head),
+        followed,
         triage(config)?,
         &runtime_options(config, &observed.metrics),
     );
