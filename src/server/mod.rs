@@ -43,6 +43,7 @@ use crate::runtime::{DeskHandle, Runtime, RuntimeOptions, Seed, StopError};
 use crate::store;
 
 mod exposition;
+mod lease;
 pub mod probe;
 mod replicas;
 
@@ -166,11 +167,11 @@ async fn lead(
     config: &Config,
     store: Arc<dyn store::Store>,
     listener: &Listening,
-    (lease, observed): (Option<replicas::Term>, &Observed),
+    (lease, observed): (Option<lease::HeldLease>, &Observed),
     stop: &CancellationToken,
 ) -> anyhow::Result<Ended> {
     // Renewed from the start: restoring a large desk may take longer than the lease.
-    let keeper = lease.map(replicas::Term::keep);
+    let keeper = lease.map(lease::HeldLease::start_renewing);
     let runtime = start_desk(config, store, &observed.metrics).await?;
     let handle = runtime.handle.clone();
     observed.leading.send_replace(Some(handle.clone()));
