@@ -72,7 +72,7 @@ pub(super) struct DeskLease {
 
 impl DeskLease {
     /// The lease, if it is free.
-    pub(super) async fn take(&self) -> anyhow::Result<Option<HeldLease>> {
+    pub(super) async fn try_take(&self) -> anyhow::Result<Option<HeldLease>> {
         let (asking, ttl) = (self.shared.clone(), self.ttl);
         let (name, address) = (self.holder.name.clone(), self.holder.address.clone());
         let epoch = tokio::task::spawn_blocking(move || asking.try_lead(&name, &address, ttl))
