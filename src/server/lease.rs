@@ -71,7 +71,7 @@ pub(super) struct DeskLease {
 }
 
 impl DeskLease {
-    /// The lease, if it is free.
+    /// Takes the lease unless another server holds it (`None` then).
     pub(super) async fn try_take(&self) -> anyhow::Result<Option<HeldLease>> {
         let (asking, ttl) = (self.shared.clone(), self.ttl);
         let (name, address) = (self.holder.name.clone(), self.holder.address.clone());
