@@ -44,15 +44,29 @@ pub struct Follower {
     tail: std::thread::JoinHandle<()>,
 }
 
+/// The desk a follower follows, as first read from the store the servers share.
+pub struct FollowedDesk {
+    /// The store, read for pages and the log.
+    pub store: Arc<dyn Store>,
+    /// The same store as the servers share it: commit notifications and the stored keys.
+    pub shared: Arc<dyn SharedStore>,
+    /// The stored keys as first read; when the store could not be read, none but the
+    /// development keys under `--dev`.
+    pub keys: KeyRing,
+    /// The store's head when the keys were read; `None` when the store could not be read.
+    pub head: Option<u64>,
+}
+
 impl Follower {
-    /// Starts following the log after `head` (the store's head when the keys were read), or,
-    /// when the store could not be read, after its head once it answers.
-    pub fn start(
-        (store, shared): (Arc<dyn Store>, Arc<dyn SharedStore>),
-        (keys, head): (KeyRing, Option<u64>),
-        triage: Arc<Triage>,
-        options: &RuntimeOptions,
-    ) -> Follower {
+    /// Starts following the log after the desk's `head`, or, when the store could not be read,
+    /// after its head once it answers.
+    pub fn start(desk: FollowedDesk, triage: Arc<Triage>, options: &RuntimeOptions) -> Follower {
+        let FollowedDesk {
+            store,
+            shared,
+            keys,
+            head,
+        } = desk;
         let live = Arc::new(LiveFeed::new(
             (options.live_event_buffer, options.live_event_bytes),
             head.unwrap_or(0),

@@ -42,7 +42,7 @@ use crate::keys::KeyRing;
 use crate::store::{Store, StoreError};
 
 pub use commands::{AgentSession, DeskStatus, Seed};
-pub use follower::Follower;
+pub use follower::{FollowedDesk, Follower};
 pub use handle::DeskHandle;
 pub use inquiry::{Answer, Inquiry};
 pub use live::{event_bytes, LiveEvent, LiveFeed, Published, FORMS};
