@@ -214,6 +214,6 @@ impl AdminService for Api {
         let kinds = w.select;
         let keep = Arc::new(move |e: &Event| kinds.is_empty() || kinds.contains(&e.kind()));
         let spec = WatchSpec::whole_log(w.after, self.stalled_stream, keep, watch::DESK_EVENT);
-        self.watch((&caller, connection), spec)
+        self.watch(&caller, connection, spec)
     }
 }

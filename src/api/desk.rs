@@ -101,7 +101,7 @@ impl DeskService for Api {
             })),
             stall: self.stalled_stream,
         };
-        self.watch((&caller, connection), spec)
+        self.watch(&caller, connection, spec)
     }
 
     #[tracing::instrument(skip_all, name = "GetCustomerHistory")]

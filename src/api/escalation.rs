@@ -122,7 +122,7 @@ impl EscalationService for Api {
         });
         let form = watch::ESCALATION_EVENT;
         let spec = WatchSpec::whole_log(w.after, self.stalled_stream, keep, form);
-        self.watch((&caller, connection), spec)
+        self.watch(&caller, connection, spec)
     }
 
     #[tracing::instrument(skip_all, name = "GetEscalationStats")]

@@ -130,31 +130,41 @@ pub struct ForwardLayer {
     keys: Option<Arc<RwLock<KeyRing>>>,
 }
 
+/// What a following server forwards with.
+pub struct Following<'a> {
+    /// Where the lease says the leader is, as it changes.
+    pub route: watch::Receiver<Route>,
+    /// This server's name, sent with what it forwards.
+    pub name: &'a str,
+    /// Cancelled when this server stops following.
+    pub ending: CancellationToken,
+    /// Told when the leader could not be reached.
+    pub stale: Arc<Notify>,
+    /// The keys this server knows, if any.
+    pub keys: Option<Arc<RwLock<KeyRing>>>,
+}
+
 impl ForwardLayer {
-    pub fn new(
-        route: watch::Receiver<Route>,
-        name: &str,
-        (ending, stale): (CancellationToken, Arc<Notify>),
-        keys: Option<Arc<RwLock<KeyRing>>>,
-    ) -> Self {
+    pub fn new(following: Following<'_>) -> Self {
         ForwardLayer {
-            route,
-            name: http::HeaderValue::from_str(name)
+            route: following.route,
+            name: http::HeaderValue::from_str(following.name)
                 .unwrap_or_else(|_| http::HeaderValue::from_static("servicedesk")),
-            ending,
-            stale,
-            keys,
+            ending: following.ending,
+            stale: following.stale,
+            keys: following.keys,
         }
     }
 
     /// A layer for a server that leads: it forwards nothing.
     pub fn leads() -> Self {
-        Self::new(
-            watch::channel(Route::Leads).1,
-            "servicedesk",
-            (CancellationToken::new(), Arc::default()),
-            None,
-        )
+        Self::new(Following {
+            route: watch::channel(Route::Leads).1,
+            name: "servicedesk",
+            ending: CancellationToken::new(),
+            stale: Arc::default(),
+            keys: None,
+        })
     }
 }
 

@@ -41,7 +41,7 @@ use watch::{WatchSpec, WatchStream};
 pub use auth::ApiKeyCheck;
 pub use edge::{EdgeLayer, EdgeLimits};
 pub use escalation::CLIENT_ID_HEADER;
-pub use forward::{Connections, ForwardLayer, Route, FORWARDED};
+pub use forward::{Connections, Following, ForwardLayer, Route, FORWARDED};
 pub use front::{CrossOriginLayer, FrontLayer};
 pub use keyless::KeylessLimits;
 pub use observed::ObservedLayer;
@@ -131,13 +131,20 @@ impl Api {
     /// open streams while it lives, and ended when the caller's key is revoked.
     fn watch<M: prost::Message + 'static>(
         &self,
-        (caller, connection): (&Client, Option<Connection>),
+        caller: &Client,
+        connection: Option<Connection>,
         spec: WatchSpec<M>,
     ) -> Result<Response<WatchStream<Encoded<M>>>, Status> {
         let slot = self.stream_slot()?;
         let revoked = self.revocation(caller);
-        let on = (connection, self.stalled_connection);
-        let stream = watch::watch(self.desk.clone(), spec, slot, revoked, on);
+        let stream = watch::watch(
+            self.desk.clone(),
+            spec,
+            slot,
+            revoked,
+            connection,
+            self.stalled_connection,
+        );
         Ok(Response::new(stream))
     }
 

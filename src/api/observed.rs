@@ -404,7 +404,7 @@ impl AccessLine {
     }
 
     /// Writes the line, in `span`, if the call's code asks for one.
-    fn write(&self, span: &tracing::Span, (code, name): (usize, &str), started: Instant) {
+    fn write(&self, span: &tracing::Span, code: usize, name: &str, started: Instant) {
         let logged = match self.access.log {
             AccessLog::Off => false,
             AccessLog::Errors => code != 0,
@@ -459,7 +459,7 @@ impl End {
             }
         }
         if let Some(access) = &self.access {
-            access.write(span, (code, name), self.started);
+            access.write(span, code, name, self.started);
         }
     }
 }

@@ -153,7 +153,8 @@ pub fn watch<M: prost::Message + 'static>(
     spec: WatchSpec<M>,
     slot: super::Slot,
     revoked: CancellationToken,
-    (connection, reset_after): (Option<Connection>, Duration),
+    connection: Option<Connection>,
+    reset_after: Duration,
 ) -> WatchStream<Encoded<M>> {
     let shared = Arc::new(Shared::new(spec.after));
     // Cancelled when hyper drops the stream: its buffers are gone.
@@ -578,7 +579,7 @@ impl<M: prost::Message> Follow<M> {
                     }
                 };
                 let retained = store.retained()?;
-                Ok((Page::of(raw, from, (&*keep, &*ends), budget), retained))
+                Ok((Page::of(raw, from, &*keep, &*ends, budget), retained))
             })
             .await?;
         if compacted_away(&self.spec.source, from, read.first_seq, &retained) {

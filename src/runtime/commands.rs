@@ -258,7 +258,7 @@ impl DeskHandle {
         };
         let (agent, feed, assignment_timeout_ms) = self
             .run(move |core, now| {
-                let (agent, feed) = core.attach(spec, (&actor, key_id), stream_id, now)?;
+                let (agent, feed) = core.attach(spec, &actor, key_id, stream_id, now)?;
                 Ok((agent, feed, core.desk.settings().assignment_timeout_ms))
             })
             .await?;

@@ -78,7 +78,8 @@ impl Core {
     pub(super) fn attach(
         &mut self,
         spec: AttachSpec,
-        (actor, key_id): (&Actor, Option<String>),
+        actor: &Actor,
+        key_id: Option<String>,
         stream_id: u64,
         now: i64,
     ) -> Result<(Agent, mpsc::Receiver<AgentFeed>), DomainError> {

@@ -67,10 +67,7 @@ impl Follower {
             keys,
             head,
         } = desk;
-        let live = Arc::new(LiveFeed::new(
-            (options.live_event_buffer, options.live_event_bytes),
-            head.unwrap_or(0),
-        ));
+        let live = Arc::new(LiveFeed::new(options.live_keeps(), head.unwrap_or(0)));
         let keys = Arc::new(RwLock::new(keys));
         let closing = CancellationToken::new();
         // Unready until the store has been read once: a store that does not answer (a

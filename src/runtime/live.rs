@@ -67,11 +67,19 @@ impl Newest {
     }
 }
 
+/// How much of the newest events a live feed keeps for receivers that fall behind.
+#[derive(Clone, Copy, Debug)]
+pub struct Keeps {
+    pub events: usize,
+    /// About this many bytes of them (the newest one whatever it weighs).
+    pub bytes: usize,
+}
+
 impl LiveFeed {
-    /// A feed that keeps `capacity` events, of about `budget` bytes at most, for receivers
-    /// that fall behind, after the events up to `head`, which are in the store already.
-    pub fn new((capacity, budget): (usize, usize), head: u64) -> Self {
-        let capacity = capacity.max(1);
+    /// A feed that keeps the newest events within `keeps`, for receivers that fall behind,
+    /// after the events up to `head`, which are in the store already.
+    pub fn new(keeps: Keeps, head: u64) -> Self {
+        let (capacity, budget) = (keeps.events.max(1), keeps.bytes);
         LiveFeed {
             events: broadcast::channel(capacity).0,
             head: AtomicU64::new(head),
@@ -194,7 +202,13 @@ mod tests {
         let large = weight(&agent_event(1, 10_000));
         assert!(large > 10_000 * 3, "the weight counts the strings: {large}");
         // Room for ten small events, or one large one; a count of 100.
-        let feed = LiveFeed::new((100, small * 10), 0);
+        let feed = LiveFeed::new(
+            Keeps {
+                events: 100,
+                bytes: small * 10,
+            },
+            0,
+        );
         let (mut receiver, head) = feed.subscribe();
         assert_eq!(head, 0);
         for seq in 1..=20 {
@@ -214,7 +228,13 @@ mod tests {
         assert!(published.iter().all(|p| p.event().is_none()));
         assert_eq!(feed.subscribe().1, 21);
         // The count bounds it too.
-        let feed = LiveFeed::new((3, usize::MAX), 0);
+        let feed = LiveFeed::new(
+            Keeps {
+                events: 3,
+                bytes: usize::MAX,
+            },
+            0,
+        );
         let (mut receiver, _) = feed.subscribe();
         for seq in 1..=3 {
             feed.publish(agent_event(seq, 0));

@@ -110,6 +110,16 @@ pub struct RuntimeOptions {
     pub metrics: Arc<crate::metrics::Metrics>,
 }
 
+impl RuntimeOptions {
+    /// What the live feed keeps of the newest events.
+    fn live_keeps(&self) -> live::Keeps {
+        live::Keeps {
+            events: self.live_event_buffer,
+            bytes: self.live_event_bytes,
+        }
+    }
+}
+
 impl Default for RuntimeOptions {
     fn default() -> Self {
         RuntimeOptions {
@@ -133,10 +143,7 @@ impl Runtime {
         options: RuntimeOptions,
     ) -> Runtime {
         let (jobs_tx, jobs_rx) = mpsc::channel(batches::JOB_QUEUE);
-        let live = Arc::new(LiveFeed::new(
-            (options.live_event_buffer, options.live_event_bytes),
-            desk.last_seq(),
-        ));
+        let live = Arc::new(LiveFeed::new(options.live_keeps(), desk.last_seq()));
         let keys = Arc::new(RwLock::new(keys));
         let closing = CancellationToken::new();
         let stop = CancellationToken::new();

@@ -332,7 +332,7 @@ async fn apply(steps: Vec<Step>, dir: &std::path::Path) -> Result<(), TestCaseEr
                 let stream_id = handle.new_stream_id();
                 let host = host.clone();
                 let (agent, feed) = run(&handle, move |core, now| {
-                    core.attach(spec, (&host, None), stream_id, now).unwrap()
+                    core.attach(spec, &host, None, stream_id, now).unwrap()
                 })
                 .await;
                 remotes[remote].agent_id = Some(agent.id);

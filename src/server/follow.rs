@@ -12,7 +12,7 @@ use tonic::transport::Endpoint;
 use super::desk::{key_ring, runtime_options, triage};
 use super::lease::{DeskLease, HeldLease};
 use super::serving::{Role, Serving};
-use crate::api::{Connections, ForwardLayer, Route};
+use crate::api::{Connections, Following, ForwardLayer, Route};
 use crate::runtime::{FollowedDesk, Follower};
 use crate::store::{self, SharedStore, Store};
 
@@ -58,12 +58,13 @@ pub(super) async fn follow(
         }
         .run(),
     );
-    let forward = ForwardLayer::new(
-        routes,
-        &lease.holder.name,
-        (handle.closing().clone(), stale),
-        Some(handle.keys()),
-    );
+    let forward = ForwardLayer::new(Following {
+        route: routes,
+        name: &lease.holder.name,
+        ending: handle.closing().clone(),
+        stale,
+        keys: Some(handle.keys()),
+    });
     tracing::info!(head = ?head, "following the desk");
     let role = Role {
         desk: handle,

@@ -41,7 +41,8 @@ impl Page {
     pub(super) fn of(
         raw: Vec<Event>,
         from: u64,
-        (keep, ends): (&EventTest, &EventTest),
+        keep: &EventTest,
+        ends: &EventTest,
         budget: usize,
     ) -> Page {
         let full = raw.len() == REPLAY_PAGE;
@@ -121,7 +122,7 @@ mod tests {
                     .collect();
                 let budget = budgets[reads % budgets.len()];
                 reads += 1;
-                let page = Page::of(raw, last, (&kept, &never), budget);
+                let page = Page::of(raw, last, &kept, &never, budget);
                 if page.events.len() > 1 {
                     prop_assert!(page.bytes <= budget, "{} > {budget}", page.bytes);
                 }
